@@ -1,0 +1,71 @@
+"""Small checking helpers every validation table is written with.
+
+Each raises :class:`aclnn_py.errors.AclnnError` through :func:`aclnn_py.errors.param_error`, so
+every message names the operator, the parameter, the rule and the offending value.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+import numpy as np
+
+from ..dtypes import acl_name
+from ..errors import (ACLNN_ERR_INNER_TILING_ERROR, ACLNN_ERR_PARAM_INVALID,
+                      ACLNN_ERR_PARAM_NULLPTR, param_error)
+
+NULLPTR = ACLNN_ERR_PARAM_NULLPTR
+INVALID = ACLNN_ERR_PARAM_INVALID
+TILING = ACLNN_ERR_INNER_TILING_ERROR
+GROUP_NAME_MAX = 128
+
+
+def fail(op: str, status: int, param: str, rule: str, value: Any) -> None:
+    raise param_error(op, status, param, rule, value)
+
+
+def require(cond: bool, op: str, status: int, param: str, rule: str, value: Any) -> None:
+    if not cond:
+        fail(op, status, param, rule, value)
+
+
+def not_none(op: str, param: str, value: Any, status: int = NULLPTR) -> None:
+    require(value is not None, op, status, param, "not None (required)", None)
+
+
+def in_range(op: str, param: str, value: int, lo: int, hi: int, status: int = TILING) -> None:
+    """lo <= value <= hi (inclusive)."""
+    require(lo <= value <= hi, op, status, param, f"{lo} <= {param} <= {hi}", value)
+
+
+def one_of(op: str, param: str, value: Any, allowed: Iterable, status: int = TILING) -> None:
+    allowed = tuple(allowed)
+    require(value in allowed, op, status, param, f"{param} in {allowed!r}", value)
+
+
+def ndim(op: str, param: str, t: Any, dims: Iterable[int], status: int = TILING) -> None:
+    dims = tuple(dims)
+    nd = len(t.shape)
+    require(nd in dims, op, status, param, f"{'/'.join(map(str, dims))}-D",
+            f"{nd}-D tensor of shape {tuple(t.shape)}")
+
+
+def dtype_in(op: str, param: str, t: Any, dtypes: Iterable, status: int = TILING) -> None:
+    names = tuple(acl_name(d) for d in dtypes)
+    got = acl_name(t.dtype)
+    require(got in names, op, status, param, f"dtype in {names}", got)
+
+
+def group_name(op: str, param: str, name: Optional[str], status_len: int = NULLPTR) -> None:
+    """Group names are C strings of 1..127 bytes (HCCL_GROUP_NAME_MAX = 128 with the NUL)."""
+    require(name is not None and name != "", op, NULLPTR, param, "a non-empty group name", name)
+    n = len(name.encode("utf-8"))
+    require(n < GROUP_NAME_MAX, op, status_len, param,
+            f"length < {GROUP_NAME_MAX} bytes", f"{n} bytes")
+
+
+def shape_eq(op: str, param: str, t: Any, shape: tuple, status: int = TILING) -> None:
+    require(tuple(t.shape) == tuple(shape), op, status, param, f"shape == {tuple(shape)}", tuple(t.shape))
+
+
+def as_int(x: Any) -> int:
+    return int(np.asarray(x).reshape(-1)[0]) if hasattr(x, "shape") else int(x)

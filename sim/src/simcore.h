@@ -1,0 +1,155 @@
+/*
+ * Internal contract shared by the CANN simulator's libraries.
+ *
+ * Implemented in libop_common.so (sim/src/core_*.c); every other simulator library links to it.
+ * Public CANN headers live in sim/include; this header is never installed.
+ *
+ * Model: "devices" are host memory, so every rank of every group lives in this process and a
+ * collective kernel can read its peers' buffers directly. Streams are FIFO queues, each with a
+ * worker thread. Executors carry a copy of the descriptors they were built from, so callers may
+ * destroy their aclTensor objects right after the second-phase call (torch_npu does).
+ */
+#ifndef ACLNN_SIM_CORE_H
+#define ACLNN_SIM_CORE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SIM_API __attribute__((visibility("default")))
+#define SIM_MAX_DIMS 8
+
+/* ---- object tracking: every live object is registered here -------------------------------- */
+typedef enum {
+    SIM_OBJ_BUFFER = 0,      /* aclrtMalloc */
+    SIM_OBJ_HOST_BUFFER,     /* aclrtMallocHost */
+    SIM_OBJ_TENSOR,          /* aclCreateTensor */
+    SIM_OBJ_ARRAY,           /* aclCreateIntArray and friends, scalars, tensor lists */
+    SIM_OBJ_EXECUTOR,        /* aclOpExecutor */
+    SIM_OBJ_STREAM,
+    SIM_OBJ_CONTEXT,         /* explicit contexts only (aclrtCreateContext) */
+    SIM_OBJ_EVENT,
+    SIM_OBJ_COMM,            /* HcclComm */
+    SIM_OBJ_KIND_COUNT
+} SimObjKind;
+
+SIM_API void sim_track_add(SimObjKind kind, const void *obj, size_t bytes);
+/* Returns 0 when obj was live (and removes it), -1 otherwise. */
+SIM_API int sim_track_remove(SimObjKind kind, const void *obj);
+SIM_API int sim_track_has(SimObjKind kind, const void *obj);
+/* For an aclrtMalloc buffer: 1 if [ptr, ptr+bytes) lies inside one live buffer. */
+SIM_API int sim_buffer_covers(const void *ptr, size_t bytes);
+
+/* ---- thread-local state --------------------------------------------------------------------- */
+/* Recent error message, read (and cleared) by aclGetRecentErrMsg. printf-style. */
+SIM_API void sim_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+SIM_API const char *sim_take_error(void);
+/* The last foreign call of this thread, for ABI tests: "name arg=value arg=value ...".
+ * Integers in decimal, floats as %.9g plus bits (e.g. normEps=1e-06/0x358637bd), strings
+ * quoted, NULL pointers as NULL, tensors as T(dtype,[d0,d1,...]). */
+SIM_API void sim_record_call(const char *fn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Current device of the calling thread (-1 if none set). */
+SIM_API int sim_current_device(void);
+SIM_API void sim_set_current_device(int device);
+SIM_API int sim_device_count(void);  /* ACLNN_SIM_DEVICE_COUNT, default 16 */
+
+/* ---- tensors ---------------------------------------------------------------------------------- */
+struct aclTensor {
+    uint32_t magic;                  /* SIM_TENSOR_MAGIC while live */
+    int32_t dtype;                   /* aclDataType */
+    int32_t format;                  /* aclFormat */
+    uint64_t ndim;
+    int64_t dims[SIM_MAX_DIMS];
+    int64_t strides[SIM_MAX_DIMS];   /* elements */
+    int64_t offset;                  /* elements */
+    uint64_t storage_ndim;
+    int64_t storage_dims[SIM_MAX_DIMS];
+    void *data;                      /* tensorData: storage base */
+};
+#define SIM_TENSOR_MAGIC 0x54534E52u
+SIM_API size_t sim_dtype_size(int32_t dtype);        /* 0 for unknown */
+SIM_API int64_t sim_tensor_numel(const struct aclTensor *t);
+/* Address of element 0 of the view: data + offset*itemsize. */
+SIM_API void *sim_tensor_ptr(const struct aclTensor *t);
+SIM_API int sim_tensor_is_contiguous(const struct aclTensor *t);
+
+/* ---- streams ---------------------------------------------------------------------------------- */
+typedef struct SimStream SimStream;
+/* A task returns 0 or an aclError; a failing task records its message with sim_set_error in the
+ * worker thread; the stream keeps the first error and its message until the next synchronize
+ * reports them. */
+typedef int (*SimTaskFn)(void *arg, SimStream *stream);
+/* stream == NULL means the default stream of the calling thread's current device. */
+SIM_API SimStream *sim_stream_resolve(void *stream);
+SIM_API int sim_stream_enqueue(SimStream *s, SimTaskFn fn, void *arg, void (*free_arg)(void *));
+SIM_API int sim_stream_device(const SimStream *s);
+/* Non-zero once the stream is being destroyed or its device reset: long waits must give up. */
+SIM_API int sim_stream_cancelled(const SimStream *s);
+
+/* ---- communicators ---------------------------------------------------------------------------- */
+typedef struct SimComm SimComm;
+/* The communicator of group `name` whose member sits on `device` (NULL if none). */
+SIM_API SimComm *sim_comm_lookup(const char *name, int device);
+SIM_API int sim_comm_rank(const SimComm *c);
+SIM_API int sim_comm_size(const SimComm *c);
+SIM_API const char *sim_comm_name(const SimComm *c);
+
+/* All-gather of one pointer among `participants` (comm ranks, ascending, must include the caller),
+ * `n` of them: blocks until every participant has called with the same call index, then writes
+ * each participant's payload to peers_out[its comm rank] (other entries NULL).
+ * Returns 0, SIM_ERR_TIMEOUT after timeout_us microseconds (timeout_us < 0: wait until the stream
+ * is cancelled), or SIM_ERR_CANCELLED. Every call advances the caller's call index on that comm,
+ * so a kernel runs: exchange inputs -> compute own outputs -> exchange NULL (nobody returns while
+ * a peer may still read its buffers). */
+#define SIM_ERR_TIMEOUT (-2)
+#define SIM_ERR_CANCELLED (-3)
+SIM_API int sim_comm_exchange(SimComm *c, const int *participants, int n, void *payload,
+                              void **peers_out, int64_t timeout_us, SimStream *s);
+/* Which comm ranks have arrived for the caller's current call index (for error messages):
+ * writes up to `cap` ranks, returns how many are missing. */
+SIM_API int sim_comm_missing(SimComm *c, const int *participants, int n, int *missing_out, int cap);
+
+/* ---- executors -------------------------------------------------------------------------------- */
+typedef struct aclOpExecutor aclOpExecutor;
+struct aclOpExecutor {
+    uint32_t magic;                  /* SIM_EXECUTOR_MAGIC while live */
+    int repeatable;                  /* set by aclSetAclOpExecutorRepeatable */
+    const char *op_name;
+    uint64_t workspace_size;
+    /* Runs on the stream worker; returns 0 or an aclError (after sim_set_error). */
+    int (*run)(aclOpExecutor *ex, SimStream *s, void *workspace);
+    void (*free_state)(void *state);
+    void *state;                     /* op-specific copy of the arguments */
+};
+#define SIM_EXECUTOR_MAGIC 0x45584543u
+SIM_API aclOpExecutor *sim_executor_new(const char *op_name, uint64_t workspace_size,
+                                        int (*run)(aclOpExecutor *, SimStream *, void *),
+                                        void (*free_state)(void *), void *state);
+/* Second-phase entry shared by every op: checks the executor and workspace, enqueues the run on
+ * the stream, and frees the executor after it ran unless it is repeatable. Returns an aclnnStatus. */
+SIM_API int32_t sim_executor_launch(const char *api, aclOpExecutor *ex, void *workspace,
+                                    uint64_t workspace_size, void *stream);
+SIM_API void sim_executor_free(aclOpExecutor *ex);
+
+/* Collective timeout for kernels whose real counterpart would hang: ACLNN_SIM_HANG_TIMEOUT_MS
+ * (default 120000); expiry is reported like an AI Core exception. */
+SIM_API int64_t sim_hang_timeout_us(void);
+
+/* aclnnStatus / aclError values used across the simulator */
+#define SIM_ACLNN_ERR_PARAM_NULLPTR 161001
+#define SIM_ACLNN_ERR_PARAM_INVALID 161002
+#define SIM_ACLNN_ERR_RUNTIME_ERROR 361001
+#define SIM_ACLNN_ERR_INNER_TILING_ERROR 561002
+#define SIM_ACLNN_ERR_INNER_NULLPTR 561103
+#define SIM_ACL_ERROR_RT_PARAM_INVALID 107000
+#define SIM_ACL_ERROR_RT_AICORE_EXCEPTION 507015
+#define SIM_ACL_ERROR_RT_STREAM_SYNC_TIMEOUT 507046
+
+#ifdef __cplusplus
+}
+#endif
+#endif
