@@ -1,0 +1,313 @@
+"""The C ABI, declared once: every foreign function aclnn_py calls, with its exact C types.
+
+Modelled on vLLM's ``pynccl_wrapper.py``: one :class:`Function` per C function, its prototype as
+the comment above it, and a status kind that tells :mod:`.library` how to check the result. The
+operator tables are lists of ``(C parameter name, ctype)`` so wrappers fill arguments by name.
+Facts: ``../shared/spec/abi.md`` §1-§2.
+"""
+from __future__ import annotations
+
+import ctypes
+from ctypes import (POINTER, Structure, c_char, c_char_p, c_float, c_int, c_int32, c_int64,
+                    c_size_t, c_uint32, c_uint64, c_void_p)
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+# C typedefs
+aclError = c_int
+aclnnStatus = c_int32
+HcclResult = c_int
+aclrtStream = c_void_p
+aclrtContext = c_void_p
+aclrtEvent = c_void_p
+aclTensorPtr = c_void_p
+aclOpExecutorPtr = c_void_p
+HcclComm = c_void_p
+
+HCCL_ROOT_INFO_BYTES = 4108
+COMM_NAME_MAX_LENGTH = 128
+
+
+class HcclRootInfo(Structure):
+    """``typedef struct HcclRootInfoDef { char internal[4108]; } HcclRootInfo;`` (passed by pointer)."""
+
+    _fields_ = [("internal", c_char * HCCL_ROOT_INFO_BYTES)]
+
+
+# aclrtMemcpyKind
+ACL_MEMCPY_HOST_TO_HOST = 0
+ACL_MEMCPY_HOST_TO_DEVICE = 1
+ACL_MEMCPY_DEVICE_TO_HOST = 2
+ACL_MEMCPY_DEVICE_TO_DEVICE = 3
+# aclrtMemMallocPolicy
+ACL_MEM_MALLOC_HUGE_FIRST = 0
+# aclFormat
+ACL_FORMAT_ND = 2
+
+
+@dataclass(frozen=True)
+class Function:
+    """One C function: name, return type, argument types, and how its result is checked.
+
+    ``status``: ``"acl"`` (aclError), ``"aclnn"`` (aclnnStatus), ``"hccl"`` (HcclResult),
+    ``"pointer"`` (NULL means failure) or ``None`` (nothing to check).
+    """
+
+    name: str
+    restype: object
+    argtypes: Tuple
+    status: Optional[str]
+
+
+def _f(name, restype, argtypes, status):
+    return Function(name, restype, tuple(argtypes), status)
+
+
+P = POINTER
+
+# ---- ACL runtime: libascendcl.so (acl/acl_rt.h, acl/acl_base_rt.h) ------------------------------
+ACL_RUNTIME = [
+    # aclError aclInit(const char *configPath);
+    _f("aclInit", aclError, [c_char_p], "acl"),
+    # aclError aclFinalize();
+    _f("aclFinalize", aclError, [], "acl"),
+    # aclError aclrtSetDevice(int32_t deviceId);
+    _f("aclrtSetDevice", aclError, [c_int32], "acl"),
+    # aclError aclrtResetDevice(int32_t deviceId);
+    _f("aclrtResetDevice", aclError, [c_int32], "acl"),
+    # aclError aclrtGetDevice(int32_t *deviceId);
+    _f("aclrtGetDevice", aclError, [P(c_int32)], "acl"),
+    # aclError aclrtGetDeviceCount(uint32_t *count);
+    _f("aclrtGetDeviceCount", aclError, [P(c_uint32)], "acl"),
+    # aclError aclrtCreateContext(aclrtContext *context, int32_t deviceId);
+    _f("aclrtCreateContext", aclError, [P(aclrtContext), c_int32], "acl"),
+    # aclError aclrtDestroyContext(aclrtContext context);
+    _f("aclrtDestroyContext", aclError, [aclrtContext], "acl"),
+    # aclError aclrtSetCurrentContext(aclrtContext context);
+    _f("aclrtSetCurrentContext", aclError, [aclrtContext], "acl"),
+    # aclError aclrtGetCurrentContext(aclrtContext *context);
+    _f("aclrtGetCurrentContext", aclError, [P(aclrtContext)], "acl"),
+    # aclError aclrtCreateStream(aclrtStream *stream);
+    _f("aclrtCreateStream", aclError, [P(aclrtStream)], "acl"),
+    # aclError aclrtCreateStreamWithConfig(aclrtStream *stream, uint32_t priority, uint32_t flag);
+    _f("aclrtCreateStreamWithConfig", aclError, [P(aclrtStream), c_uint32, c_uint32], "acl"),
+    # aclError aclrtDestroyStream(aclrtStream stream);
+    _f("aclrtDestroyStream", aclError, [aclrtStream], "acl"),
+    # aclError aclrtSynchronizeStream(aclrtStream stream);
+    _f("aclrtSynchronizeStream", aclError, [aclrtStream], "acl"),
+    # aclError aclrtSynchronizeStreamWithTimeout(aclrtStream stream, int32_t timeout);  /* ms */
+    _f("aclrtSynchronizeStreamWithTimeout", aclError, [aclrtStream, c_int32], "acl"),
+    # aclError aclrtSynchronizeDevice(void);
+    _f("aclrtSynchronizeDevice", aclError, [], "acl"),
+    # aclError aclrtMalloc(void **devPtr, size_t size, aclrtMemMallocPolicy policy);
+    _f("aclrtMalloc", aclError, [P(c_void_p), c_size_t, c_int], "acl"),
+    # aclError aclrtFree(void *devPtr);
+    _f("aclrtFree", aclError, [c_void_p], "acl"),
+    # aclError aclrtMallocHost(void **hostPtr, size_t size);
+    _f("aclrtMallocHost", aclError, [P(c_void_p), c_size_t], "acl"),
+    # aclError aclrtFreeHost(void *hostPtr);
+    _f("aclrtFreeHost", aclError, [c_void_p], "acl"),
+    # aclError aclrtMemcpy(void *dst, size_t destMax, const void *src, size_t count, aclrtMemcpyKind kind);
+    _f("aclrtMemcpy", aclError, [c_void_p, c_size_t, c_void_p, c_size_t, c_int], "acl"),
+    # aclError aclrtMemcpyAsync(void *dst, size_t destMax, const void *src, size_t count,
+    #                           aclrtMemcpyKind kind, aclrtStream stream);
+    _f("aclrtMemcpyAsync", aclError, [c_void_p, c_size_t, c_void_p, c_size_t, c_int, aclrtStream], "acl"),
+    # aclError aclrtMemset(void *devPtr, size_t maxCount, int32_t value, size_t count);
+    _f("aclrtMemset", aclError, [c_void_p, c_size_t, c_int32, c_size_t], "acl"),
+    # aclError aclrtMemsetAsync(void *devPtr, size_t maxCount, int32_t value, size_t count, aclrtStream stream);
+    _f("aclrtMemsetAsync", aclError, [c_void_p, c_size_t, c_int32, c_size_t, aclrtStream], "acl"),
+    # aclError aclrtGetMemInfo(aclrtMemAttr attr, size_t *free, size_t *total);
+    _f("aclrtGetMemInfo", aclError, [c_int, P(c_size_t), P(c_size_t)], "acl"),
+    # const char *aclGetRecentErrMsg();
+    _f("aclGetRecentErrMsg", c_char_p, [], None),
+    # const char *aclrtGetSocName();
+    _f("aclrtGetSocName", c_char_p, [], None),
+    # aclError aclrtGetVersion(int32_t *majorVersion, int32_t *minorVersion, int32_t *patchVersion);
+    _f("aclrtGetVersion", aclError, [P(c_int32), P(c_int32), P(c_int32)], "acl"),
+    # aclError aclrtCreateEvent(aclrtEvent *event);
+    _f("aclrtCreateEvent", aclError, [P(aclrtEvent)], "acl"),
+    # aclError aclrtRecordEvent(aclrtEvent event, aclrtStream stream);
+    _f("aclrtRecordEvent", aclError, [aclrtEvent, aclrtStream], "acl"),
+    # aclError aclrtSynchronizeEvent(aclrtEvent event);
+    _f("aclrtSynchronizeEvent", aclError, [aclrtEvent], "acl"),
+    # aclError aclrtDestroyEvent(aclrtEvent event);
+    _f("aclrtDestroyEvent", aclError, [aclrtEvent], "acl"),
+    # aclError aclrtStreamWaitEvent(aclrtStream stream, aclrtEvent event);
+    _f("aclrtStreamWaitEvent", aclError, [aclrtStream, aclrtEvent], "acl"),
+    # size_t aclDataTypeSize(aclDataType dataType);
+    _f("aclDataTypeSize", c_size_t, [c_int], None),
+]
+
+# ---- aclnn meta API: libnnopbase.so (aclnn/acl_meta.h, aclnn/aclnn_base.h) ---------------------
+NNOPBASE = [
+    # aclTensor *aclCreateTensor(const int64_t *viewDims, uint64_t viewDimsNum, aclDataType dataType,
+    #     const int64_t *stride, int64_t offset, aclFormat format, const int64_t *storageDims,
+    #     uint64_t storageDimsNum, void *tensorData);
+    _f("aclCreateTensor", aclTensorPtr,
+       [P(c_int64), c_uint64, c_int, P(c_int64), c_int64, c_int, P(c_int64), c_uint64, c_void_p], "pointer"),
+    # aclnnStatus aclDestroyTensor(const aclTensor *tensor);
+    _f("aclDestroyTensor", aclnnStatus, [aclTensorPtr], "aclnn"),
+    # aclIntArray *aclCreateIntArray(const int64_t *value, uint64_t size);
+    _f("aclCreateIntArray", c_void_p, [P(c_int64), c_uint64], "pointer"),
+    # aclnnStatus aclDestroyIntArray(const aclIntArray *array);
+    _f("aclDestroyIntArray", aclnnStatus, [c_void_p], "aclnn"),
+    # aclnnStatus aclSetAclOpExecutorRepeatable(aclOpExecutor *executor);
+    _f("aclSetAclOpExecutorRepeatable", aclnnStatus, [aclOpExecutorPtr], "aclnn"),
+    # aclnnStatus aclDestroyAclOpExecutor(aclOpExecutor *executor);
+    _f("aclDestroyAclOpExecutor", aclnnStatus, [aclOpExecutorPtr], "aclnn"),
+    # aclnnStatus aclnnInit(const char *configPath);
+    _f("aclnnInit", aclnnStatus, [c_char_p], "aclnn"),
+    # aclnnStatus aclnnFinalize();
+    _f("aclnnFinalize", aclnnStatus, [], "aclnn"),
+]
+
+# ---- HCCL: libhccl.so (hccl/hccl.h, hccl/hccl_types.h) -----------------------------------------
+HCCL = [
+    # HcclResult HcclGetRootInfo(HcclRootInfo *rootInfo);
+    _f("HcclGetRootInfo", HcclResult, [P(HcclRootInfo)], "hccl"),
+    # HcclResult HcclCommInitRootInfo(uint32_t nRanks, const HcclRootInfo *rootInfo, uint32_t rank, HcclComm *comm);
+    _f("HcclCommInitRootInfo", HcclResult, [c_uint32, P(HcclRootInfo), c_uint32, P(HcclComm)], "hccl"),
+    # HcclResult HcclCommInitAll(uint32_t ndev, int32_t *devices, HcclComm *comms);
+    _f("HcclCommInitAll", HcclResult, [c_uint32, P(c_int32), P(HcclComm)], "hccl"),
+    # HcclResult HcclGetCommName(HcclComm comm, char *commName);  /* buffer of 128 */
+    _f("HcclGetCommName", HcclResult, [HcclComm, c_char_p], "hccl"),
+    # HcclResult HcclGetRankId(HcclComm comm, uint32_t *rank);
+    _f("HcclGetRankId", HcclResult, [HcclComm, P(c_uint32)], "hccl"),
+    # HcclResult HcclGetRankSize(HcclComm comm, uint32_t *rankSize);
+    _f("HcclGetRankSize", HcclResult, [HcclComm, P(c_uint32)], "hccl"),
+    # HcclResult HcclCommDestroy(HcclComm comm);
+    _f("HcclCommDestroy", HcclResult, [HcclComm], "hccl"),
+    # const char *HcclGetErrorString(HcclResult code);
+    _f("HcclGetErrorString", c_char_p, [HcclResult], None),
+    # HcclResult HcclBarrier(HcclComm comm, aclrtStream stream);
+    _f("HcclBarrier", HcclResult, [HcclComm, aclrtStream], "hccl"),
+]
+
+# ---- simulator test API (aclsim.h; present only in the simulator's libop_common.so) -----------
+SIMULATOR = [
+    # int32_t aclsimLiveObjects(int64_t *counts, int32_t n);
+    _f("aclsimLiveObjects", c_int32, [P(c_int64), c_int32], None),
+    # int32_t aclsimLastCall(char *buf, uint64_t cap);
+    _f("aclsimLastCall", c_int32, [c_char_p, c_uint64], None),
+    # const char *aclsimObjectKindName(int32_t kind);
+    _f("aclsimObjectKindName", c_char_p, [c_int32], None),
+    # int32_t aclsimIsSimulator(void);
+    _f("aclsimIsSimulator", c_int32, [], None),
+]
+
+# ---- operators: parameter tables of the GetWorkspaceSize phase ----------------------------------
+TENSOR, STR, I64, F32 = "tensor", "str", "int64", "float"
+_CTYPE = {TENSOR: aclTensorPtr, STR: c_char_p, I64: c_int64, F32: c_float}
+PHASE1_TAIL = (("workspaceSize", P(c_uint64)), ("executor", P(aclOpExecutorPtr)))
+# aclnnStatus aclnnXxx(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor, aclrtStream stream);
+PHASE2_ARGTYPES = (c_void_p, c_uint64, aclOpExecutorPtr, aclrtStream)
+
+
+def _params(spec: str) -> Tuple[Tuple[str, str], ...]:
+    """Parse ``"name:kind name:kind ..."`` (kinds: tensor/str/int64/float)."""
+    return tuple(tuple(item.split(":")) for item in spec.split())
+
+
+def _insert(params, after: str, new: Sequence[Tuple[str, str]]):
+    i = [p[0] for p in params].index(after) + 1
+    return params[:i] + tuple(new) + params[i:]
+
+
+def _without(params, names: Sequence[str]):
+    return tuple(p for p in params if p[0] not in names)
+
+
+BARRIER_V2 = _params("xRef:tensor timeOut:tensor elasticInfo:tensor group:str worldSize:int64")
+BARRIER_V1 = _without(BARRIER_V2, ("timeOut", "elasticInfo"))
+
+DISPATCH_V3 = _params(
+    "x:tensor expertIds:tensor scalesOptional:tensor xActiveMaskOptional:tensor "
+    "expertScalesOptional:tensor elasticInfoOptional:tensor groupEp:str epWorldSize:int64 "
+    "epRankId:int64 moeExpertNum:int64 groupTp:str tpWorldSize:int64 tpRankId:int64 "
+    "expertShardType:int64 sharedExpertNum:int64 sharedExpertRankNum:int64 quantMode:int64 "
+    "globalBs:int64 expertTokenNumsType:int64 commAlg:str zeroExpertNum:int64 copyExpertNum:int64 "
+    "constExpertNum:int64 expandXOut:tensor dynamicScalesOut:tensor assistInfoForCombineOut:tensor "
+    "expertTokenNumsOut:tensor epRecvCountsOut:tensor tpRecvCountsOut:tensor expandScalesOut:tensor")
+DISPATCH_V4 = _insert(DISPATCH_V3, "elasticInfoOptional", [("performanceInfoOptional", TENSOR)])
+DISPATCH_V2 = _without(DISPATCH_V3, ("elasticInfoOptional", "zeroExpertNum", "copyExpertNum", "constExpertNum"))
+
+_COMBINE_HEAD = (
+    "expandX:tensor expertIds:tensor assistInfoForCombine:tensor epSendCounts:tensor expertScales:tensor ")
+_COMBINE_OPTIONALS = (
+    "tpSendCountsOptional:tensor xActiveMaskOptional:tensor activationScaleOptional:tensor "
+    "weightScaleOptional:tensor groupListOptional:tensor expandScalesOptional:tensor "
+    "sharedExpertXOptional:tensor elasticInfoOptional:tensor oriXOptional:tensor "
+    "constExpertAlpha1Optional:tensor constExpertAlpha2Optional:tensor constExpertVOptional:tensor "
+    "groupEp:str epWorldSize:int64 epRankId:int64 moeExpertNum:int64 groupTp:str tpWorldSize:int64 "
+    "tpRankId:int64 expertShardType:int64 sharedExpertNum:int64 sharedExpertRankNum:int64 "
+    "globalBs:int64 outDtype:int64 commQuantMode:int64 groupListType:int64 commAlg:str ")
+_SPECIAL = "zeroExpertNum:int64 copyExpertNum:int64 constExpertNum:int64 "
+COMBINE_V3 = _params(_COMBINE_HEAD + _COMBINE_OPTIONALS + _SPECIAL + "xOut:tensor")
+COMBINE_V4 = _insert(COMBINE_V3, "constExpertVOptional", [("performanceInfoOptional", TENSOR)])
+_V3_ONLY = ("elasticInfoOptional", "oriXOptional", "constExpertAlpha1Optional", "constExpertAlpha2Optional",
+            "constExpertVOptional", "zeroExpertNum", "copyExpertNum", "constExpertNum")
+COMBINE_V2 = _without(COMBINE_V3, _V3_ONLY)
+ADD_RMS_NORM_V2 = _params(_COMBINE_HEAD + "residualX:tensor gamma:tensor " + _COMBINE_OPTIONALS
+                          + "normEps:float " + _SPECIAL + "yOut:tensor rstdOut:tensor xOut:tensor")
+ADD_RMS_NORM_V1 = _without(ADD_RMS_NORM_V2, _V3_ONLY)
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """A two-phase aclnn operator: ``{name}GetWorkspaceSize(params..., ws*, executor**)`` + ``{name}(...)``."""
+
+    name: str
+    params: Tuple[Tuple[str, str], ...]
+
+    @property
+    def phase1(self) -> Function:
+        argtypes = [_CTYPE[kind] for _, kind in self.params] + [t for _, t in PHASE1_TAIL]
+        return Function(self.name + "GetWorkspaceSize", aclnnStatus, tuple(argtypes), "aclnn")
+
+    @property
+    def phase2(self) -> Function:
+        return Function(self.name, aclnnStatus, PHASE2_ARGTYPES, "aclnn")
+
+    @property
+    def arg_count(self) -> int:
+        return len(self.params) + len(PHASE1_TAIL)
+
+
+OPS = {
+    spec.name: spec for spec in [
+        OpSpec("aclnnDistributeBarrierV2", BARRIER_V2),
+        OpSpec("aclnnDistributeBarrier", BARRIER_V1),
+        OpSpec("aclnnMoeDistributeDispatchV4", DISPATCH_V4),
+        OpSpec("aclnnMoeDistributeDispatchV3", DISPATCH_V3),
+        OpSpec("aclnnMoeDistributeDispatchV2", DISPATCH_V2),
+        OpSpec("aclnnMoeDistributeCombineV4", COMBINE_V4),
+        OpSpec("aclnnMoeDistributeCombineV3", COMBINE_V3),
+        OpSpec("aclnnMoeDistributeCombineV2", COMBINE_V2),
+        OpSpec("aclnnMoeDistributeCombineAddRmsNormV2", ADD_RMS_NORM_V2),
+        OpSpec("aclnnMoeDistributeCombineAddRmsNorm", ADD_RMS_NORM_V1),
+    ]
+}
+
+# The family each op belongs to, newest first (the version torch_npu would pick comes first).
+OP_FAMILIES = {
+    "DistributeBarrier": ["aclnnDistributeBarrierV2", "aclnnDistributeBarrier"],
+    "MoeDistributeDispatch": ["aclnnMoeDistributeDispatchV4", "aclnnMoeDistributeDispatchV3",
+                              "aclnnMoeDistributeDispatchV2"],
+    "MoeDistributeCombine": ["aclnnMoeDistributeCombineV4", "aclnnMoeDistributeCombineV3",
+                             "aclnnMoeDistributeCombineV2"],
+    "MoeDistributeCombineAddRmsNorm": ["aclnnMoeDistributeCombineAddRmsNormV2",
+                                       "aclnnMoeDistributeCombineAddRmsNorm"],
+}
+
+
+def int64_array(values: Sequence[int]):
+    """A ctypes ``int64_t[]`` holding ``values`` (shape and stride vectors)."""
+    return (c_int64 * len(values))(*values)
+
+
+def byref_out(ctype):
+    """A fresh output cell of ``ctype`` for ``T *out`` parameters."""
+    return ctype()
+
+
+__all__ = [n for n in dir() if not n.startswith("_")] + ["ctypes"]

@@ -1,0 +1,62 @@
+"""aclnnDistributeBarrierV2 rules (spec combine-addrmsnorm-barrier.md §9), in CANN's order."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from ..dtypes import bfloat16
+from . import rules as R
+
+OP = "aclnnDistributeBarrierV2"
+X_REF_DTYPES = (bfloat16, np.float16, np.float32, np.bool_, np.int8, np.int16, np.int32, np.int64,
+                np.uint8, np.uint16, np.uint32, np.uint64)
+WORLD_SIZE_MIN, WORLD_SIZE_MAX = 2, 384
+
+
+def elastic_table(op: str, info: Any, world_size: int, param: str = "elastic_info") -> None:
+    """Internal consistency of an enabled elastic table (documented, not checked by CANN kernels)."""
+    a = np.asarray(info).astype(np.int64).reshape(-1)
+    if a[0] == 0:
+        return
+    note = " (documented rule, not enforced by the CANN kernel)"
+    n = int(a[1])
+    R.require(1 <= n <= world_size, op, R.TILING, param, "1 <= elastic_info[1] (ranks after scale-down) <= "
+              f"{world_size}{note}", n)
+    to_new, to_orig = a[4:4 + world_size], a[4 + world_size:4 + 2 * world_size]
+    live = to_orig[:n]
+    R.require(bool(np.all((live >= 0) & (live < world_size))) and len(set(live.tolist())) == n, op, R.TILING,
+              param, f"Table2[0:{n}] to hold {n} distinct original ranks in [0, {world_size}){note}", live.tolist())
+    R.require(bool(np.all(to_new[live] == np.arange(n))), op, R.TILING, param,
+              f"Table1[Table2[i]] == i for every surviving rank i{note}", to_new.tolist())
+    removed = np.setdiff1d(np.arange(world_size), live)
+    R.require(bool(np.all(to_new[removed] == -1)), op, R.TILING, param,
+              f"Table1 == -1 for every removed rank{note}", to_new.tolist())
+
+
+def distribute_barrier_v2(x_ref: Any, *, group: Optional[str], world_size: int, time_out: Any = None,
+                          elastic_info: Any = None) -> None:
+    """Validate one rank's DistributeBarrierV2 call. ``time_out``: None, an int (µs) or int32 (1,)."""
+    R.not_none(OP, "x_ref", x_ref)
+    R.require(group is not None, OP, R.NULLPTR, "group", "not None (required)", group)
+    n = len(group.encode("utf-8"))
+    R.require(1 <= n < R.GROUP_NAME_MAX, OP, R.INVALID, "group",
+              "length in [1, 127] bytes (documented rule; the CANN op_api layer only logs it)", f"{n} bytes")
+    R.dtype_in(OP, "x_ref", x_ref, X_REF_DTYPES, R.INVALID)
+    R.require(len(x_ref.shape) <= 8, OP, R.INVALID, "x_ref", "0-8 dimensions", f"{len(x_ref.shape)}-D")
+    if time_out is not None and hasattr(time_out, "dtype"):
+        R.dtype_in(OP, "time_out", time_out, (np.int32,), R.INVALID)
+    if elastic_info is not None:
+        R.dtype_in(OP, "elastic_info", elastic_info, (np.int32,), R.INVALID)
+    R.in_range(OP, "world_size", world_size, WORLD_SIZE_MIN, WORLD_SIZE_MAX)
+    if time_out is not None and hasattr(time_out, "shape"):
+        R.ndim(OP, "time_out", time_out, (1,))
+        R.shape_eq(OP, "time_out", time_out, (1,))
+    elif time_out is not None:
+        R.require(-2**31 <= int(time_out) < 2**31, OP, R.TILING, "time_out", "an int32 number of microseconds",
+                  time_out)
+    if elastic_info is not None:
+        R.ndim(OP, "elastic_info", elastic_info, (1,))
+        R.shape_eq(OP, "elastic_info", elastic_info, (4 + 2 * world_size,))
+        if hasattr(elastic_info, "__array__"):
+            elastic_table(OP, elastic_info, world_size)
