@@ -170,3 +170,20 @@ def zeros_for(specs: dict) -> dict:
 def ranks_in_order(values: Sequence) -> list:
     """Indices of the entries that are not ``None`` (ranks that take part)."""
     return [i for i, v in enumerate(values) if v is not None]
+
+
+def make_elastic_info(ep_world_size: int, removed: Sequence[int], *, shared_rank_num: int = 0,
+                      moe_expert_num: int = 0) -> np.ndarray:
+    """``elastic_info`` (int32, ``4 + 2*ep``) for a scale-down that removes ``removed`` ranks.
+
+    Surviving ranks keep their order: new rank ``i`` is the ``i``-th survivor. ``shared_rank_num``
+    and ``moe_expert_num`` are the values after scale-down (fields [2] and [3]; the barrier
+    ignores them). Unused Table2 entries are -1, as in the official example.
+    """
+    survivors = [r for r in range(ep_world_size) if r not in set(removed)]
+    to_new = np.full(ep_world_size, -1, np.int64)
+    to_new[survivors] = np.arange(len(survivors))
+    to_orig = np.full(ep_world_size, -1, np.int64)
+    to_orig[:len(survivors)] = survivors
+    head = [1, len(survivors), shared_rank_num, moe_expert_num]
+    return np.concatenate([head, to_new, to_orig]).astype(np.int32)

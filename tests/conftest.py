@@ -30,3 +30,40 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared (specs and seeds) is not beside the checkout")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def sim_library(cann_sim_home):
+    """The simulator loaded as this process's CANN (skips if another CANN was loaded first)."""
+    from aclnn_py.runtime import library
+    if library._library is None:
+        os.environ["ACLNN_PY_CANN_HOME"] = str(cann_sim_home)
+    lib = library.get_library()
+    if not lib.is_simulator:
+        pytest.skip("a real CANN install is loaded in this process; simulator tests do not apply")
+    return lib
+
+
+def live_objects(lib) -> dict:
+    """Live simulator objects by kind name (only non-zero kinds)."""
+    import ctypes
+    counts = (ctypes.c_int64 * 32)()
+    n = lib.aclsimLiveObjects(counts, 32)
+    return {lib.aclsimObjectKindName(i).decode(): counts[i] for i in range(n) if counts[i]}
+
+
+@pytest.fixture
+def sim(sim_library):
+    """The simulator library; after the test, no simulator object may be left alive."""
+    before = live_objects(sim_library)
+    yield sim_library
+    after = live_objects(sim_library)
+    assert after == before == {}, f"live simulator objects before {before}, after {after}"
+
+
+@pytest.fixture(params=["reference", "device"])
+def backend(request):
+    """Run a test on both backends (device = the simulator here)."""
+    if request.param == "device":
+        request.getfixturevalue("sim")
+    return request.param

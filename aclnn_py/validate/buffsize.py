@@ -1,9 +1,119 @@
-"""Placeholder: being written (replace this whole file)."""
-def required_hccl_buffsize_mb(*args, **kwargs):
-    raise NotImplementedError("required_hccl_buffsize_mb")
+"""HCCL_BUFFSIZE: the window size the MoE distribute ops need, and the tiling check that enforces it.
+
+The A3 tiling of DispatchV2/V3 and CombineV2/V3 (``CheckWinSize``; ``dispatch-v3.md`` §12,
+``combine-addrmsnorm-barrier.md`` §8.1 row 37) rejects a call with 561002 when the HCCL window is
+too small for the worst case of one dispatch plus one combine, double-buffered::
+
+    window  = HCCL_BUFFSIZE (MB, default 200) * 2**20
+    cmbTok  = Align512(2*H)
+    dspTok  = Align512(Align32(2*H) + 44)                  # "" and "fullmesh_v1"
+    dspTok  = ceil((Align32(2*H) + 44) / 480) * 512        # "fullmesh_v2"
+    need    = 2 * (maxBs*dspTok*ep*L + maxBs*cmbTok*(K + S))
+    error if need > window
+
+``L`` is the MoE experts per MoE rank from the attributes (also on shared-expert ranks), ``S`` the
+shared-expert count after the ``(1, 0) -> 0`` normalisation, 2 bytes per element whatever the dtype.
+CANN reads the variable with ``std::stoi`` into a ``uint16_t`` (non-numbers silently mean 200 MB,
+values >= 65536 wrap); this module refuses such values with a clear error instead.
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Optional
+
+from ..errors import ACLNN_ERR_INNER_TILING_ERROR, AclnnError
+
+ENV_NAME = "HCCL_BUFFSIZE"
+DEFAULT_MB = 200
+MAX_MB = 65535            # the tiling stores the value in a uint16_t
+MB = 1024 * 1024
+
+_WIN_ADDR_ALIGN = 512     # window token start alignment
+_UB_ALIGN = 32
+_SCALE_TRIPLE_BYTES = 44  # 32 B scale block + 3 * 4 B triple
+_FULLMESH_V2_ALIGN = 480
+_DTYPE_BYTES = 2          # MAX_OUT_DTYPE_SIZE: the formula always counts 2 bytes per element
 
 
-def check_hccl_buffsize(*args, **kwargs):
-    raise NotImplementedError("check_hccl_buffsize")
+def _align(v: int, a: int) -> int:
+    return (v + a - 1) // a * a
 
 
+def required_hccl_buffsize_bytes(*, h: int, max_bs: int, ep_world_size: int, local_expert_num: int,
+                                 k: int, shared_expert_num: int, comm_alg: str = "") -> int:
+    """Bytes of HCCL window the tiling requires (the ``need`` above)."""
+    h, max_bs, ep, lnum, k, s = (int(v) for v in (h, max_bs, ep_world_size, local_expert_num, k,
+                                                  shared_expert_num))
+    tok_combine = _align(h * _DTYPE_BYTES, _WIN_ADDR_ALIGN)
+    tok_actual = _align(h * _DTYPE_BYTES, _UB_ALIGN) + _SCALE_TRIPLE_BYTES
+    if (comm_alg or "") == "fullmesh_v2":
+        tok_dispatch = -(-tok_actual // _FULLMESH_V2_ALIGN) * _WIN_ADDR_ALIGN
+    else:
+        tok_dispatch = _align(tok_actual, _WIN_ADDR_ALIGN)
+    return 2 * (max_bs * tok_dispatch * ep * lnum + max_bs * tok_combine * (k + s))
+
+
+def required_hccl_buffsize_mb(*, h: int, max_bs: int, ep_world_size: int, local_expert_num: int,
+                              k: int, shared_expert_num: int, comm_alg: str = "") -> int:
+    """Smallest whole ``HCCL_BUFFSIZE`` (MB) that passes the tiling check.
+
+    ``h``: hidden size; ``max_bs``: ``globalBs_eff / ep_world_size``; ``local_expert_num``: MoE experts
+    per MoE rank (``M / (ep - R)``); ``shared_expert_num``: after normalisation; ``comm_alg``: ``""``,
+    ``"fullmesh_v1"`` or ``"fullmesh_v2"``. Example: H=7168, maxBs=32, ep=16, L=16, K=8, S=0 -> 239
+    (247 with ``"fullmesh_v2"``).
+    """
+    need = required_hccl_buffsize_bytes(h=h, max_bs=max_bs, ep_world_size=ep_world_size,
+                                        local_expert_num=local_expert_num, k=k,
+                                        shared_expert_num=shared_expert_num, comm_alg=comm_alg)
+    return -(-need // MB)
+
+
+def hccl_buffsize_mb(op: str, env: Optional[Mapping[str, str]] = None, *, suggest_mb: int = 0) -> int:
+    """The ``HCCL_BUFFSIZE`` in effect (MB): the environment value, or 200 when unset.
+
+    Raises :class:`AclnnError` 561002 for a value that is not a whole number in [1, 65535].
+    """
+    env = os.environ if env is None else env
+    raw = env.get(ENV_NAME)
+    if raw is None:
+        return DEFAULT_MB
+    text = str(raw).strip()
+    try:
+        value = int(text, 10)
+    except ValueError:
+        value = None
+    if value is None or not 1 <= value <= MAX_MB:
+        hint = f"; for this call e.g. `export {ENV_NAME}={suggest_mb}`" if suggest_mb else ""
+        raise AclnnError(
+            ACLNN_ERR_INNER_TILING_ERROR, op,
+            f"environment variable {ENV_NAME}={raw!r} is not a valid size: it must be a whole number "
+            f"of MB in [1, {MAX_MB}] (CANN parses it with std::stoi into a uint16_t, so other values "
+            f"silently become {DEFAULT_MB} MB or wrap around){hint}")
+    return value
+
+
+def check_hccl_buffsize(op: str, *, h: int, max_bs: int, ep_world_size: int, local_expert_num: int,
+                        k: int, shared_expert_num: int, comm_alg: str = "",
+                        env: Optional[Mapping[str, str]] = None) -> int:
+    """Rule "HCCL_BUFFSIZE large enough" (561002). Returns the window size in effect (MB).
+
+    ``env`` defaults to ``os.environ``. The message states the size needed and how to set it.
+    """
+    need_mb = required_hccl_buffsize_mb(h=h, max_bs=max_bs, ep_world_size=ep_world_size,
+                                        local_expert_num=local_expert_num, k=k,
+                                        shared_expert_num=shared_expert_num, comm_alg=comm_alg)
+    have_mb = hccl_buffsize_mb(op, env, suggest_mb=need_mb)
+    need = required_hccl_buffsize_bytes(h=h, max_bs=max_bs, ep_world_size=ep_world_size,
+                                        local_expert_num=local_expert_num, k=k,
+                                        shared_expert_num=shared_expert_num, comm_alg=comm_alg)
+    if need > have_mb * MB:
+        env = os.environ if env is None else env
+        where = "" if ENV_NAME in env else " (unset: the default)"
+        raise AclnnError(
+            ACLNN_ERR_INNER_TILING_ERROR, op,
+            f"{ENV_NAME} is too small: this call needs at least {need_mb} MB of HCCL window "
+            f"(maxBs={max_bs}, H={h}, epWorldSize={ep_world_size}, localMoeExpertNum={local_expert_num}, "
+            f"K={k}, sharedExpertNum={shared_expert_num}, commAlg={comm_alg or ''!r}) but "
+            f"{ENV_NAME}={have_mb} MB{where}; set the environment variable before the HCCL "
+            f"communicators are created, e.g. `export {ENV_NAME}={need_mb}` (MB, same value on every rank)")
+    return have_mb
