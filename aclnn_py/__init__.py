@@ -6,7 +6,8 @@ Importing this package never requires CANN; libraries load on first device use.
 """
 from . import layout, reference, validate
 from .errors import AclError, AclnnError, AclnnPyError, CollectiveError, HcclError
-from .ops import distribute_barrier_v2
+from .ops import (distribute_barrier_v2, moe_distribute_combine_add_rms_norm_v2, moe_distribute_combine_v3,
+                  moe_distribute_dispatch_v3)
 from .results import CombineAddRmsNormOutputs, DispatchOutputs
 from .world import RankContext, World, current_rank
 
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AclError", "AclnnError", "AclnnPyError", "CollectiveError", "HcclError", "World", "RankContext",
-    "current_rank", "distribute_barrier_v2", "DispatchOutputs", "CombineAddRmsNormOutputs", "layout",
+    "current_rank", "distribute_barrier_v2", "moe_distribute_dispatch_v3", "moe_distribute_combine_v3",
+    "moe_distribute_combine_add_rms_norm_v2", "DispatchOutputs", "CombineAddRmsNormOutputs", "layout",
     "reference", "validate",
 ]

@@ -17,7 +17,7 @@ def build_arguments(spec: abi.OpSpec, values: Mapping[str, Any]) -> list:
     """Positional C arguments of phase 1 from ``{C parameter name: value}``.
 
     Tensors are :class:`DeviceTensor` or ``None`` (NULL); strings are ``str`` or ``None``;
-    int64/float parameters are Python numbers. Unknown names are an error (typo guard).
+    int64/float parameters are Python numbers (absent ones are 0, as reserved parameters must be). Unknown names are an error (typo guard).
     """
     unknown = set(values) - {name for name, _ in spec.params}
     if unknown:
@@ -30,9 +30,9 @@ def build_arguments(spec: abi.OpSpec, values: Mapping[str, Any]) -> list:
         elif kind == abi.STR:
             args.append(None if v is None else v.encode("utf-8"))
         elif kind == abi.F32:
-            args.append(float(v))
+            args.append(float(v or 0.0))
         else:
-            args.append(int(v))
+            args.append(int(v or 0))
     return args
 
 
