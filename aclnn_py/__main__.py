@@ -1,21 +1,37 @@
-"""Command line: ``python -m aclnn_py {info,barrier}``."""
+"""Command line: ``python -m aclnn_py {info,demo} [options]``.
+
+info  which CANN install (or the simulator) was found, from where, and which op versions it exports
+demo  the seed demos ported to Python, checked against the numpy reference
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 from typing import List, Optional
 
+DEMOS = ("pipeline", "dispatch-barrier-combine", "barrier")
+
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aclnn_py", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m aclnn_py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="show the CANN install found and the op versions it exports")
-    args, rest = parser.parse_known_args(argv)
+    demo = sub.add_parser("demo", help="run the seed demos (8 ranks) and check them against the reference")
+    demo.add_argument("--backend", choices=["auto", "device", "reference"], default=None)
+    demo.add_argument("--which", choices=DEMOS + ("all",), default="pipeline")
+    args = parser.parse_args(argv)
     if args.command == "info":
         from .info import info_lines
         print("\n".join(info_lines()))
         return 0
-    return 2
+    from .demos import add_rms_norm, barrier, dispatch_barrier_combine
+    runs = {"pipeline": add_rms_norm.run, "dispatch-barrier-combine": dispatch_barrier_combine.run,
+            "barrier": barrier.run}
+    chosen = DEMOS if args.which == "all" else (args.which,)
+    ok = all([runs[name](args.backend) for name in chosen])
+    print("demo: OK" if ok else "demo: FAILED")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Python ports of the official operator demos (run them with ``python -m aclnn_py demo``)."""

@@ -1,0 +1,66 @@
+"""Inputs, the FFN stand-in, and result checking shared by the demo ports."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..dtypes import bfloat16
+
+
+def random_bf16(rng: np.random.Generator, shape: Sequence[int], scale: float = 1.0) -> np.ndarray:
+    return (rng.standard_normal(shape, np.float32) * np.float32(scale)).astype(bfloat16)
+
+
+def distinct_ids(rng: np.random.Generator, bs: int, k: int, candidates: np.ndarray) -> np.ndarray:
+    """(bs, k) int32: for each token, k distinct ids drawn from ``candidates`` (vectorised)."""
+    keys = rng.random((bs, len(candidates)))
+    return candidates[np.argsort(keys, axis=1)[:, :k]].astype(np.int32)
+
+
+def routing_weights(rng: np.random.Generator, bs: int, k: int) -> np.ndarray:
+    """(bs, k) fp32 softmax weights, as a router would produce."""
+    logits = rng.standard_normal((bs, k)).astype(np.float32)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def ffn_stand_in(expand_x: np.ndarray) -> np.ndarray:
+    """A per-row 'expert': ``bf16(1.5 * x)``. Rows of zeros stay zero, as an FFN of padding would."""
+    return (np.asarray(expand_x).astype(np.float32) * np.float32(1.5)).astype(expand_x.dtype)
+
+
+def bits(a: np.ndarray) -> np.ndarray:
+    """View a bf16/fp16/fp32 array as unsigned integers for bit-for-bit comparison."""
+    a = np.ascontiguousarray(a)
+    return a.view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize])
+
+
+def compare(name: str, got: np.ndarray, want: np.ndarray) -> Dict[str, object]:
+    """Element-for-element comparison: mismatching count and max abs difference (as float32)."""
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape or got.dtype != want.dtype:
+        return {"name": name, "ok": False, "why": f"{got.shape}/{got.dtype} vs {want.shape}/{want.dtype}"}
+    mismatch = int(np.count_nonzero(bits(got) != bits(want)))
+    diff = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) if got.size else 0.0
+    return {"name": name, "ok": mismatch == 0, "mismatch": mismatch, "max_abs": diff}
+
+
+def report(title: str, rows: List[Optional[Dict[str, object]]]) -> bool:
+    """Print one line per rank; returns True when every rank matched bit for bit."""
+    print(title)
+    ok = True
+    for rank, row in enumerate(rows):
+        if row is None:
+            print(f"  rank {rank}: removed (did not call)")
+            continue
+        ok &= bool(row["ok"])
+        print(f"  rank {rank}: {row['summary']}  {'OK (bit-exact vs reference)' if row['ok'] else 'MISMATCH: ' + row['why']}")
+    return ok
+
+
+def check_rank(results: Dict[str, np.ndarray], expected: Dict[str, np.ndarray]) -> Dict[str, object]:
+    checks = [compare(k, results[k], expected[k]) for k in expected]
+    bad = [c for c in checks if not c["ok"]]
+    why = "; ".join(f"{c['name']}: {c.get('why') or str(c['mismatch']) + ' elements differ'}" for c in bad)
+    return {"ok": not bad, "why": why}
