@@ -16,7 +16,13 @@ def info_lines() -> List[str]:
         lines.append("CANN: not found; " + describe_search())
         lines.append("backend: reference (numpy) is what 'auto' selects")
         return lines
-    kind = "aclnn_py CANN simulator (emulation on host memory, not hardware)" if install.is_simulator else "CANN install"
+    is_sim = install.is_simulator
+    try:
+        from .runtime.library import get_library
+        is_sim = get_library().is_simulator
+    except Exception:  # reported below when loading fails
+        pass
+    kind = "aclnn_py CANN simulator (emulation on host memory, not hardware)" if is_sim else "CANN install"
     lines.append(f"CANN home: {install.home}  [{kind}; found via {install.source}]")
     for source, why in install.skipped:
         lines.append(f"  skipped {source}: {why}")

@@ -43,6 +43,12 @@ class DeviceBuffer:
             pass
 
 
+def c_order(array) -> np.ndarray:
+    """``array`` as a C-contiguous ndarray (0-d stays 0-d, unlike ``np.ascontiguousarray``)."""
+    host = np.asarray(array)
+    return host if host.flags.c_contiguous else host.copy(order="C")
+
+
 def row_major_strides(shape: Sequence[int]) -> list:
     """Element strides of a C-contiguous tensor."""
     strides, acc = [], 1
@@ -84,7 +90,7 @@ class DeviceTensor(DeviceBuffer):
     @classmethod
     def from_numpy(cls, array: np.ndarray) -> "DeviceTensor":
         """Upload ``array`` (any strides; copied to C order first)."""
-        host = np.ascontiguousarray(array)
+        host = c_order(array)
         t = cls(host.shape, host.dtype, zero=False)
         try:
             t.copy_from(host)
@@ -99,7 +105,7 @@ class DeviceTensor(DeviceBuffer):
 
     def copy_from(self, array: np.ndarray) -> None:
         """Overwrite the tensor with ``array`` (same shape and dtype)."""
-        host = np.ascontiguousarray(array, dtype=self.dtype)
+        host = c_order(np.asarray(array, dtype=self.dtype))
         if host.shape != self.shape:
             raise ValueError(f"copy_from: shape {host.shape} != tensor shape {self.shape}")
         if self.nbytes:
