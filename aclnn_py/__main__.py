@@ -26,8 +26,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("\n".join(info_lines()))
         return 0
     from .demos import add_rms_norm, barrier, dispatch_barrier_combine
-    runs = {"pipeline": add_rms_norm.run, "dispatch-barrier-combine": dispatch_barrier_combine.run,
-            "barrier": barrier.run}
+    runs = {"pipeline": add_rms_norm.run_demo, "dispatch-barrier-combine": dispatch_barrier_combine.run_demo,
+            "barrier": barrier.run_demo}
     chosen = DEMOS if args.which == "all" else (args.which,)
     ok = all([runs[name](args.backend) for name in chosen])
     print("demo: OK" if ok else "demo: FAILED")

@@ -9,4 +9,4 @@ from aclnn_py.demos import dispatch_barrier_combine
 p = argparse.ArgumentParser(description=__doc__)
 p.add_argument("--backend", choices=["auto", "device", "reference"])
 a = p.parse_args()
-raise SystemExit(0 if dispatch_barrier_combine.run(a.backend) else 1)
+raise SystemExit(0 if dispatch_barrier_combine.run_demo(a.backend) else 1)

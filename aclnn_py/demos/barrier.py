@@ -9,14 +9,13 @@ import numpy as np
 import aclnn_py
 from aclnn_py.layout import make_elastic_info
 
-from .add_rms_norm import _is_sim
+from .report import backend_label
 
 
-def run(backend: Optional[str] = None, ranks: int = 8, rounds: int = 3, removed: Sequence[int] = (2, 5),
+def run_demo(backend: Optional[str] = None, ranks: int = 8, rounds: int = 3, removed: Sequence[int] = (2, 5),
         time_out_us: int = 10_000_000) -> bool:
     with aclnn_py.World(ranks, backend=backend, groups={"barrier": [list(range(ranks))]}) as world:
-        print(f"DistributeBarrierV2 on the {world.backend} backend{' (aclnn_py simulator)' if _is_sim(world) else ''}, "
-              f"{ranks} ranks, {rounds} rounds")
+        print(f"DistributeBarrierV2 on the {backend_label(world)}, {ranks} ranks, {rounds} rounds")
 
         def rank_fn(ctx, elastic_info=None):
             x_ref = np.full((4, 8), ctx.rank, np.float32)

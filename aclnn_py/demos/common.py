@@ -1,7 +1,7 @@
-"""Inputs, the FFN stand-in, and result checking shared by the demo ports."""
+"""Random inputs and bit-exact comparison shared by the demos, the smoke suite and the tests."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 
@@ -25,11 +25,6 @@ def routing_weights(rng: np.random.Generator, bs: int, k: int) -> np.ndarray:
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def ffn_stand_in(expand_x: np.ndarray) -> np.ndarray:
-    """A per-row 'expert': ``bf16(1.5 * x)``. Rows of zeros stay zero, as an FFN of padding would."""
-    return (np.asarray(expand_x).astype(np.float32) * np.float32(1.5)).astype(expand_x.dtype)
-
-
 def bits(a: np.ndarray) -> np.ndarray:
     """View a bf16/fp16/fp32 array as unsigned integers for bit-for-bit comparison."""
     a = np.ascontiguousarray(a)
@@ -44,23 +39,3 @@ def compare(name: str, got: np.ndarray, want: np.ndarray) -> Dict[str, object]:
     mismatch = int(np.count_nonzero(bits(got) != bits(want)))
     diff = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) if got.size else 0.0
     return {"name": name, "ok": mismatch == 0, "mismatch": mismatch, "max_abs": diff}
-
-
-def report(title: str, rows: List[Optional[Dict[str, object]]]) -> bool:
-    """Print one line per rank; returns True when every rank matched bit for bit."""
-    print(title)
-    ok = True
-    for rank, row in enumerate(rows):
-        if row is None:
-            print(f"  rank {rank}: removed (did not call)")
-            continue
-        ok &= bool(row["ok"])
-        print(f"  rank {rank}: {row['summary']}  {'OK (bit-exact vs reference)' if row['ok'] else 'MISMATCH: ' + row['why']}")
-    return ok
-
-
-def check_rank(results: Dict[str, np.ndarray], expected: Dict[str, np.ndarray]) -> Dict[str, object]:
-    checks = [compare(k, results[k], expected[k]) for k in expected]
-    bad = [c for c in checks if not c["ok"]]
-    why = "; ".join(f"{c['name']}: {c.get('why') or str(c['mismatch']) + ' elements differ'}" for c in bad)
-    return {"ok": not bad, "why": why}

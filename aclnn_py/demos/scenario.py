@@ -1,0 +1,278 @@
+"""One MoE configuration run end to end: per-rank on a World, and world-level on the reference.
+
+A :class:`Scenario` makes every rank's inputs, runs DispatchV3 -> (BarrierV2) -> FFN stand-in ->
+CombineV3 or CombineAddRmsNormV2 per rank through the public API, computes the same pipeline with
+:mod:`aclnn_py.reference`, and compares every output element for element. The demos, the smoke
+suite and the differential tests are all scenarios.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+import aclnn_py
+from aclnn_py import reference
+from aclnn_py.dtypes import bfloat16
+from aclnn_py.layout import make_elastic_info, normalised_shared_expert_num
+
+from .common import compare, distinct_ids, random_bf16, routing_weights
+
+DISPATCH_FIELDS = ("expand_x", "dynamic_scales", "assist_info_for_combine", "expert_token_nums", "ep_recv_counts",
+                   "tp_recv_counts", "expand_scales")
+SPECIAL_INPUTS = ("ori_x", "const_expert_alpha_1", "const_expert_alpha_2", "const_expert_v")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A configuration of the MoE pipeline (attribute names as the ops spell them)."""
+
+    name: str = "scenario"
+    ep_world_size: int = 8
+    tp_world_size: int = 0
+    bs: int = 8
+    h: int = 7168
+    k: int = 3
+    moe_expert_num: int = 8
+    shared_expert_num: int = 1
+    shared_expert_rank_num: int = 0
+    quant_mode: int = 0
+    smooth_scales: bool = False
+    global_bs: int = 0
+    vary_bs: bool = False            # BS differs per rank (needs global_bs > 0, no mask)
+    expert_token_nums_type: int = 1
+    zero_expert_num: int = 0
+    copy_expert_num: int = 0
+    const_expert_num: int = 0
+    mask: str = "none"               # "none", "1d" (prefix of Trues), "2d"
+    removed: Sequence[int] = ()      # EP ranks removed by elastic scale-down
+    elastic_flag_only: bool = False  # elastic_info present with [0] == 0 (shapes change, routing does not)
+    shared_expert_x: bool = False
+    combine: str = "add_rms_norm"    # or "combine"
+    comm_quant_mode: int = 0
+    barrier: bool = False
+    dtype: Any = bfloat16
+    norm_eps: float = 1e-6
+    seed: int = 0
+
+    # -- derived -------------------------------------------------------------------------------
+    @property
+    def tpf(self) -> int:
+        return max(self.tp_world_size, 1)
+
+    @property
+    def world_size(self) -> int:
+        return self.ep_world_size * self.tpf
+
+    @property
+    def elastic(self) -> bool:
+        return bool(self.removed) or self.elastic_flag_only
+
+    @property
+    def moe_ids_below(self) -> int:
+        """MoE ids must be < M' under scale-down (new ids), else < M."""
+        if not self.removed:
+            return self.moe_expert_num
+        L = self.moe_expert_num // (self.ep_world_size - self.shared_expert_rank_num)
+        return L * (self.ep_world_size - len(self.removed) - self.shared_expert_rank_num)
+
+    def elastic_info(self) -> Optional[np.ndarray]:
+        if not self.elastic:
+            return None
+        info = make_elastic_info(self.ep_world_size, list(self.removed), shared_rank_num=self.shared_expert_rank_num,
+                                 moe_expert_num=self.moe_ids_below)
+        if self.elastic_flag_only:
+            info[0] = 0
+        return info
+
+    def attributes(self) -> Dict[str, Any]:
+        return dict(ep_world_size=self.ep_world_size, moe_expert_num=self.moe_expert_num,
+                    tp_world_size=self.tp_world_size, shared_expert_num=self.shared_expert_num,
+                    shared_expert_rank_num=self.shared_expert_rank_num, global_bs=self.global_bs,
+                    zero_expert_num=self.zero_expert_num, copy_expert_num=self.copy_expert_num,
+                    const_expert_num=self.const_expert_num)
+
+    def live(self, g: int) -> bool:
+        return (g // self.tpf) not in self.removed
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def inputs(self) -> List[Optional[Dict[str, np.ndarray]]]:
+        """Per global rank inputs (``None`` for removed ranks)."""
+        rng = np.random.default_rng(self.seed)
+        n_special = self.zero_expert_num + self.copy_expert_num + self.const_expert_num
+        candidates = np.concatenate([np.arange(self.moe_ids_below),
+                                     np.arange(self.moe_expert_num, self.moe_expert_num + n_special)])
+        s = normalised_shared_expert_num(self.shared_expert_num, self.shared_expert_rank_num)
+        max_bs = self.global_bs // self.ep_world_size if self.global_bs else self.bs
+        q = self.const_expert_num
+        shared = dict(gamma=random_bf16(rng, (self.h,), 0.3).astype(self.dtype),
+                      const_expert_alpha_1=random_bf16(rng, (q,), 0.5).astype(self.dtype),
+                      const_expert_alpha_2=random_bf16(rng, (q,), 0.5).astype(self.dtype),
+                      const_expert_v=random_bf16(rng, (q, self.h)).astype(self.dtype))
+        out: List[Optional[Dict[str, np.ndarray]]] = []
+        for g in range(self.world_size):
+            bs = int(rng.integers(1, max_bs + 1)) if self.vary_bs else self.bs
+            x = random_bf16(rng, (bs, self.h)).astype(self.dtype)
+            d = dict(x=x, ori_x=x, expert_ids=distinct_ids(rng, bs, self.k, candidates),
+                     expert_scales=routing_weights(rng, bs, self.k),
+                     residual_x=random_bf16(rng, (bs, 1, self.h)).astype(self.dtype), **shared)
+            if self.quant_mode == 2 and self.smooth_scales:
+                d["scales"] = (rng.random((s + self.moe_expert_num, self.h), dtype=np.float32) + np.float32(0.5))
+            if self.mask == "1d":
+                d["x_active_mask"] = np.arange(bs) < int(rng.integers(0, bs + 1))
+            elif self.mask == "2d":
+                d["x_active_mask"] = rng.random((bs, self.k)) < 0.7
+            if self.shared_expert_x:
+                d["shared_expert_x"] = random_bf16(rng, (bs, 1, self.h) if self.combine == "add_rms_norm"
+                                                   else (bs, self.h), 0.1).astype(self.dtype)
+            out.append(d if self.live(g) else None)
+        return out
+
+
+def ffn_stand_in(expand_x: np.ndarray, dynamic_scales: np.ndarray, dtype) -> np.ndarray:
+    """Per-row 'expert': dequantise int8 rows with their scale if needed, then ``1.5 * row`` in ``dtype``."""
+    rows = np.asarray(expand_x).astype(np.float32)
+    if np.asarray(expand_x).dtype == np.int8:
+        rows = rows * np.asarray(dynamic_scales, np.float32)[:, None]
+    return (rows * np.float32(1.5)).astype(dtype)
+
+
+def _combine_kwargs(sc: Scenario, inp: Dict[str, np.ndarray]) -> Dict[str, Any]:
+    kw: Dict[str, Any] = {}
+    if sc.copy_expert_num or sc.const_expert_num:
+        kw["ori_x"] = inp["ori_x"]
+    if sc.const_expert_num:
+        kw.update({k: inp[k] for k in SPECIAL_INPUTS[1:]})
+    if "x_active_mask" in inp:
+        kw["x_active_mask"] = inp["x_active_mask"]
+    if "shared_expert_x" in inp:
+        kw["shared_expert_x"] = inp["shared_expert_x"]
+    if sc.comm_quant_mode:
+        kw["comm_quant_mode"] = sc.comm_quant_mode
+    return kw
+
+
+def run_rank(ctx, sc: Scenario, inputs: List[Optional[dict]]) -> Dict[str, Any]:
+    """One rank's pipeline through the public per-rank API; returns host copies and timings (s)."""
+    inp = inputs[ctx.rank]
+    elastic_info = sc.elastic_info()
+    common = dict(group_ep=ctx.group("ep"), ep_rank_id=ctx.ep_rank, group_tp=ctx.group("tp"),
+                  tp_rank_id=ctx.tp_rank, elastic_info=elastic_info, **sc.attributes())
+    out: Dict[str, Any] = {}
+    t0 = time.perf_counter()
+    d = aclnn_py.moe_distribute_dispatch_v3(inp["x"], inp["expert_ids"], scales=inp.get("scales"),
+                                            x_active_mask=inp.get("x_active_mask"), quant_mode=sc.quant_mode,
+                                            expert_token_nums_type=sc.expert_token_nums_type, **common)
+    out["time.dispatch"] = time.perf_counter() - t0
+    try:
+        if sc.barrier:
+            aclnn_py.distribute_barrier_v2(d.expand_x, group=ctx.group("ep_barrier"), world_size=sc.ep_world_size,
+                                           elastic_info=elastic_info if sc.removed else None, time_out=30_000_000)
+        for name in DISPATCH_FIELDS:
+            out["dispatch." + name] = getattr(d, name).numpy()
+        expert_out = ffn_stand_in(out["dispatch.expand_x"], out["dispatch.dynamic_scales"], sc.dtype)
+        args = (expert_out, inp["expert_ids"], d.assist_info_for_combine, d.ep_recv_counts, inp["expert_scales"])
+        t0 = time.perf_counter()
+        if sc.combine == "add_rms_norm":
+            c = aclnn_py.moe_distribute_combine_add_rms_norm_v2(
+                *args, inp["residual_x"], inp["gamma"], tp_send_counts=d.tp_recv_counts, norm_eps=sc.norm_eps,
+                **_combine_kwargs(sc, inp), **common)
+            out["time.combine"] = time.perf_counter() - t0
+            for name, t in zip(("y", "rstd", "x"), c):
+                out["combine." + name] = t.numpy()
+                t.free()
+        else:
+            x = aclnn_py.moe_distribute_combine_v3(*args, tp_send_counts=d.tp_recv_counts,
+                                                   **_combine_kwargs(sc, inp), **common)
+            out["time.combine"] = time.perf_counter() - t0
+            out["combine.x"] = x.numpy()
+            x.free()
+    finally:
+        for t in d:
+            t.free()
+    return out
+
+
+def run_reference(sc: Scenario, inputs: List[Optional[dict]]) -> List[Optional[Dict[str, np.ndarray]]]:
+    """The same pipeline for the whole world with :mod:`aclnn_py.reference`."""
+    def per(key: str) -> Optional[list]:
+        vals = [None if i is None else i.get(key) for i in inputs]
+        return None if all(v is None for v in vals) else vals
+
+    attrs = sc.attributes()
+    elastic_info = sc.elastic_info()
+    d = reference.moe_distribute_dispatch_v3(per("x"), per("expert_ids"), scales=per("scales"),
+                                             x_active_mask=per("x_active_mask"), elastic_info=elastic_info,
+                                             quant_mode=sc.quant_mode, expert_token_nums_type=sc.expert_token_nums_type,
+                                             **attrs)
+    field_of = lambda name: [None if o is None else getattr(o, name) for o in d]  # noqa: E731
+    expert_out = [None if o is None else ffn_stand_in(o.expand_x, o.dynamic_scales, sc.dtype) for o in d]
+    first_live = next(i for i in inputs if i is not None)
+    combine_kw = {k: (v if k == "comm_quant_mode" else per(k)) for k, v in _combine_kwargs(sc, first_live).items()}
+    args = (expert_out, per("expert_ids"), field_of("assist_info_for_combine"), field_of("ep_recv_counts"),
+            per("expert_scales"))
+    if sc.combine == "add_rms_norm":
+        c = reference.moe_distribute_combine_add_rms_norm_v2(
+            *args, per("residual_x"), per("gamma"), tp_send_counts=field_of("tp_recv_counts"),
+            elastic_info=elastic_info, norm_eps=sc.norm_eps, **combine_kw, **attrs)
+        comb = [None if o is None else {"combine.y": o.y, "combine.rstd": o.rstd, "combine.x": o.x} for o in c]
+    else:
+        c = reference.moe_distribute_combine_v3(*args, tp_send_counts=field_of("tp_recv_counts"),
+                                                elastic_info=elastic_info, **combine_kw, **attrs)
+        comb = [None if o is None else {"combine.x": o} for o in c]
+    out: List[Optional[Dict[str, np.ndarray]]] = []
+    for o, cb in zip(d, comb):
+        if o is None:
+            out.append(None)
+            continue
+        row = {"dispatch." + name: getattr(o, name) for name in DISPATCH_FIELDS}
+        row.update(cb)
+        out.append(row)
+    return out
+
+
+@dataclass
+class Outcome:
+    """Per-rank comparison of a scenario's device (or per-rank reference) run with the reference."""
+
+    scenario: Scenario
+    got: List[Optional[Dict[str, Any]]]
+    want: List[Optional[Dict[str, np.ndarray]]]
+    checks: List[Optional[List[dict]]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c is None or all(x["ok"] for x in c) for c in self.checks)
+
+    def failures(self) -> List[str]:
+        bad = []
+        for g, c in enumerate(self.checks):
+            for x in c or []:
+                if not x["ok"]:
+                    bad.append(f"rank {g} {x['name']}: {x.get('why') or str(x['mismatch']) + ' elements differ'}")
+        return bad
+
+
+def run(sc: Scenario, world) -> Outcome:
+    """Run ``sc`` on ``world`` (from :meth:`World.ep_tp`) and compare with the reference."""
+    inputs = sc.inputs()
+    survivors = [g for g in range(sc.world_size) if sc.live(g)]
+    got = world.run(run_rank, sc, inputs, ranks=survivors)
+    want = run_reference(sc, inputs)
+    out = Outcome(sc, got, want)
+    for g in range(sc.world_size):
+        if want[g] is None:
+            out.checks.append(None)
+            continue
+        out.checks.append([compare(k, got[g][k], want[g][k]) for k in want[g]])
+    return out
+
+
+def world_for(sc: Scenario, backend: Optional[str] = None) -> "aclnn_py.World":
+    return aclnn_py.World.ep_tp(sc.ep_world_size, sc.tp_world_size, backend=backend)
+
+
+def variant(sc: Scenario, **changes) -> Scenario:
+    return replace(sc, **changes)
