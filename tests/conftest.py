@@ -11,6 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SIM_HOME = ROOT / "build" / "cann-sim"
 
+# A collective whose peer never comes fails after this long in the simulator (the hardware would hang).
+os.environ.setdefault("ACLNN_SIM_HANG_TIMEOUT_MS", "20000")
+
 
 def ensure_sim_built() -> Path:
     """Build the simulator with build.sh once (CI has already built it; this is for local runs)."""

@@ -201,7 +201,7 @@ def run_reference(sc: Scenario, inputs: List[Optional[dict]]) -> List[Optional[D
         vals = [None if i is None else i.get(key) for i in inputs]
         return None if all(v is None for v in vals) else vals
 
-    attrs = sc.attributes()
+    attrs = dict(sc.attributes(), group_ep="ep", group_tp="tp")
     elastic_info = sc.elastic_info()
     d = reference.moe_distribute_dispatch_v3(per("x"), per("expert_ids"), scales=per("scales"),
                                              x_active_mask=per("x_active_mask"), elastic_info=elastic_info,

@@ -1,5 +1,360 @@
-"""Placeholder: being written (replace this whole file)."""
-def moe_distribute_dispatch_v3(*args, **kwargs):
-    raise NotImplementedError("moe_distribute_dispatch_v3")
+"""Bit-exact numpy reference of aclnnMoeDistributeDispatchV3 on Atlas A3, whole EP x TP world at once.
+
+Semantics: ``../shared/spec/dispatch-v3.md`` §3-§10 (row order, triples, inclusive cumsums, shared
+experts, masks, special experts, elastic scale-down, TP=2 all-gather, dynamic int8 quantisation).
+
+How it is computed (per TP slice, i.e. per EP group):
+
+1. every (source, token, k) pair routed to a MoE expert and every (source, active token, shared
+   expert) becomes one *entry*, generated source-major in the source's flat (token, k) order;
+2. one stable argsort by ``destination * L' + local expert`` puts the entries of every destination in
+   the kernel's row order (local expert, source, flat index) -- the stable sort keeps source-major
+   order inside a block; ``bincount`` gives the block counts and ``cumsum`` the offsets;
+3. rows are gathered straight into each destination's ``expand_x`` with ``np.take(..., out=)``
+   (quant mode 0: a bit copy of the x rows; quant mode 2: int8 rows from exact float32 math);
+4. with TP=2 each rank appends its peer's rows after its own.
+
+Elements the kernel never writes are 0 (outputs are zero-allocated with the layout's shapes).
+"""
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+
+from ..errors import ACLNN_ERR_INNER_TILING_ERROR, ACLNN_ERR_PARAM_NULLPTR, AclnnError, param_error
+from ..layout import dispatch_output_specs, zeros_for
+from ..results import DispatchOutputs
+from ..validate import dispatch as _validate
+from .routing import EpWorld, active_pairs, ep_world
+
+OP = _validate.OP
+_CHUNK_ELEMS = 1 << 22   # float32 elements per quantisation chunk (16 MiB of temporaries)
 
 
+# ---------------------------------------------------------------------------------------------
+# Dynamic quantisation (quant_mode 2), dispatch-v3.md §6
+# ---------------------------------------------------------------------------------------------
+
+def dynamic_quant(rows: np.ndarray, smooth: Optional[np.ndarray] = None):
+    """Per-row dynamic int8 quantisation exactly as the A3 kernel does it, in IEEE binary32.
+
+    ``rows`` (n, H) bf16/fp16 (or float32), ``smooth`` (n, H) float32 or None. Returns
+    ``(int8 (n, H), scale float32 (n,))`` with ``q = float32(127) / max|x*smooth|``,
+    ``int8 = rint(x*smooth*q)`` (ties to even) and ``scale = float32(1) / q`` (not ``amax/127``).
+    A row whose amax is 0 (or not finite) is undefined on hardware; here it gives int8 0.
+    """
+    xf = np.asarray(rows).astype(np.float32)
+    if smooth is not None:
+        np.multiply(xf, smooth, out=xf)
+    if xf.shape[1]:   # max |x| without an |x| temporary (exact); the outer abs turns -0.0 into +0.0
+        amax = np.abs(np.maximum(xf.max(axis=1), -xf.min(axis=1)))
+    else:
+        amax = np.zeros(xf.shape[0], np.float32)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        q = np.float32(127.0) / amax
+        np.multiply(xf, q[:, None], out=xf)
+        np.rint(xf, out=xf)
+        scale = np.float32(1.0) / q
+    bad = ~np.isfinite(q)
+    if bad.any():
+        xf[bad] = 0
+    return xf.astype(np.int8), scale.astype(np.float32, copy=False)
+
+
+def _quant_rows_chunked(x: np.ndarray, row_idx: np.ndarray, smooth_src: Optional[np.ndarray],
+                        smooth_idx: Optional[np.ndarray], out_q: np.ndarray, out_s: np.ndarray,
+                        dst: np.ndarray) -> None:
+    """Quantise ``x[row_idx]`` (smoothed by ``smooth_src[smooth_idx]``) into ``out_q[dst]``, in chunks."""
+    h = x.shape[1]
+    step = max(1, _CHUNK_ELEMS // max(h, 1))
+    for a in range(0, row_idx.size, step):
+        ri = row_idx[a:a + step]
+        sm = smooth_src[smooth_idx[a:a + step]] if smooth_src is not None else None
+        q, s = dynamic_quant(x[ri], sm)
+        out_q[dst[a:a + step]] = q
+        out_s[dst[a:a + step]] = s
+
+
+# ---------------------------------------------------------------------------------------------
+# The world-level reference
+# ---------------------------------------------------------------------------------------------
+
+def _per_rank(name: str, value: Any, world: int, required: bool) -> List[Any]:
+    if value is None:
+        if required:
+            raise ValueError(f"{OP} reference: '{name}' is required (a sequence of {world} arrays)")
+        return [None] * world
+    seq = list(value)
+    if len(seq) != world:
+        raise ValueError(f"{OP} reference: '{name}' must have one entry per global rank "
+                         f"g = ep_rank * max(tp_world_size, 1) + tp_rank, i.e. {world}; got {len(seq)}")
+    return [v if v is None or (hasattr(v, "shape") and hasattr(v, "dtype")) else np.asarray(v) for v in seq]
+
+
+def _rank_error(err: AclnnError, g: int, e: int, t: int) -> AclnnError:
+    return AclnnError(err.status, err.call, f"rank {g} (ep_rank_id={e}, tp_rank_id={t}): {err.message}")
+
+
+def moe_distribute_dispatch_v3(x: Sequence[Any], expert_ids: Sequence[Any], *, ep_world_size: int,
+                               moe_expert_num: int, scales: Optional[Sequence[Any]] = None,
+                               x_active_mask: Optional[Sequence[Any]] = None,
+                               expert_scales: Optional[Sequence[Any]] = None,
+                               elastic_info: Any = None, group_ep: str = "ep", group_tp: str = "",
+                               tp_world_size: int = 0, expert_shard_type: int = 0,
+                               shared_expert_num: int = 1, shared_expert_rank_num: int = 0,
+                               quant_mode: int = 0, global_bs: int = 0, expert_token_nums_type: int = 1,
+                               comm_alg: str = "", zero_expert_num: int = 0, copy_expert_num: int = 0,
+                               const_expert_num: int = 0) -> List[Optional[DispatchOutputs]]:
+    """DispatchV3 on every rank of an EP x TP world; entry ``g`` is the result of global rank ``g``.
+
+    ``x[g]`` (BS_g, H) bf16/fp16, ``expert_ids[g]`` (BS_g, K) int32, with
+    ``g = ep_rank * max(tp_world_size, 1) + tp_rank``; ``None`` for both marks a rank removed by
+    elastic scale-down (its result is ``None``). ``scales`` / ``x_active_mask`` / ``expert_scales``:
+    ``None`` or one entry per rank (``(S+M, H)`` float32 / ``(BS,)`` or ``(BS, K)`` bool / ignored on
+    A3). ``elastic_info``: one int32 array ``(4 + 2*ep,)`` shared by all ranks. With
+    ``tp_world_size == 2``, ``group_tp`` must name the TP group (the tiling requires it).
+
+    Each result is a :class:`DispatchOutputs` with the shapes of
+    :func:`aclnn_py.layout.dispatch_output_specs`: ``expand_x`` (max(tp,1)*A, H) x dtype or int8,
+    ``dynamic_scales`` (max(tp,1)*A,) float32, ``assist_info_for_combine`` int32 triples,
+    ``expert_token_nums`` int64, ``ep_recv_counts`` int32 inclusive cumsum, ``tp_recv_counts``
+    (tp,) int32, ``expand_scales`` (A,) float32 (never written on A3). Unwritten elements are 0.
+
+    Every taking-part rank is validated first (:func:`aclnn_py.validate.moe_distribute_dispatch_v3`,
+    same status codes as the device), then the rules that need all ranks (same H, K and x dtype
+    everywhere; same BS when ``global_bs == 0``; ``None`` exactly for removed ranks).
+    """
+    ep = _validate.attr_int("ep_world_size", ep_world_size)
+    tp = _validate.attr_int("tp_world_size", tp_world_size)
+    tpf = max(tp, 1)
+    world = ep * tpf
+    xs = _per_rank("x", x, world, True)
+    ids = _per_rank("expert_ids", expert_ids, world, True)
+    scs = _per_rank("scales", scales, world, False)
+    masks = _per_rank("x_active_mask", x_active_mask, world, False)
+    escs = _per_rank("expert_scales", expert_scales, world, False)
+    if elastic_info is not None and not (hasattr(elastic_info, "shape") and hasattr(elastic_info, "dtype")):
+        elastic_info = np.asarray(elastic_info)
+    qm = _validate.attr_int("quant_mode", quant_mode)
+    attrs = dict(group_ep=group_ep, ep_world_size=ep, moe_expert_num=moe_expert_num, group_tp=group_tp,
+                 tp_world_size=tp, expert_shard_type=expert_shard_type, shared_expert_num=shared_expert_num,
+                 shared_expert_rank_num=shared_expert_rank_num, quant_mode=qm, global_bs=global_bs,
+                 expert_token_nums_type=expert_token_nums_type, comm_alg=comm_alg,
+                 zero_expert_num=zero_expert_num, copy_expert_num=copy_expert_num,
+                 const_expert_num=const_expert_num)
+
+    # 1. per-rank validation (every rank that takes part), then the cross-rank rules
+    lays: List[Any] = [None] * world
+    for g in range(world):
+        if xs[g] is None and ids[g] is None:
+            continue
+        e, t = divmod(g, tpf)
+        try:
+            lays[g] = _validate.moe_distribute_dispatch_v3(
+                xs[g], ids[g], ep_rank_id=e, tp_rank_id=t, scales=scs[g], x_active_mask=masks[g],
+                expert_scales=escs[g], elastic_info=elastic_info, **attrs)
+        except AclnnError as err:
+            raise _rank_error(err, g, e, t) from None
+    _check_world(xs, ids, lays, elastic_info, ep=ep, tpf=tpf, global_bs=int(global_bs))
+
+    # 2. outputs, zero-filled with the layout's shapes
+    outs: List[Optional[dict]] = [None] * world
+    for g in range(world):
+        if lays[g] is not None:
+            outs[g] = zeros_for(dispatch_output_specs(lays[g], xs[g].shape[1], xs[g].dtype, qm))
+
+    # 3. EP all-to-all inside each TP slice
+    w = ep_world(ep, moe_expert_num, shared_expert_num, shared_expert_rank_num, elastic_info)
+    n_own = np.zeros(world, dtype=np.int64)
+    for t in range(tpf):
+        _dispatch_slice(w, t, tpf, xs, ids, scs, masks, outs, n_own, quant_mode=qm,
+                        z=int(zero_expert_num) + int(copy_expert_num) + int(const_expert_num),
+                        token_nums_type=int(expert_token_nums_type))
+
+    # 4. TP all-gather inside each TP pair: self rows first, then the peer's
+    if tp == 2:
+        for e in range(ep):
+            for t in (0, 1):
+                me, peer = outs[e * 2 + t], outs[e * 2 + 1 - t]
+                n_me, n_peer = int(n_own[e * 2 + t]), int(n_own[e * 2 + 1 - t])
+                _check_capacity(me["expand_x"], n_me + n_peer, e * 2 + t)
+                me["expand_x"][n_me:n_me + n_peer] = peer["expand_x"][:n_peer]
+                if qm == 2:
+                    me["dynamic_scales"][n_me:n_me + n_peer] = peer["dynamic_scales"][:n_peer]
+                me["ep_recv_counts"][w.ep_eff:2 * w.ep_eff] = peer["ep_recv_counts"][:w.ep_eff]
+                me["tp_recv_counts"][t] = n_me
+                me["tp_recv_counts"][1 - t] = n_peer
+                me["expert_token_nums"][0] = n_me + n_peer
+
+    return [None if o is None else DispatchOutputs(**o) for o in outs]
+
+
+def _check_world(xs, ids, lays, elastic_info, *, ep: int, tpf: int, global_bs: int) -> None:
+    """Rules that need every rank: who takes part, and shapes that must agree across ranks."""
+    world = len(xs)
+    info = None
+    if elastic_info is not None:
+        a = np.asarray(elastic_info).astype(np.int64).reshape(-1)
+        if a.size == 4 + 2 * ep and a[0] != 0:
+            info = a
+    for g in range(world):
+        if lays[g] is None:
+            e = g // tpf
+            removed = info is not None and info[4 + e] == -1
+            if not removed:
+                raise param_error(OP, ACLNN_ERR_PARAM_NULLPTR, "x",
+                                  f"an array for rank {g} (only ranks that elastic_info removes, "
+                                  f"Table1[ep_rank] == -1, may be None)", None)
+    parts = [g for g in range(world) if lays[g] is not None]
+    if not parts:
+        raise ValueError(f"{OP} reference: no rank takes part (every x entry is None)")
+    g0 = parts[0]
+    h0, k0, bs0, dt0 = xs[g0].shape[1], ids[g0].shape[1], xs[g0].shape[0], np.dtype(xs[g0].dtype)
+    for g in parts[1:]:
+        checks = (
+            ("x", xs[g].shape[1] == h0, f"the same H on every rank (rank {g0}: {h0})", f"rank {g}: {xs[g].shape[1]}"),
+            ("expert_ids", ids[g].shape[1] == k0, f"the same K on every rank (rank {g0}: {k0})",
+             f"rank {g}: {ids[g].shape[1]}"),
+            ("x", np.dtype(xs[g].dtype) == dt0, f"the same dtype on every rank (rank {g0}: {dt0})",
+             f"rank {g}: {np.dtype(xs[g].dtype)}"),
+            ("x", global_bs != 0 or xs[g].shape[0] == bs0,
+             f"the same BS on every rank when global_bs == 0 (rank {g0}: {bs0}; "
+             f"set global_bs = max BS * ep_world_size for different batch sizes)", f"rank {g}: {xs[g].shape[0]}"),
+        )
+        for param, ok, rule, got in checks:
+            if not ok:
+                raise param_error(OP, ACLNN_ERR_INNER_TILING_ERROR, param, rule, got)
+
+
+def _check_capacity(expand_x: np.ndarray, rows: int, g: int) -> None:
+    if rows > expand_x.shape[0]:  # cannot happen for validated inputs; a hardware overrun otherwise
+        raise AclnnError(ACLNN_ERR_INNER_TILING_ERROR, OP,
+                         f"rank {g} receives {rows} rows but expand_x holds {expand_x.shape[0]}")
+
+
+def _dispatch_slice(w: EpWorld, t: int, tpf: int, xs, ids, scs, masks, outs, n_own: np.ndarray, *,
+                    quant_mode: int, z: int, token_nums_type: int) -> None:
+    """§3.1-§3.3 for the EP group of TP slice ``t``; fills the own-row part of every output."""
+    ep2, r2, m2, l2 = w.ep_eff, w.r_eff, w.m_eff, w.l_eff
+    gs = [int(w.to_orig[n]) * tpf + t for n in range(ep2)]   # global rank of each new EP id
+    if any(outs[g] is None for g in gs):
+        raise AclnnError(ACLNN_ERR_INNER_TILING_ERROR, OP, "elastic table routes to a rank that is None")
+    k = int(ids[gs[0]].shape[1])
+    bss = np.array([xs[g].shape[0] for g in gs], dtype=np.int64)
+    row0 = np.concatenate(([0], np.cumsum(bss)))             # first row of each source in x_all
+    total_rows = int(row0[-1])
+
+    # --- sender side, all sources at once (flat pair index p over the concatenated expert_ids)
+    ids_all = np.concatenate([np.asarray(ids[g]).reshape(-1) for g in gs]).astype(np.int64)
+    pair_src = np.repeat(np.arange(ep2, dtype=np.int64), bss * k)
+    pair_flat = np.arange(ids_all.size, dtype=np.int64) - np.repeat(row0[:-1] * k, bss * k)
+    pair_ok = np.ones(ids_all.size, dtype=bool)
+    tok_ok = np.ones(total_rows, dtype=bool)
+    for n, g in enumerate(gs):
+        pv, tv = active_pairs(int(bss[n]), k, masks[g])
+        if pv is not None:
+            pair_ok[row0[n] * k:row0[n + 1] * k] = pv
+            tok_ok[row0[n]:row0[n + 1]] = tv
+    if z > 0:
+        pair_ok &= ids_all < m2          # special experts (and anything >= M') are not sent
+    sel = np.flatnonzero(pair_ok)
+    e_moe = ids_all[sel]
+    d_moe = e_moe // l2 + r2
+    j_moe = e_moe % l2
+    src_moe = pair_src[sel]
+    tok_moe = pair_flat[sel] // k
+    parts = {
+        "dest": [d_moe], "key": [d_moe * l2 + j_moe], "src": [src_moe], "tok": [tok_moe],
+        "kslot": [pair_flat[sel] % k], "row": [row0[src_moe] + tok_moe], "si": [w.s + e_moe],
+    }
+    if r2 > 0 and w.s > 0:                # shared experts: every active token to one replica of each
+        act = np.flatnonzero(tok_ok)
+        src_act = np.repeat(np.arange(ep2, dtype=np.int64), bss)[act]
+        tok_act = act - row0[src_act]
+        for s in range(w.s):
+            d_sh = src_act % w.rpse_eff + s * w.rpse_eff
+            parts["dest"].append(d_sh)
+            parts["key"].append(d_sh * l2)
+            parts["src"].append(src_act)
+            parts["tok"].append(tok_act)
+            parts["kslot"].append(np.full(act.size, k + s, dtype=np.int64))
+            parts["row"].append(act)
+            parts["si"].append(np.full(act.size, s, dtype=np.int64))
+    ent = {name: np.concatenate(v) for name, v in parts.items()}
+    dest, src = ent["dest"], ent["src"]
+
+    # --- receiver side: one stable sort gives every destination's rows in kernel order
+    order = np.argsort(ent["key"], kind="stable")
+    n_dest = np.bincount(dest, minlength=ep2)
+    start = np.concatenate(([0], np.cumsum(n_dest)))
+    triples = np.stack((src, ent["tok"], ent["kslot"]), axis=1).astype(np.int32)[order]
+    is_moe = dest >= r2
+    n_moe_ranks = ep2 - r2
+    blk = ((dest[is_moe] - r2) * l2 + (ent["key"][is_moe] - dest[is_moe] * l2)) * ep2 + src[is_moe]
+    cum_moe = np.cumsum(np.bincount(blk, minlength=n_moe_ranks * l2 * ep2)
+                        .reshape(n_moe_ranks, l2 * ep2), axis=1)
+    cum_sh = np.cumsum(np.bincount(dest[~is_moe] * ep2 + src[~is_moe], minlength=r2 * ep2)
+                       .reshape(r2, ep2), axis=1)
+
+    # --- row payloads: what np.take gathers from, indexed per sorted entry
+    src_arr, src_idx, scale_of = _payload_source(quant_mode, xs, scs, gs, ent, order, row0)
+
+    for d in range(ep2):
+        g = gs[d]
+        o = outs[g]
+        n = int(n_dest[d])
+        _check_capacity(o["expand_x"], n, g)
+        a, b = int(start[d]), int(start[d]) + n
+        idx = src_idx[a:b]
+        np.take(src_arr, idx, axis=0, out=_bits(o["expand_x"][:n]), mode="clip")
+        if scale_of is not None:
+            o["dynamic_scales"][:n] = scale_of[idx]
+        o["assist_info_for_combine"][:3 * n] = triples[a:b].reshape(-1)
+        etn = o["expert_token_nums"]
+        if d < r2:
+            o["ep_recv_counts"][:ep2] = cum_sh[d]
+            etn[0] = n
+        else:
+            cum = cum_moe[d - r2]
+            o["ep_recv_counts"][:l2 * ep2] = cum
+            if l2 == 1:
+                etn[0] = n
+            else:
+                per_expert_cum = cum[ep2 - 1::ep2]
+                etn[:l2] = per_expert_cum if token_nums_type == 0 else np.diff(per_expert_cum, prepend=0)
+        n_own[g] = n
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    """Raw-bits view (so bf16/fp16 rows are copied, never converted)."""
+    return a.view(np.uint16) if a.dtype.itemsize == 2 else a
+
+
+def _payload_source(quant_mode: int, xs, scs, gs, ent, order, row0):
+    """(array to gather rows from, gather index per sorted entry, per-row scale array or None)."""
+    if quant_mode == 0:
+        x_all = _bits(np.concatenate([np.ascontiguousarray(xs[g]) for g in gs]))
+        return x_all, ent["row"][order], None
+    x_list = [np.asarray(xs[g]) for g in gs]
+    if all(scs[g] is None for g in gs):
+        # no smoothing: the int8 row depends on the token only -> quantise each token once
+        x_all = np.concatenate(x_list)
+        q_all = np.empty(x_all.shape, dtype=np.int8)
+        s_all = np.empty(x_all.shape[0], dtype=np.float32)
+        rows = np.arange(x_all.shape[0])
+        _quant_rows_chunked(x_all, rows, None, None, q_all, s_all, rows)
+        return q_all, ent["row"][order], s_all
+    # smoothing: one quantisation per entry (token, smooth row), computed per source rank
+    n_ent = ent["dest"].size
+    h = x_list[0].shape[1]
+    q_ent = np.empty((n_ent, h), dtype=np.int8)
+    s_ent = np.empty(n_ent, dtype=np.float32)
+    by_src = np.argsort(ent["src"], kind="stable")
+    seg = np.concatenate(([0], np.cumsum(np.bincount(ent["src"], minlength=len(gs)))))
+    for n, g in enumerate(gs):
+        sel = by_src[seg[n]:seg[n + 1]]
+        sm = None if scs[g] is None else np.asarray(scs[g], dtype=np.float32)
+        _quant_rows_chunked(x_list[n], ent["tok"][sel], sm, None if sm is None else ent["si"][sel],
+                            q_ent, s_ent, sel)
+    return q_ent, order, s_ent

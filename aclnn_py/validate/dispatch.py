@@ -1,5 +1,406 @@
-"""Placeholder: being written (replace this whole file)."""
-def moe_distribute_dispatch_v3(*args, **kwargs):
-    raise NotImplementedError("moe_distribute_dispatch_v3")
+"""Parameter rules of aclnnMoeDistributeDispatchV3 for one rank (``dispatch-v3.md`` §13).
+
+Order and codes follow CANN: the op_api checks (161001), the generated layer's dtype lists (161002,
+[inferred] in the spec), the A3 tiling rules 1-37 (561002) in evaluation order, and finally the rules
+the documentation states but no CANN code checks (561002, message says so): distinct group names
+with TP, a consistent elastic table, expert ids in range and distinct within a row, 1-D masks with
+every True before any False. Value rules read values only from host ``numpy.ndarray`` arguments.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Any, Mapping, Optional
+
+import ml_dtypes
+import numpy as np
+
+from ..dtypes import bfloat16
+from ..layout import MoeLayout, dispatch_output_specs, normalised_shared_expert_num
+from . import buffsize
+from .rules import (GROUP_NAME_MAX, INVALID, NULLPTR, TILING, dtype_in, fail, in_range, ndim, one_of,
+                    require)
+
+OP = "aclnnMoeDistributeDispatchV3"
+INT32_MAX = 2 ** 31 - 1
+EP_MIN, EP_MAX = 2, 768
+BS_MAX = 512
+H_MIN, H_MAX = 1024, 8192
+K_MAX = 16
+M_MAX = 1024
+SHARED_MAX = 4
+COMM_ALGS = ("", "fullmesh_v1", "fullmesh_v2")
+NOT_ENFORCED = "documented rule, not enforced by the CANN kernel"
+
+OUTPUT_NAMES = ("expand_x", "dynamic_scales", "assist_info_for_combine", "expert_token_nums",
+                "ep_recv_counts", "tp_recv_counts", "expand_scales")
+
+_F32, _I32, _I64, _I8, _BOOL = (np.dtype(t) for t in (np.float32, np.int32, np.int64, np.int8, np.bool_))
+_F16 = np.dtype(np.float16)
+_FP8 = (np.dtype(ml_dtypes.float8_e5m2), np.dtype(ml_dtypes.float8_e4m3fn))
+_E8M0 = (np.dtype(ml_dtypes.float8_e8m0fnu),) if hasattr(ml_dtypes, "float8_e8m0fnu") else ()
+
+# dtypes the op definition lists per argument (DEF); anything else is rejected before tiling.
+_DEF_DTYPES = {
+    "x": (bfloat16, _F16) + _FP8,
+    "expert_ids": (_I32,),
+    "scales": (_F32,) + _E8M0,
+    "x_active_mask": (_BOOL,),
+    "expert_scales": (_F32,),
+    "elastic_info": (_I32,),
+    "expand_x": (bfloat16, _I8, _F16) + _FP8,
+    "dynamic_scales": (_F32,) + _E8M0,
+    "assist_info_for_combine": (_I32,),
+    "expert_token_nums": (_I64,),
+    "ep_recv_counts": (_I32,),
+    "tp_recv_counts": (_I32,),
+    "expand_scales": (_F32, _I32),
+}
+
+_NZ_FORMATS = (29, 50, 51, 52, 53, 54, "FRACTAL_NZ", "ACL_FORMAT_FRACTAL_NZ")
 
 
+def attr_int(name: str, v: Any) -> int:
+    try:
+        return operator.index(v)
+    except TypeError:
+        raise TypeError(f"{OP}: '{name}' must be an integer, got {type(v).__name__} {v!r}") from None
+
+
+def _host(t: Any) -> Optional[np.ndarray]:
+    """Values of a host array (value rules skip device tensors)."""
+    return t if isinstance(t, np.ndarray) else None
+
+
+def _is_nz(t: Any) -> bool:
+    fmt = getattr(t, "acl_format", None)
+    if fmt is None and not isinstance(t, np.ndarray):
+        fmt = getattr(t, "format", None)
+    try:
+        return fmt in _NZ_FORMATS
+    except TypeError:
+        return False
+
+
+def _dtype_in(op: str, name: str, t: Any, dtypes: tuple, status: int = TILING) -> None:
+    """``rules.dtype_in`` with a fast path (names are only built for the error message)."""
+    try:
+        if np.dtype(t.dtype) in dtypes:
+            return
+    except TypeError:
+        pass
+    dtype_in(op, name, t, dtypes, status=status)
+
+
+def _name_len(s: str) -> int:
+    return len(s.encode("utf-8"))
+
+
+def moe_distribute_dispatch_v3(x: Any, expert_ids: Any, *, group_ep: Optional[str], ep_world_size: int,
+                               ep_rank_id: int, moe_expert_num: int, scales: Any = None,
+                               x_active_mask: Any = None, expert_scales: Any = None,
+                               elastic_info: Any = None, group_tp: Optional[str] = "",
+                               tp_world_size: int = 0, tp_rank_id: int = 0, expert_shard_type: int = 0,
+                               shared_expert_num: int = 1, shared_expert_rank_num: int = 0,
+                               quant_mode: int = 0, global_bs: int = 0, expert_token_nums_type: int = 1,
+                               comm_alg: Optional[str] = "", zero_expert_num: int = 0,
+                               copy_expert_num: int = 0, const_expert_num: int = 0,
+                               outputs: Optional[Mapping[str, Any]] = None,
+                               env: Optional[Mapping[str, str]] = None) -> MoeLayout:
+    """Check one rank's DispatchV3 call; raise :class:`aclnn_py.AclnnError` at the first broken rule.
+
+    Arrays are anything with ``.shape`` and ``.dtype``. ``outputs`` maps output names
+    (``expand_x``, ``dynamic_scales``, ``assist_info_for_combine``, ``expert_token_nums``,
+    ``ep_recv_counts``, ``tp_recv_counts``, ``expand_scales``) to the caller's buffers; ``None`` means
+    they are allocated with :func:`aclnn_py.layout.dispatch_output_specs` (always valid). ``env``
+    (default ``os.environ``) supplies ``HCCL_BUFFSIZE``. Returns this rank's :class:`MoeLayout`.
+    """
+    op = OP
+    ep = attr_int("ep_world_size", ep_world_size)
+    ep_rank = attr_int("ep_rank_id", ep_rank_id)
+    m = attr_int("moe_expert_num", moe_expert_num)
+    tp = attr_int("tp_world_size", tp_world_size)
+    tp_rank = attr_int("tp_rank_id", tp_rank_id)
+    shard = attr_int("expert_shard_type", expert_shard_type)
+    s_attr = attr_int("shared_expert_num", shared_expert_num)
+    r = attr_int("shared_expert_rank_num", shared_expert_rank_num)
+    qm = attr_int("quant_mode", quant_mode)
+    gbs = attr_int("global_bs", global_bs)
+    etn_type = attr_int("expert_token_nums_type", expert_token_nums_type)
+    zero = attr_int("zero_expert_num", zero_expert_num)
+    copy = attr_int("copy_expert_num", copy_expert_num)
+    const = attr_int("const_expert_num", const_expert_num)
+    comm_alg = "" if comm_alg is None else comm_alg
+    has_elastic = elastic_info is not None
+
+    given = outputs is not None
+    outs: dict = dict(outputs) if given else {}
+
+    # ---- op_api layer (CheckNotNull / CheckParams): 161001 ------------------------------------
+    for name, t in (("x", x), ("expert_ids", expert_ids)):
+        require(t is not None, op, NULLPTR, name, "not None (required input)", None)
+    if given:
+        for name in ("expand_x", "assist_info_for_combine", "expert_token_nums", "tp_recv_counts",
+                     "ep_recv_counts"):
+            require(outs.get(name) is not None, op, NULLPTR, name, "not None (required output)", None)
+    require(group_ep is not None and group_ep != "", op, NULLPTR, "group_ep",
+            "a non-empty HCCL group name", group_ep)
+    if given and qm == 2:
+        require(outs.get("dynamic_scales") is not None, op, NULLPTR, "dynamic_scales",
+                "not None when quant_mode == 2", None)
+    require(_name_len(group_ep) < GROUP_NAME_MAX, op, NULLPTR, "group_ep",
+            f"length < {GROUP_NAME_MAX} bytes", f"{_name_len(group_ep)} bytes")
+    require(group_tp is not None, op, NULLPTR, "group_tp",
+            "a string ('' when there is no TP; NULL is undefined behaviour in CANN)", None)
+    require(_name_len(group_tp) < GROUP_NAME_MAX, op, NULLPTR, "group_tp",
+            f"length < {GROUP_NAME_MAX} bytes", f"{_name_len(group_tp)} bytes")
+
+    # ---- generated layer: dtypes outside the op definition's lists: 161002 [inferred] ----------
+    inputs = (("x", x), ("expert_ids", expert_ids), ("scales", scales), ("x_active_mask", x_active_mask),
+              ("expert_scales", expert_scales), ("elastic_info", elastic_info))
+    for name, t in inputs:
+        if t is not None:
+            _dtype_in(op, name, t, _DEF_DTYPES[name], status=INVALID)
+    for name in OUTPUT_NAMES:
+        if outs.get(name) is not None:
+            _dtype_in(op, name, outs[name], _DEF_DTYPES[name], status=INVALID)
+
+    # ---- tiling, A3 (561002), evaluation order of dispatch-v3.md §13.2 --------------------------
+    # 1-5 CheckAndSetGroupInfo
+    require(1 <= _name_len(group_ep) < GROUP_NAME_MAX, op, TILING, "group_ep",
+            f"length in [1, {GROUP_NAME_MAX - 1}] bytes", f"{_name_len(group_ep)} bytes")
+    in_range(op, "ep_world_size", ep, EP_MIN, EP_MAX)
+    in_range(op, "tp_world_size", tp, 0, 2)
+    in_range(op, "ep_rank_id", ep_rank, 0, ep - 1)
+    if tp > 1:
+        in_range(op, "tp_rank_id", tp_rank, 0, tp - 1)
+        require(1 <= _name_len(group_tp) < GROUP_NAME_MAX, op, TILING, "group_tp",
+                f"length in [1, {GROUP_NAME_MAX - 1}] bytes when tp_world_size == 2", f"{_name_len(group_tp)} bytes")
+    else:
+        require(tp_rank == 0, op, TILING, "tp_rank_id", "tp_rank_id == 0 when tp_world_size <= 1", tp_rank)
+    # 6-11 CheckAndSetExpertInfo
+    one_of(op, "expert_shard_type", shard, (0,))
+    in_range(op, "shared_expert_num", s_attr, 0, SHARED_MAX)
+    in_range(op, "shared_expert_rank_num", r, 0, ep - 1)
+    in_range(op, "moe_expert_num", m, 1, M_MAX)
+    in_range(op, "quant_mode", qm, 0, 2)
+    one_of(op, "expert_token_nums_type", etn_type, (0, 1))
+    # 12-13 CheckAndSetSpecialExpertInfo
+    for name, v in (("zero_expert_num", zero), ("copy_expert_num", copy), ("const_expert_num", const)):
+        require(v >= 0, op, TILING, name, f"{name} >= 0", v)
+    z = zero + copy + const
+    require(m + z <= INT32_MAX, op, TILING, "zero_expert_num",
+            "moe_expert_num + zero_expert_num + copy_expert_num + const_expert_num <= INT32_MAX", m + z)
+    require(comm_alg in COMM_ALGS, op, TILING, "comm_alg", f"comm_alg in {COMM_ALGS!r}", comm_alg)
+    fullmesh_v2 = comm_alg == "fullmesh_v2"
+    # 14-15 GetParamsAndSetTilingData
+    require(qm != 1, op, TILING, "quant_mode", "quant_mode != 1 (static quant is not supported)", qm)
+    require(not (scales is not None and qm == 0), op, TILING, "scales",
+            "None when quant_mode == 0", f"tensor of shape {tuple(getattr(scales, 'shape', ()))}")
+    # 16 CheckTensorDim
+    ndim(op, "x", x, (2,))
+    ndim(op, "expert_ids", expert_ids, (2,))
+    if scales is not None:
+        ndim(op, "scales", scales, (2,))
+    bs, h = (int(d) for d in x.shape)
+    k = int(expert_ids.shape[1])
+    if x_active_mask is not None:
+        ndim(op, "x_active_mask", x_active_mask, (1, 2))
+        require(int(x_active_mask.shape[0]) == bs, op, TILING, "x_active_mask",
+                f"dim0 == BS (x.shape[0] = {bs})", tuple(x_active_mask.shape))
+        if len(x_active_mask.shape) == 2:
+            require(int(x_active_mask.shape[1]) == k, op, TILING, "x_active_mask",
+                    f"dim1 == K (expert_ids.shape[1] = {k})", tuple(x_active_mask.shape))
+    if has_elastic:
+        ndim(op, "elastic_info", elastic_info, (1,))
+    lay = MoeLayout(ep_world_size=ep, ep_rank_id=ep_rank, moe_expert_num=m, bs=bs, k=k,
+                    tp_world_size=tp, shared_expert_num=s_attr, shared_expert_rank_num=r,
+                    global_bs=gbs, elastic=has_elastic)
+    if not given:  # stand-ins with the shapes and dtypes the layout allocates
+        outs = dispatch_output_specs(lay, h, x.dtype, qm)
+    ndim(op, "expand_x", outs["expand_x"], (2,))
+    if qm == 2:
+        ndim(op, "dynamic_scales", outs["dynamic_scales"], (1,))
+    for name in ("assist_info_for_combine", "expert_token_nums", "ep_recv_counts", "tp_recv_counts"):
+        ndim(op, name, outs[name], (1,))
+    # 17 CheckTensorDataType
+    _dtype_in(op, "x", x, (bfloat16, _F16))
+    _dtype_in(op, "expert_ids", expert_ids, (_I32,))
+    if scales is not None:
+        _dtype_in(op, "scales", scales, (_F32,))
+    if x_active_mask is not None:
+        _dtype_in(op, "x_active_mask", x_active_mask, (_BOOL,))
+    if has_elastic:
+        _dtype_in(op, "elastic_info", elastic_info, (_I32,))
+    _dtype_in(op, "expand_x", outs["expand_x"], (_I8,) if qm != 0 else (np.dtype(x.dtype),))
+    if qm == 2:
+        _dtype_in(op, "dynamic_scales", outs["dynamic_scales"], (_F32,))
+    _dtype_in(op, "assist_info_for_combine", outs["assist_info_for_combine"], (_I32,))
+    _dtype_in(op, "expert_token_nums", outs["expert_token_nums"], (_I64,))
+    _dtype_in(op, "ep_recv_counts", outs["ep_recv_counts"], (_I32,))
+    _dtype_in(op, "tp_recv_counts", outs["tp_recv_counts"], (_I32,))
+    # 18 CheckTensorFormat
+    checked = [("x", x), ("expert_ids", expert_ids), ("scales", scales), ("x_active_mask", x_active_mask),
+               ("elastic_info", elastic_info), ("expand_x", outs["expand_x"])]
+    if qm == 2:
+        checked.append(("dynamic_scales", outs["dynamic_scales"]))
+    checked += [(n, outs[n]) for n in ("assist_info_for_combine", "expert_token_nums", "ep_recv_counts",
+                                       "tp_recv_counts")]
+    for name, t in checked:
+        if t is not None:
+            require(not _is_nz(t), op, TILING, name, "not in FRACTAL_NZ format", "FRACTAL_NZ")
+    # 19 CheckSharedAttrs (after the (1, 0) -> 0 normalisation)
+    s = normalised_shared_expert_num(s_attr, r)
+    require(not (s == 0 and r > 0), op, TILING, "shared_expert_rank_num",
+            "shared_expert_rank_num == 0 when shared_expert_num == 0", r)
+    require(not (s > 0 and r == 0), op, TILING, "shared_expert_num",
+            "shared_expert_num == 0 (or the default 1) when shared_expert_rank_num == 0", s)
+    if s > 0:
+        require(r % s == 0, op, TILING, "shared_expert_rank_num",
+                f"shared_expert_rank_num % shared_expert_num ({s}) == 0", r)
+    # 20 CheckCommAlgAttrs
+    if fullmesh_v2:
+        require(not has_elastic, op, TILING, "elastic_info", "None when comm_alg == 'fullmesh_v2'", "given")
+        require(z == 0, op, TILING, "zero_expert_num",
+                "zero + copy + const expert nums == 0 when comm_alg == 'fullmesh_v2'", z)
+        require(x_active_mask is None, op, TILING, "x_active_mask",
+                "None when comm_alg == 'fullmesh_v2'", "given")
+        require(tp != 2, op, TILING, "tp_world_size", "tp_world_size != 2 when comm_alg == 'fullmesh_v2'", tp)
+    # 21-26 CheckAttrs
+    require(m % (ep - r) == 0, op, TILING, "moe_expert_num",
+            f"moe_expert_num % (ep_world_size - shared_expert_rank_num) == 0 (divisor {ep - r})", m)
+    lnum = m // (ep - r)
+    require(lnum > 0, op, TILING, "moe_expert_num",
+            f"moe_expert_num >= ep_world_size - shared_expert_rank_num = {ep - r} (>= 1 expert per MoE rank)", m)
+    require(not (tp > 1 and lnum > 1), op, TILING, "moe_expert_num",
+            "one MoE expert per rank when tp_world_size > 1", f"{lnum} experts per rank")
+    require(not (tp > 1 and has_elastic), op, TILING, "elastic_info",
+            "None when tp_world_size > 1", "given")
+    require(1 <= bs <= BS_MAX, op, TILING, "x", f"1 <= BS (x.shape[0]) <= {BS_MAX}", bs)
+    require(gbs == 0 or (gbs >= bs * ep and gbs % ep == 0), op, TILING, "global_bs",
+            f"global_bs == 0 or (global_bs >= BS * ep_world_size = {bs * ep} and global_bs % {ep} == 0)", gbs)
+    if gbs > bs * ep:
+        require(x_active_mask is None, op, TILING, "x_active_mask",
+                "None when global_bs > BS * ep_world_size (different BS per rank)", "given")
+        require(not fullmesh_v2, op, TILING, "comm_alg",
+                "not 'fullmesh_v2' when global_bs > BS * ep_world_size", comm_alg)
+    # 27-36 CheckTensorShape
+    require(H_MIN <= h <= H_MAX, op, TILING, "x", f"{H_MIN} <= H (x.shape[1]) <= {H_MAX}", h)
+    require(int(expert_ids.shape[0]) == bs, op, TILING, "expert_ids",
+            f"dim0 == BS (x.shape[0] = {bs})", tuple(expert_ids.shape))
+    kmax = min(K_MAX, m + z)
+    require(1 <= k <= kmax, op, TILING, "expert_ids",
+            f"1 <= K (expert_ids.shape[1]) <= min(16, moe_expert_num + zero + copy + const) = {kmax}", k)
+    if scales is not None:
+        require(int(scales.shape[0]) == s + m, op, TILING, "scales",
+                f"dim0 == shared_expert_num + moe_expert_num = {s + m}", tuple(scales.shape))
+        require(int(scales.shape[1]) == h, op, TILING, "scales", f"dim1 == H = {h}", tuple(scales.shape))
+    if has_elastic:
+        require(int(elastic_info.shape[0]) == 4 + 2 * ep, op, TILING, "elastic_info",
+                f"dim0 == 4 + 2 * ep_world_size = {4 + 2 * ep}", tuple(elastic_info.shape))
+    a = lay.a
+    ex = outs["expand_x"]
+    require(int(ex.shape[0]) >= tp * a, op, TILING, "expand_x",
+            f"dim0 >= tp_world_size * A = {tp * a}", tuple(ex.shape))
+    require(int(ex.shape[1]) == h, op, TILING, "expand_x", f"dim1 == H = {h}", tuple(ex.shape))
+    if qm != 0:
+        ds = outs["dynamic_scales"]
+        require(int(ds.shape[0]) >= tp * a, op, TILING, "dynamic_scales",
+                f"dim0 >= A * tp_world_size = {tp * a}", tuple(ds.shape))
+    ai = outs["assist_info_for_combine"]
+    require(int(ai.shape[0]) >= 3 * a, op, TILING, "assist_info_for_combine",
+            f"dim0 >= 3 * A = {3 * a}", tuple(ai.shape))
+    etn = outs["expert_token_nums"]
+    require(int(etn.shape[0]) == lay.local_expert_num, op, TILING, "expert_token_nums",
+            f"dim0 == {lay.local_expert_num} (local expert num)", tuple(etn.shape))
+    erc = outs["ep_recv_counts"]
+    require(int(erc.shape[0]) >= lay.ep_recv_counts_len, op, TILING, "ep_recv_counts",
+            f"dim0 >= {lay.ep_recv_counts_len}", tuple(erc.shape))
+    trc = outs["tp_recv_counts"]
+    require(int(trc.shape[0]) == tp, op, TILING, "tp_recv_counts", f"dim0 == tp_world_size = {tp}",
+            tuple(trc.shape))
+    # 37 CheckWinSize
+    buffsize.check_hccl_buffsize(op, h=h, max_bs=lay.max_bs, ep_world_size=ep, local_expert_num=lnum,
+                                 k=k, shared_expert_num=s, comm_alg=comm_alg, env=env)
+
+    # ---- documented, not enforced by CANN (§13.3) ----------------------------------------------
+    if tp == 2:
+        require(group_ep != group_tp, op, TILING, "group_tp",
+                f"group_tp != group_ep when tp_world_size == 2 ({NOT_ENFORCED})", group_tp)
+    m_eff = m
+    info = _host(elastic_info)
+    if info is not None:
+        m_eff = _check_elastic_table(info.astype(np.int64), ep=ep, ep_rank=ep_rank, m=m, s=s, lnum=lnum)
+    ids = _host(expert_ids)
+    mask = _host(x_active_mask)
+    active = None  # (BS, K) pairs the kernel routes; None = all
+    if mask is not None:
+        if mask.ndim == 1:
+            n = int(np.count_nonzero(mask))
+            require(bool(mask[:n].all()), op, TILING, "x_active_mask",
+                    f"every True before any False in a 1-D mask ({NOT_ENFORCED})",
+                    f"first False at token {int(np.argmin(mask))}, {n} True in total")
+            active = np.broadcast_to(mask[:, None], (bs, k))
+        else:
+            active = mask
+    if ids is not None and ids.size:
+        ids64 = ids.astype(np.int64)
+        ok = (ids64 >= 0) & (ids64 < m_eff)
+        if z > 0:
+            ok |= (ids64 >= m) & (ids64 < m + z)
+        if active is not None:
+            ok |= ~active
+        if not ok.all():
+            t_bad, k_bad = (int(v) for v in np.argwhere(~ok)[0])
+            if z > 0:
+                rng = f"[0, {m_eff}) or the special experts [{m}, {m + z})"
+            else:
+                rng = f"[0, {m_eff})"
+            fail(op, TILING, "expert_ids", f"ids in {rng} ({NOT_ENFORCED})",
+                 f"expert_ids[{t_bad}, {k_bad}] = {int(ids64[t_bad, k_bad])}")
+        if k > 1:
+            sentinel = -1 - np.arange(k, dtype=np.int64)  # distinct, never a valid id
+            vals = ids64 if active is None else np.where(active, ids64, sentinel)
+            srt = np.sort(vals, axis=1)
+            dup = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
+            if dup.any():
+                t_bad = int(np.flatnonzero(dup)[0])
+                fail(op, TILING, "expert_ids", f"distinct ids within a token's row ({NOT_ENFORCED})",
+                     f"expert_ids[{t_bad}] = {ids64[t_bad].tolist()}")
+    return lay
+
+
+def _check_elastic_table(info: np.ndarray, *, ep: int, ep_rank: int, m: int, s: int, lnum: int) -> int:
+    """Internal consistency of an elastic table that is switched on; returns the routing M'."""
+    op = OP
+    if info[0] == 0:
+        return m
+    where = f"({NOT_ENFORCED})"
+    ep2, r2, m2 = int(info[1]), int(info[2]), int(info[3])
+    t1, t2 = info[4:4 + ep], info[4 + ep:4 + 2 * ep]
+    require(1 <= ep2 <= ep, op, TILING, "elastic_info", f"1 <= elastic_info[1] (new ep) <= {ep} {where}", ep2)
+    require(0 <= r2 < ep2, op, TILING, "elastic_info",
+            f"0 <= elastic_info[2] (new shared rank num) < new ep = {ep2} {where}", r2)
+    if s == 0:
+        require(r2 == 0, op, TILING, "elastic_info",
+                f"elastic_info[2] (new shared rank num) == 0 without shared experts {where}", r2)
+    else:
+        require(r2 > 0 and r2 % s == 0, op, TILING, "elastic_info",
+                f"elastic_info[2] (new shared rank num) > 0 and a multiple of shared_expert_num = {s} {where}",
+                r2)
+    require(0 < m2 <= m, op, TILING, "elastic_info",
+            f"0 < elastic_info[3] (new moe expert num) <= moe_expert_num = {m} {where}", m2)
+    require(m2 % (ep2 - r2) == 0 and m2 // (ep2 - r2) == lnum, op, TILING, "elastic_info",
+            f"elastic_info[3] / (new ep - new shared rank num) == {lnum} experts per MoE rank, as before {where}",
+            f"{m2} / {ep2 - r2}")
+    kept = t1[t1 != -1]
+    require(bool(((t1 == -1) | ((t1 >= 0) & (t1 < ep2))).all()) and kept.size == ep2
+            and np.unique(kept).size == ep2, op, TILING, "elastic_info",
+            f"Table1 (elastic_info[4:{4 + ep}]) maps the kept ranks one-to-one onto [0, {ep2}) and the rest to -1 "
+            f"{where}", t1.tolist())
+    orig = np.flatnonzero(t1 != -1)
+    require(bool((t2[t1[orig]] == orig).all()), op, TILING, "elastic_info",
+            f"Table2 (elastic_info[{4 + ep}:]) is the inverse of Table1 on the new ranks {where}", t2.tolist())
+    require(int(t1[ep_rank]) != -1, op, TILING, "ep_rank_id",
+            f"a rank kept by the elastic table (Table1[ep_rank_id] != -1); removed ranks must not call the op "
+            f"{where}", ep_rank)
+    return m2

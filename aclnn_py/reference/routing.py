@@ -1,0 +1,74 @@
+"""Rank maps and sender-side selection shared by the MoE distribute references.
+
+``dispatch-v3.md`` §2 (derived quantities), §3.1 (what a sender emits), §8 (masks), §9 (special
+experts) and §10 (elastic scale-down). Everything here works on one EP group; the TP dimension is
+handled by the callers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+
+from ..layout import normalised_shared_expert_num, parse_elastic_info
+
+
+@dataclass(frozen=True)
+class EpWorld:
+    """The EP group as the kernel routes it: elastic ("primed") values when scale-down is on.
+
+    ``to_new[orig]`` is the new rank id (``-1`` if removed), ``to_orig[new]`` the original rank.
+    Without scale-down both are the identity and the primed values equal the attributes.
+    """
+
+    ep: int            # original ep_world_size (shapes, slot capacity)
+    ep_eff: int        # ep'
+    r_eff: int         # R' (shared-expert ranks)
+    m_eff: int         # M' (MoE experts routed)
+    l_eff: int         # L' = M' / (ep' - R')
+    s: int             # S, normalised shared-expert count
+    rpse_eff: int      # R' / S (0 without shared experts)
+    to_new: np.ndarray
+    to_orig: np.ndarray
+    scaled_down: bool
+
+    def is_shared_rank(self, new_rank: int) -> bool:
+        return new_rank < self.r_eff
+
+
+def ep_world(ep_world_size: int, moe_expert_num: int, shared_expert_num: int, shared_expert_rank_num: int,
+             elastic_info: Optional[np.ndarray] = None) -> EpWorld:
+    """Effective routing world of one EP group (expects validated attributes and table)."""
+    ep = int(ep_world_size)
+    s = normalised_shared_expert_num(int(shared_expert_num), int(shared_expert_rank_num))
+    info = parse_elastic_info(elastic_info, ep) if elastic_info is not None else None
+    if info is not None and info.enabled:
+        ep2, r2, m2 = info.ep_world_size, info.shared_rank_num, info.moe_expert_num
+        to_new = info.to_new.astype(np.int64)
+        to_orig = info.to_orig[:ep2].astype(np.int64)
+        scaled = True
+    else:
+        ep2, r2, m2 = ep, int(shared_expert_rank_num), int(moe_expert_num)
+        to_new = np.arange(ep, dtype=np.int64)
+        to_orig = to_new.copy()
+        scaled = False
+    return EpWorld(ep=ep, ep_eff=ep2, r_eff=r2, m_eff=m2, l_eff=m2 // (ep2 - r2), s=s,
+                   rpse_eff=(r2 // s if s > 0 else 0), to_new=to_new, to_orig=to_orig, scaled_down=scaled)
+
+
+def active_pairs(bs: int, k: int, mask: Optional[np.ndarray]) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """The (token, k) pairs a sender routes, and its active tokens, before special-expert dropping.
+
+    Returns ``(pairs, tokens)``: bool arrays of shape ``(bs*k,)`` (flat order ``t*k + kk``) and
+    ``(bs,)``; ``None`` means "all". A 1-D mask activates the first ``count(True)`` tokens (the
+    kernel only sums it); a 2-D mask selects pairs, and a token is active when any of its pairs is.
+    """
+    if mask is None:
+        return None, None
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim == 1:
+        n = int(np.count_nonzero(mask))
+        tokens = np.arange(bs) < n
+        return np.repeat(tokens, k), tokens
+    return mask.reshape(-1).copy(), mask.any(axis=1)
