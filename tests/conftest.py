@@ -70,3 +70,36 @@ def backend(request):
     if request.param == "device":
         request.getfixturevalue("sim")
     return request.param
+
+
+def real_npu_reason() -> str:
+    """Empty when a real CANN install with devices is present, else why not (without loading it here)."""
+    import subprocess
+    import sys
+    from aclnn_py.runtime.discovery import find_cann
+    env = {k: v for k, v in os.environ.items() if k != "ACLNN_PY_CANN_HOME" or not v.startswith(str(SIM_HOME))}
+    install = find_cann(env)
+    if install is None:
+        return "no CANN install found"
+    if install.is_simulator or Path(install.home).resolve() == SIM_HOME.resolve():
+        return "only the aclnn_py simulator is present"
+    probe = ("from aclnn_py.runtime.library import get_library; from aclnn_py.runtime.device import device_count;"
+             "lib = get_library(); print(int(lib.is_simulator), device_count())")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                       env={**env, "ACLNN_PY_CANN_HOME": str(install.home)})
+    if r.returncode != 0:
+        return f"CANN at {install.home} does not load: {r.stderr.strip().splitlines()[-1:]}"
+    is_sim, n = r.stdout.split()
+    if is_sim == "1" or int(n) < 2:
+        return f"CANN at {install.home} reports {n} devices (simulator={is_sim})"
+    return ""
+
+
+def pytest_collection_modifyitems(config, items):
+    npu_items = [i for i in items if "npu" in i.keywords]
+    if not npu_items:
+        return
+    why = real_npu_reason()
+    if why:
+        for item in npu_items:
+            item.add_marker(pytest.mark.skip(reason=f"needs a real Ascend NPU: {why}"))

@@ -31,11 +31,20 @@ def bits(a: np.ndarray) -> np.ndarray:
     return a.view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize])
 
 
+def ordered(a: np.ndarray) -> np.ndarray:
+    """Floats as integers whose difference counts ulps (sign-magnitude folded to two's complement)."""
+    b = bits(a).astype(np.int64)
+    top = 1 << (8 * a.dtype.itemsize - 1)
+    return np.where(b >= top, top - b, b)
+
+
 def compare(name: str, got: np.ndarray, want: np.ndarray) -> Dict[str, object]:
-    """Element-for-element comparison: mismatching count and max abs difference (as float32)."""
+    """Element-for-element comparison: mismatching count, max abs difference and (floats) max ulps."""
     got, want = np.asarray(got), np.asarray(want)
     if got.shape != want.shape or got.dtype != want.dtype:
         return {"name": name, "ok": False, "why": f"{got.shape}/{got.dtype} vs {want.shape}/{want.dtype}"}
     mismatch = int(np.count_nonzero(bits(got) != bits(want)))
     diff = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) if got.size else 0.0
-    return {"name": name, "ok": mismatch == 0, "mismatch": mismatch, "max_abs": diff}
+    is_float = got.dtype.kind == "f" or got.dtype == bfloat16
+    ulps = int(np.max(np.abs(ordered(got) - ordered(want)))) if got.size and is_float else 0
+    return {"name": name, "ok": mismatch == 0, "mismatch": mismatch, "max_abs": diff, "max_ulp": ulps}
