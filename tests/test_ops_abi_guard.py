@@ -1,0 +1,76 @@
+"""The wrappers refuse to call an operator whose installed ABI differs from the one they bind."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import aclnn_py
+from aclnn_py.errors import AclnnError
+from aclnn_py.ops import _moe_call
+from aclnn_py.ops._moe_call import check_installed_abi, keyword_map, snake
+
+
+@pytest.fixture
+def fresh_guard(sim, monkeypatch):
+    monkeypatch.setattr(_moe_call, "_checked", {})
+    return sim
+
+
+def test_real_headers_pass(fresh_guard):
+    for op in _moe_call.HEADERS:
+        check_installed_abi(op)
+
+
+def test_header_with_performance_info_is_refused(fresh_guard, monkeypatch, tmp_path):
+    inc = tmp_path / "include" / "aclnnop"
+    inc.mkdir(parents=True)
+    (inc / "aclnn_moe_distribute_dispatch_v3.h").write_text(
+        "aclnnStatus aclnnMoeDistributeDispatchV3GetWorkspaceSize(const aclTensor *x, /*...*/ "
+        "const aclTensor *elasticInfoOptional, const aclTensor *performanceInfoOptional, /*...*/);\n")
+    monkeypatch.setattr(fresh_guard, "install", dataclasses.replace(fresh_guard.install, home=tmp_path))
+    with pytest.raises(AclnnError) as e:
+        check_installed_abi("aclnnMoeDistributeDispatchV3")
+    assert e.value.status == 561003 and "performanceInfoOptional" in str(e.value) and "33" in str(e.value)
+    check_installed_abi("aclnnMoeDistributeCombineV3")  # its header is absent there: nothing to object to
+
+
+def test_missing_v3_names_what_is_available(fresh_guard, monkeypatch):
+    real_op = fresh_guard.op
+
+    def only_v2(name):
+        if name != "aclnnMoeDistributeDispatchV2":
+            raise AclnnError(561003, name, "not exported")
+        return real_op("aclnnDistributeBarrierV2")
+
+    monkeypatch.setattr(fresh_guard, "op", only_v2)
+    with pytest.raises(AclnnError) as e:
+        check_installed_abi("aclnnMoeDistributeDispatchV3")
+    assert "aclnnMoeDistributeDispatchV2" in str(e.value) and "wrong argument list" in str(e.value)
+
+
+def test_refusal_happens_before_device_work(fresh_guard, monkeypatch, tmp_path):
+    inc = tmp_path / "include" / "aclnnop"
+    inc.mkdir(parents=True)
+    (inc / "aclnn_moe_distribute_dispatch_v3.h").write_text("performanceInfoOptional")
+    monkeypatch.setattr(fresh_guard, "install", dataclasses.replace(fresh_guard.install, home=tmp_path))
+    x = np.zeros((2, 1024), aclnn_py.dtypes.bfloat16)
+    ids = np.array([[0], [1]], np.int32)
+    with aclnn_py.World.ep_tp(2, backend="device") as w:
+        with pytest.raises(AclnnError):
+            w.run(lambda ctx: aclnn_py.moe_distribute_dispatch_v3(
+                x, ids, group_ep=ctx.group("ep"), ep_world_size=2, ep_rank_id=ctx.ep_rank, moe_expert_num=2))
+
+
+@pytest.mark.parametrize("c,py", [("xActiveMaskOptional", "x_active_mask"), ("constExpertAlpha1Optional",
+                                  "const_expert_alpha_1"), ("expandXOut", "expand_x"), ("epRecvCountsOut",
+                                  "ep_recv_counts"), ("xRef", "x_ref"), ("normEps", "norm_eps"), ("yOut", "y")])
+def test_keywords_are_torch_npu_names(c, py):
+    assert snake(c) == py
+
+
+def test_every_c_parameter_has_a_distinct_keyword():
+    from aclnn_py.runtime import abi
+    for op in ("aclnnMoeDistributeDispatchV3", "aclnnMoeDistributeCombineV3", "aclnnMoeDistributeCombineAddRmsNormV2"):
+        assert len(keyword_map(op)) == len(abi.OPS[op].params)
