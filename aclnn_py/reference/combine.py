@@ -1,9 +1,463 @@
-"""Placeholder: being written (replace this whole file)."""
-def moe_distribute_combine_v3(*args, **kwargs):
-    raise NotImplementedError("moe_distribute_combine_v3")
+"""Bit-exact numpy reference of aclnnMoeDistributeCombineV3 and aclnnMoeDistributeCombineAddRmsNormV2 (A3).
+
+Simulates the whole EP x TP world in one process, the way the A3 kernel works
+(``../shared/spec/combine-addrmsnorm-barrier.md`` §3-§7, kernel ``moe_distribute_combine_v2.h`` /
+``moe_distribute_combine_add_rms_norm.h`` of ``hicann/ops-transformer``):
+
+* each rank reads its row count from ``ep_send_counts`` (shared rank ``[ep'-1]``, MoE rank ``[ep'*L'-1]``)
+  and, with TP, the peer count from ``tp_send_counts``; it does **not** recompute routing — every row goes
+  where its ``assist_info_for_combine`` triple ``(src_rank, token, k_slot)`` says, so device outputs of
+  dispatch can be fed in unchanged;
+* Step B (TP = 2): own row ``i`` becomes ``rne_X(f32(peer row) + f32(own row))``;
+* Step C (EP): rows land in the owner's window slot ``(token, k_slot)`` (elastic: rank via Table2), after
+  an int8 round trip when ``comm_quant_mode == 2``;
+* Step D: per token, fp32 accumulation in ascending k of ``fp32(row * w)`` (MoE), nothing (zero expert),
+  ``fp32(oriX * w)`` (copy), ``fp32(fp32(fp32(oriX*a1) + fp32(V*a2)) * w)`` (const), then shared-expert
+  slots and ``shared_expert_x`` unweighted, one final RNE;
+* AddRmsNorm: ``xs = acc + residual`` (unrounded), ``x = rne(xs)``, ``rstd = 1/sqrt(ReduceSumA3(xs*xs*(1/H))
+  + eps)``, ``y = rne(rne(xs * rstd) * gamma)``.
+
+Vectorised over tokens and H; Python loops run over ranks and over the K + S slots only. Tokens the kernel
+does not process (masks) keep output rows of 0 (the device path zero-fills its buffers too). Inputs that
+would make the device hang or race (missing, duplicated or unexpected rows) raise ``AclnnError`` 561002
+naming the rank, as do cross-rank inconsistencies.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional, Sequence
+
+import numpy as np
+
+from ..errors import AclnnError
+from ..layout import (MoeLayout, add_rms_norm_output_specs, combine_output_specs, parse_elastic_info,
+                      zeros_for)
+from ..results import CombineAddRmsNormOutputs
+from ..validate import combine as V
+from ..validate import rules as R
+from .numerics import FP32, int8_comm_roundtrip, reduce_sum_a3, rne_bf16, rne_to, tp_add, widen
+
+_U32 = 0xFFFFFFFF
+_BLOCK = 16          # tokens per accumulation block (16 * H fp32 rows stay in L2)
 
 
-def moe_distribute_combine_add_rms_norm_v2(*args, **kwargs):
-    raise NotImplementedError("moe_distribute_combine_add_rms_norm_v2")
+def _at(seq: Any, g: int) -> Any:
+    """Entry ``g`` of an optional per-rank sequence (None when the sequence or the entry is None)."""
+    if seq is None:
+        return None
+    v = seq[g]
+    return None if v is None else (v if isinstance(v, np.ndarray) else np.asarray(v))
 
 
+@dataclass
+class _Rank:
+    g: int                      # global rank
+    e: int                      # EP rank (original id)
+    j: int                      # TP rank
+    lay: MoeLayout
+    bs: int
+    ids: np.ndarray             # (Bs, K) int64
+    scales: np.ndarray          # (Bs, K) float32
+    mask: Optional[np.ndarray]  # (Bs,) or (Bs, K) bool
+    self_cnt: int = 0
+    peer_cnt: int = 0
+    rows: Optional[np.ndarray] = None   # effective rows it sends over EP, (self_cnt, H) XType
+
+
+class _World:
+    """Validated inputs, row counts and the EP routing of one combine call."""
+
+    def __init__(self, op: str, arn: bool, a: dict, env: Any) -> None:
+        self.op = op
+        self.arn = arn
+        ep, tp = int(a["ep_world_size"]), int(a["tp_world_size"])
+        self.ep, self.tp, self.tpf = ep, tp, max(tp, 1)
+        self.world = ep * self.tpf
+        self.a = a
+        per_rank_names = ["assist_info_for_combine", "ep_send_counts", "expert_scales", "tp_send_counts",
+                          "x_active_mask", "activation_scale", "weight_scale", "group_list", "expand_scales",
+                          "shared_expert_x", "ori_x", "const_expert_alpha_1", "const_expert_alpha_2",
+                          "const_expert_v"]
+        if arn:
+            per_rank_names += ["residual_x", "gamma"]
+        self.elastic_info = None if a["elastic_info"] is None else np.asarray(a["elastic_info"])
+        for name in ("expand_x", "expert_ids"):
+            a[name] = [None if v is None else np.asarray(v) for v in a[name]]
+        per_rank = {n: a[n] for n in per_rank_names}
+        self.ranks = V.participating_ranks(op, expand_x=a["expand_x"], expert_ids=a["expert_ids"],
+                                           per_rank=per_rank, ep_world_size=ep, tp_world_size=tp,
+                                           elastic_info=self.elastic_info)
+        self.x = {g: np.asarray(a["expand_x"][g]) for g in self.ranks}
+        self.rank: dict = {}
+        validator = V.moe_distribute_combine_add_rms_norm_v2 if arn else V.moe_distribute_combine_v3
+        for g in self.ranks:
+            e, j = divmod(g, self.tpf)
+            kw = {n: _at(a[n], g) for n in per_rank_names}
+            pos = [self.x[g], _at(a["expert_ids"], g), kw.pop("assist_info_for_combine"), kw.pop("ep_send_counts"),
+                   kw.pop("expert_scales")]
+            if arn:
+                pos += [kw.pop("residual_x"), kw.pop("gamma")]
+                kw["norm_eps"] = a["norm_eps"]
+            try:
+                lay = validator(*pos, group_ep=a["group_ep"], ep_world_size=ep, ep_rank_id=e,
+                                moe_expert_num=a["moe_expert_num"], elastic_info=self.elastic_info,
+                                group_tp=a["group_tp"], tp_world_size=tp, tp_rank_id=j,
+                                expert_shard_type=a["expert_shard_type"], shared_expert_num=a["shared_expert_num"],
+                                shared_expert_rank_num=a["shared_expert_rank_num"], global_bs=a["global_bs"],
+                                out_dtype=a["out_dtype"], comm_quant_mode=a["comm_quant_mode"],
+                                group_list_type=a["group_list_type"], comm_alg=a["comm_alg"],
+                                zero_expert_num=a["zero_expert_num"], copy_expert_num=a["copy_expert_num"],
+                                const_expert_num=a["const_expert_num"], env=env, **kw)
+            except AclnnError as err:
+                raise AclnnError(err.status, err.call,
+                                 f"rank {g} (ep_rank_id={e}, tp_rank_id={j}): {err.message}") from None
+            ids = np.asarray(a["expert_ids"][g]).astype(np.int64)
+            mask = _at(a["x_active_mask"], g)
+            self.rank[g] = _Rank(g, e, j, lay, ids.shape[0], ids, np.asarray(a["expert_scales"][g], FP32),
+                                 None if mask is None else mask.astype(bool))
+        V.check_world(op, expand_x=a["expand_x"], expert_ids=a["expert_ids"], per_rank=per_rank,
+                      ep_world_size=ep, tp_world_size=tp, global_bs=a["global_bs"], elastic_info=self.elastic_info)
+        g0 = self.ranks[0]
+        self.k = self.rank[g0].ids.shape[1]
+        self.h = self.x[g0].shape[1]
+        self.xdt = self.x[g0].dtype
+        self.s = self.rank[g0].lay.s
+        self.m = int(a["moe_expert_num"])
+        self._effective_world()
+        self._row_counts()
+        self._send_rows()
+        self._route()
+
+    # -- elastic "effective" world (kernel InitElasticInfo) ------------------------------------------
+    def _effective_world(self) -> None:
+        lay = self.rank[self.ranks[0]].lay
+        el = parse_elastic_info(self.elastic_info, self.ep) if self.elastic_info is not None else None
+        self.scaled = el is not None and el.enabled
+        if self.scaled:
+            self.ep_eff, self.r_eff = el.ep_world_size, el.shared_rank_num
+            self.l_eff = el.moe_expert_num // (self.ep_eff - self.r_eff)
+            self.to_new, self.to_orig = el.to_new, el.to_orig
+        else:
+            self.ep_eff, self.r_eff, self.l_eff = self.ep, lay.r, lay.moe_local_expert_num
+
+    def _fail(self, param: str, rule: str, value: Any) -> None:
+        R.fail(self.op, R.TILING, param, f"{rule} (cross-rank consistency, {V.NOT_ENFORCED})", value)
+
+    # -- Step A: row counts ---------------------------------------------------------------------------
+    def _row_counts(self) -> None:
+        for g in self.ranks:
+            rk = self.rank[g]
+            me = int(self.to_new[rk.e]) if self.scaled else rk.e
+            idx = self.ep_eff - 1 if me < self.r_eff else self.ep_eff * self.l_eff - 1
+            counts = np.asarray(self.a["ep_send_counts"][g]).reshape(-1)
+            rk.self_cnt = int(counts[idx])
+            if self.tp == 2:
+                rk.peer_cnt = int(np.asarray(self.a["tp_send_counts"][g]).reshape(-1)[1 - rk.j])
+            n_rows = self.x[g].shape[0]
+            if not (0 <= rk.self_cnt and 0 <= rk.peer_cnt and rk.self_cnt + rk.peer_cnt <= n_rows):
+                self._fail("ep_send_counts", f"rank {g}: 0 <= ep_send_counts[{idx}] (+ tp_send_counts[{1 - rk.j}] "
+                           f"with TP) <= expand_x rows ({n_rows})", (rk.self_cnt, rk.peer_cnt))
+            n_assist = np.asarray(self.a["assist_info_for_combine"][g]).shape[0]
+            if 3 * rk.self_cnt > n_assist:
+                self._fail("assist_info_for_combine", f"rank {g}: at least 3 * ep_send_counts[{idx}] entries",
+                           n_assist)
+        if self.tp == 2:
+            for g in self.ranks:
+                rk, peer = self.rank[g], self.rank[g ^ 1]
+                if rk.peer_cnt != peer.self_cnt:
+                    self._fail("tp_send_counts", f"rank {g}: tp_send_counts[{1 - rk.j}] equals the row count of "
+                               f"its TP peer (rank {peer.g}: {peer.self_cnt})", rk.peer_cnt)
+
+    # -- Steps B and C (sender side): TP add, int8 round trip ------------------------------------------
+    def _send_rows(self) -> None:
+        quant = int(self.a["comm_quant_mode"]) == 2
+        with np.errstate(all="ignore"):
+            for g in self.ranks:
+                rk = self.rank[g]
+                own = self.x[g][:rk.self_cnt]
+                if self.tp == 2:
+                    peer = self.rank[g ^ 1]
+                    incoming = self.x[peer.g][peer.self_cnt:peer.self_cnt + peer.peer_cnt]
+                    own = tp_add(own, incoming)
+                if quant:
+                    own = int8_comm_roundtrip(own)
+                rk.rows = own
+
+    # -- Step C: routing by the triples -------------------------------------------------------------------
+    def _route(self) -> None:
+        ks = self.k + self.s
+        parts = []
+        for g in self.ranks:
+            rk = self.rank[g]
+            n = rk.self_cnt
+            tri = np.asarray(self.a["assist_info_for_combine"][g]).reshape(-1)[:3 * n].astype(np.int64)
+            tri = tri.reshape(n, 3)
+            src, tok, kslot = tri[:, 0], tri[:, 1], tri[:, 2]
+            bad = np.flatnonzero((src < 0) | (src >= self.ep_eff))
+            if bad.size:
+                i = int(bad[0])
+                self._fail("assist_info_for_combine", f"rank {g} row {i}: source rank in [0, {self.ep_eff})",
+                           tri[i].tolist())
+            dest_e = self.to_orig[src] if self.scaled else src
+            dest_g = dest_e * self.tpf + rk.j
+            parts.append((np.full(n, g, np.int64), np.arange(n, dtype=np.int64), dest_g, tok, kslot))
+        if parts:
+            src_g, row, dest_g, tok, kslot = (np.concatenate(p) for p in zip(*parts))
+        else:
+            src_g = row = dest_g = tok = kslot = np.zeros(0, np.int64)
+        order = np.argsort(dest_g, kind="stable")
+        src_g, row, dest_g, tok, kslot = src_g[order], row[order], dest_g[order], tok[order], kslot[order]
+        starts = np.searchsorted(dest_g, np.arange(self.world + 1))
+        self.incoming = {}
+        present = set(self.ranks)
+        for d in range(self.world):
+            lo, hi = int(starts[d]), int(starts[d + 1])
+            if hi == lo:
+                self.incoming[d] = (src_g[lo:hi], row[lo:hi], np.zeros(0, np.int64)) if d in present else None
+                continue
+            if d not in present:
+                self._fail("assist_info_for_combine", f"rank {int(src_g[lo])} row {int(row[lo])}: destination "
+                           f"rank {d} takes part in the call", "a removed or missing rank")
+            bs = self.rank[d].bs
+            t_, k_ = tok[lo:hi], kslot[lo:hi]
+            bad = np.flatnonzero((t_ < 0) | (t_ >= bs) | (k_ < 0) | (k_ >= ks))
+            if bad.size:
+                i = lo + int(bad[0])
+                self._fail("assist_info_for_combine", f"rank {int(src_g[i])} row {int(row[i])}: token in [0, {bs}) "
+                           f"and k slot in [0, {ks}) of destination rank {d}", (int(tok[i]), int(kslot[i])))
+            self.incoming[d] = (src_g[lo:hi], row[lo:hi], k_ * bs + t_)
+
+    # -- Step D --------------------------------------------------------------------------------------
+    def processed(self, rk: _Rank) -> np.ndarray:
+        """Tokens the kernel processes (and writes): all, the first count(True) (1-D mask), or any-True (2-D)."""
+        if rk.mask is None:
+            return np.ones(rk.bs, bool)
+        if rk.mask.ndim == 1:
+            return np.arange(rk.bs) < int(rk.mask.sum())
+        return rk.mask.any(axis=1)
+
+    def classify(self, rk: _Rank):
+        """Per (t, k) of an active entry, the kernel's uint32 if-chain classes: (moe, copy, const, const index)."""
+        a = self.a
+        z, c, q = int(a["zero_expert_num"]), int(a["copy_expert_num"]), int(a["const_expert_num"])
+        idu = rk.ids & _U32
+        t1, t2, t3, t4 = self.m, (self.m + z) & _U32, (self.m + z + c) & _U32, (self.m + z + c + q) & _U32
+        act = self.processed(rk)[:, None] & (rk.mask if (rk.mask is not None and rk.mask.ndim == 2) else True)
+        moe = idu < t1
+        rest = ~moe & ~(idu < t2)
+        copy = rest & (idu < t3)
+        const = rest & ~copy & (idu < t4)
+        return act & moe, act & copy, act & const, (idu - t3) & _U32
+
+    def accumulate(self, d: int, buf: np.ndarray) -> tuple:
+        """fp32 combine sum of rank ``d``: ``(acc (Bs, H) float32, processed (Bs,) bool)``."""
+        rk = self.rank[d]
+        bs, k, s, h = rk.bs, self.k, self.s, self.h
+        ks = k + s
+        proc = self.processed(rk)
+        moe, copy, const, cidx = self.classify(rk)
+        expected = np.zeros((ks, bs), bool)
+        expected[:k] = moe.T
+        expected[k:] = proc[None, :]
+        src_g, row, slot = self.incoming[d]
+        got = np.bincount(slot, minlength=ks * bs).reshape(ks, bs)
+        for cond, what in ((got > 1, "receives one row only"), (expected & (got == 0), "receives its row (the "
+                           "device would wait forever)"), (~expected & (got > 0), "is not sent a row (the device "
+                           "would see an unexpected flag)")):
+            bad = np.argwhere(cond)
+            if bad.size:
+                kk, tt = (int(v) for v in bad[0])
+                senders = [(int(src_g[i]), int(row[i])) for i in np.flatnonzero(slot == kk * bs + tt)[:4]]
+                self._fail("assist_info_for_combine", f"rank {d} token {tt} slot {kk} {what}",
+                           f"rows (sender rank, row) {senders}")
+        win = buf[:ks * bs]
+        if not expected.all():
+            np.copyto(win.reshape(ks, bs, h), 0, where=~expected[:, :, None])
+        self._fill(win, src_g, row, slot)
+        win = win.reshape(ks, bs, h)
+        weight = np.where(moe, rk.scales, np.float32(0)).astype(FP32)
+        special = self._special_terms(d, rk, copy, const, cidx)
+        sx = _at(self.a["shared_expert_x"], d)
+        sx = None if sx is None else sx.reshape(bs, h)
+        acc = np.empty((bs, h), FP32)
+        tmp = np.empty((min(bs, _BLOCK), h), FP32)
+        with np.errstate(all="ignore"):
+            for b0 in range(0, bs, _BLOCK):           # token blocks keep acc/tmp in cache
+                b1 = min(bs, b0 + _BLOCK)
+                a_blk, t_blk = acc[b0:b1], tmp[:b1 - b0]
+                a_blk.fill(0)                          # the kernel's acc starts at +0
+                for kk in range(k):                    # ascending k: acc = fp32(acc + fp32(row * w))
+                    np.multiply(win[kk, b0:b1], weight[b0:b1, kk:kk + 1], out=t_blk, dtype=FP32)
+                    sp = special.get((kk, b0))
+                    if sp is not None:
+                        t_blk[sp[0]] = sp[1]
+                    np.add(a_blk, t_blk, out=a_blk)
+                for kk in range(k, ks):                # shared-expert rows, unweighted
+                    np.add(a_blk, win[kk, b0:b1], out=a_blk, dtype=FP32)
+                if sx is not None:                     # shared_expert_x, unweighted
+                    np.add(a_blk, sx[b0:b1], out=a_blk, dtype=FP32)
+        return acc, proc
+
+    def _fill(self, win: np.ndarray, src_g: np.ndarray, row: np.ndarray, slot: np.ndarray) -> None:
+        """Write each received row into its window slot; runs of consecutive sender rows are copied as slices."""
+        if not slot.size:
+            return
+        brk = np.flatnonzero((np.diff(src_g) != 0) | (np.diff(row) != 1)) + 1
+        starts = np.concatenate(([0], brk))
+        ends = np.concatenate((brk, [slot.size]))
+        for lo, hi in zip(starts.tolist(), ends.tolist()):
+            r0 = int(row[lo])
+            win[slot[lo:hi]] = self.rank[int(src_g[lo])].rows[r0:r0 + hi - lo]
+
+    def _special_terms(self, d: int, rk: _Rank, copy: np.ndarray, const: np.ndarray, cidx: np.ndarray) -> dict:
+        """Copy / constant expert terms ``fp32(row * w)`` keyed by (k, token block start): (local rows, values)."""
+        if not (copy.any() or const.any()):
+            return {}
+        out: dict = {}
+        with np.errstate(all="ignore"):
+            ori = widen(_at(self.a["ori_x"], d))
+            tc, kc = np.nonzero(copy)
+            vals_c = ori[tc]
+            tq, kq = np.nonzero(const)
+            vals_q = np.empty((0, self.h), FP32)
+            if tq.size:
+                ci = cidx[tq, kq]
+                a1 = widen(_at(self.a["const_expert_alpha_1"], d))[ci][:, None]
+                a2 = widen(_at(self.a["const_expert_alpha_2"], d))[ci][:, None]
+                vv = widen(_at(self.a["const_expert_v"], d))[ci]
+                vals_q = np.add(np.multiply(ori[tq], a1, dtype=FP32), np.multiply(vv, a2, dtype=FP32), dtype=FP32)
+            t_all = np.concatenate((tc, tq))
+            k_all = np.concatenate((kc, kq))
+            vals = np.concatenate((vals_c, vals_q))
+            terms = np.multiply(vals, rk.scales[t_all, k_all][:, None], dtype=FP32)
+        blk = t_all // _BLOCK * _BLOCK
+        for key in set(zip(k_all.tolist(), blk.tolist())):
+            sel = np.flatnonzero((k_all == key[0]) & (blk == key[1]))
+            out[key] = (t_all[sel] - key[1], terms[sel])
+        return out
+
+    def run(self, finish: Callable[[_Rank, np.ndarray, np.ndarray], Any]) -> list:
+        out: List[Any] = [None] * self.world
+        bs_max = max(self.rank[g].bs for g in self.ranks)
+        buf = np.empty(((self.k + self.s) * bs_max, self.h), self.xdt)
+        for d in self.ranks:
+            acc, proc = self.accumulate(d, buf)
+            out[d] = finish(self.rank[d], acc, proc)
+        return out
+
+
+def add_rms_norm_rows(acc: np.ndarray, residual: np.ndarray, gamma: np.ndarray, norm_eps: float, *,
+                      overwrite: bool = False) -> tuple:
+    """The AddRmsNorm tail of the kernel for rows of fp32 combine sums ``acc`` (n, H) (spec §4).
+
+    ``residual`` (n, H) and ``gamma`` (H,) bf16. Returns ``(y (n, H) bf16, rstd (n,) fp32, x (n, H) bf16)``:
+    ``xs = fp32(acc + residual)`` (acc not rounded first), ``x = rne(xs)``, ``ms = ReduceSumA3(fp32(fp32(xs*xs)
+    * fp32(1/H)))``, ``rstd = fp32(1 / sqrt(fp32(ms + fp32(eps))))``, ``y = rne(fp32(rne(fp32(xs*rstd)) * gamma))``.
+    ``overwrite=True`` lets the function use ``acc`` (float32) as scratch space.
+    """
+    acc = np.asarray(acc, FP32)
+    xs = acc if overwrite else acc.copy()
+    inv_h = np.float32(1.0) / np.float32(acc.shape[-1])
+    eps = np.float32(norm_eps)
+    with np.errstate(all="ignore"):
+        np.add(xs, residual, out=xs, dtype=FP32)
+        x = rne_bf16(xs)
+        scratch = np.multiply(xs, xs, dtype=FP32)
+        np.multiply(scratch, inv_h, out=scratch)
+        rstd = np.divide(np.float32(1.0), np.sqrt(np.add(reduce_sum_a3(scratch), eps, dtype=FP32)), dtype=FP32)
+        np.multiply(xs, rstd[..., None], out=scratch)
+        np.multiply(rne_bf16(scratch), gamma, out=scratch, dtype=FP32)
+        y = rne_bf16(scratch)
+    return y, np.asarray(rstd, FP32), x
+
+def _args(expand_x, expert_ids, assist_info_for_combine, ep_send_counts, expert_scales, loc) -> dict:
+    a = dict(loc)
+    a.update(expand_x=expand_x, expert_ids=expert_ids, assist_info_for_combine=assist_info_for_combine,
+             ep_send_counts=ep_send_counts, expert_scales=expert_scales)
+    return a
+
+
+def moe_distribute_combine_v3(expand_x: Sequence, expert_ids: Sequence, assist_info_for_combine: Sequence,
+                              ep_send_counts: Sequence, expert_scales: Sequence, *, ep_world_size: int,
+                              moe_expert_num: int, tp_send_counts: Optional[Sequence] = None,
+                              x_active_mask: Optional[Sequence] = None, expand_scales: Optional[Sequence] = None,
+                              shared_expert_x: Optional[Sequence] = None, elastic_info: Any = None,
+                              ori_x: Optional[Sequence] = None, const_expert_alpha_1: Optional[Sequence] = None,
+                              const_expert_alpha_2: Optional[Sequence] = None,
+                              const_expert_v: Optional[Sequence] = None, activation_scale: Optional[Sequence] = None,
+                              weight_scale: Optional[Sequence] = None, group_list: Optional[Sequence] = None,
+                              group_ep: str = "ep", group_tp: str = "", tp_world_size: int = 0,
+                              expert_shard_type: int = 0, shared_expert_num: int = 1,
+                              shared_expert_rank_num: int = 0, global_bs: int = 0, out_dtype: int = 0,
+                              comm_quant_mode: int = 0, group_list_type: int = 0, comm_alg: str = "",
+                              zero_expert_num: int = 0, copy_expert_num: int = 0, const_expert_num: int = 0,
+                              env: Any = None) -> List[Optional[np.ndarray]]:
+    """CombineV3 over the whole world. Returns ``x`` (Bs, H) of expand_x's dtype per global rank (None if removed).
+
+    Tensor arguments are sequences indexed by global rank ``g = ep_rank * max(tp, 1) + tp_rank`` (as
+    returned by the reference dispatch); optional per-rank ones may be None. ``elastic_info`` is one int32
+    array shared by all ranks. ``tp_send_counts`` is required on A3 (shape ``(tp_world_size,)`` per rank,
+    the dispatch ``tp_recv_counts``). Every rank is validated first (same rules and codes as the device
+    path; ``env`` supplies ``HCCL_BUFFSIZE``). Rows of tokens the kernel does not process are 0.
+    """
+    a = _args(expand_x, expert_ids, assist_info_for_combine, ep_send_counts, expert_scales, locals())
+    a["norm_eps"] = None
+    world = _World(V.OP_COMBINE, False, a, env)
+
+    def finish(rk: _Rank, acc: np.ndarray, proc: np.ndarray) -> np.ndarray:
+        if proc.all():
+            return rne_to(acc, world.xdt)
+        out = zeros_for(combine_output_specs(rk.bs, world.h, world.xdt))["x"]
+        out[proc] = rne_to(acc[proc], world.xdt)
+        return out
+
+    return world.run(finish)
+
+
+def moe_distribute_combine_add_rms_norm_v2(expand_x: Sequence, expert_ids: Sequence,
+                                           assist_info_for_combine: Sequence, ep_send_counts: Sequence,
+                                           expert_scales: Sequence, residual_x: Sequence, gamma: Sequence, *,
+                                           ep_world_size: int, moe_expert_num: int,
+                                           tp_send_counts: Optional[Sequence] = None,
+                                           x_active_mask: Optional[Sequence] = None,
+                                           expand_scales: Optional[Sequence] = None,
+                                           shared_expert_x: Optional[Sequence] = None, elastic_info: Any = None,
+                                           ori_x: Optional[Sequence] = None,
+                                           const_expert_alpha_1: Optional[Sequence] = None,
+                                           const_expert_alpha_2: Optional[Sequence] = None,
+                                           const_expert_v: Optional[Sequence] = None,
+                                           activation_scale: Optional[Sequence] = None,
+                                           weight_scale: Optional[Sequence] = None,
+                                           group_list: Optional[Sequence] = None, group_ep: str = "ep",
+                                           group_tp: str = "", tp_world_size: int = 0, expert_shard_type: int = 0,
+                                           shared_expert_num: int = 1, shared_expert_rank_num: int = 0,
+                                           global_bs: int = 0, out_dtype: int = 0, comm_quant_mode: int = 0,
+                                           group_list_type: int = 0, comm_alg: str = "", norm_eps: float = 1e-6,
+                                           zero_expert_num: int = 0, copy_expert_num: int = 0,
+                                           const_expert_num: int = 0,
+                                           env: Any = None) -> List[Optional[CombineAddRmsNormOutputs]]:
+    """CombineAddRmsNormV2 over the whole world (bf16). Per global rank ``(y, rstd, x)``:
+    y (Bs,1,H) bf16, rstd (Bs,1,1) fp32, x (Bs,1,H) bf16; None for removed ranks.
+
+    ``residual_x`` (Bs,1,H) and ``gamma`` (H,) are per-rank sequences. ``norm_eps`` is rounded to fp32
+    (the C parameter is a float). Same conventions as :func:`moe_distribute_combine_v3`.
+    """
+    a = _args(expand_x, expert_ids, assist_info_for_combine, ep_send_counts, expert_scales, locals())
+    world = _World(V.OP_ARN, True, a, env)
+
+    def finish(rk: _Rank, acc: np.ndarray, proc: np.ndarray) -> CombineAddRmsNormOutputs:
+        bs, h = rk.bs, world.h
+        res = np.asarray(residual_x[rk.g]).reshape(bs, h)
+        gam = np.asarray(gamma[rk.g])
+        if proc.all():
+            y, rstd, x = add_rms_norm_rows(acc, res, gam, norm_eps, overwrite=True)
+            return CombineAddRmsNormOutputs(y.reshape(bs, 1, h), rstd.reshape(bs, 1, 1), x.reshape(bs, 1, h))
+        o = zeros_for(add_rms_norm_output_specs(bs, h, world.xdt))
+        y, rstd, x = add_rms_norm_rows(acc[proc], res[proc], gam, norm_eps, overwrite=True)
+        o["y"][proc, 0], o["rstd"][proc, 0, 0], o["x"][proc, 0] = y, rstd, x
+        return CombineAddRmsNormOutputs(o["y"], o["rstd"], o["x"])
+
+    return world.run(finish)
+
+
+__all__ = ["moe_distribute_combine_v3", "moe_distribute_combine_add_rms_norm_v2", "add_rms_norm_rows"]

@@ -44,12 +44,14 @@ def widen(x) -> np.ndarray:
 
 def rne_bf16(x) -> np.ndarray:
     """Round float32 to bfloat16, ties to even; NaN stays NaN, overflow goes to inf, subnormals kept."""
-    return np.asarray(x, dtype=FP32).astype(BF16)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.asarray(x, dtype=FP32).astype(BF16)
 
 
 def rne_fp16(x) -> np.ndarray:
     """Round float32 to IEEE half, ties to even (numpy's conversion is correctly rounded)."""
-    return np.asarray(x, dtype=FP32).astype(FP16)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.asarray(x, dtype=FP32).astype(FP16)
 
 
 def rne_to(x, dtype) -> np.ndarray:

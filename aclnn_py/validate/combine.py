@@ -1,9 +1,562 @@
-"""Placeholder: being written (replace this whole file)."""
-def moe_distribute_combine_v3(*args, **kwargs):
-    raise NotImplementedError("moe_distribute_combine_v3")
+"""aclnnMoeDistributeCombineV3 / aclnnMoeDistributeCombineAddRmsNormV2 parameter rules (A3).
+
+Source: ``../shared/spec/combine-addrmsnorm-barrier.md`` §1.6 and §8.1, re-read against
+``hicann/ops-transformer`` @ c29bc106 (``mc2/moe_distribute_combine_v2/op_host/op_tiling/*_tiling.cpp``,
+``mc2/moe_distribute_combine_add_rms_norm/op_host/op_tiling/*_tiling.cpp`` and the op_api ``.cpp``).
+Checks run in the order CANN evaluates them:
+
+1. op_api layer (``CheckParams``): NULL tensors / group names -> 161001, name lengths -> 161002;
+2. the generated ``aclnnInner...`` wrapper [inferred]: required tensors NULL -> 161001, dtypes outside
+   the op definition (``*_def.cpp``) -> 161002;
+3. tiling (``GetAttrAndSetTilingData``, ``CheckTensorDim``, ``CheckTensorDataType``, ``CheckTensorFormat``,
+   ``CheckAttrs``, ``CheckTensorShape``, window size): every failure 561002;
+4. documented rules the CANN code does not enforce (561002, message says so): groupEp != groupTp with
+   TP, the CombineV3 elastic-length bug, AddRmsNorm negative special-expert counts, expert ids in range
+   and distinct, 1-D mask True-first, elastic table consistency, ``ep_send_counts`` long enough.
+
+Every message names the parameter, the rule (with its §8.1 number) and the value. Value-dependent
+checks (group 4, ids / masks / tables) run only on numpy arrays (``check_values=True``); device
+tensors are checked by shape and dtype only.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..dtypes import acl_name, bfloat16
+from ..layout import MoeLayout, normalised_shared_expert_num, parse_elastic_info
+from . import rules as R
+from .barrier import elastic_table
+from .buffsize import check_hccl_buffsize
+
+OP_COMBINE = "aclnnMoeDistributeCombineV3"
+OP_ARN = "aclnnMoeDistributeCombineAddRmsNormV2"
+
+NOT_ENFORCED = "documented rule, not enforced by the CANN kernel"
+INT32_MAX = 2**31 - 1
+EP_MIN, EP_MAX = 2, 768
+TP_MAX = 2
+SHARED_NUM_MAX = 4
+MOE_NUM_MAX = 1024
+BS_MAX = 512
+K_MAX = 16
+H_MIN, H_MAX = 1024, 8192
+ASSIST_PER_A = 128
+ACL_FORMAT_FRACTAL_NZ = 29
+
+_F16, _F32, _I32, _I64, _BOOL = np.float16, np.float32, np.int32, np.int64, np.bool_
+
+# Op-definition dtype lists (moe_distribute_combine_v2_def.cpp / ..._add_rms_norm_def.cpp): outside
+# these the generated wrapper rejects the call with 161002 [inferred, spec §8 item 2].
+_DEF_COMBINE = {
+    "expand_x": (bfloat16, _F16, _I32), "expert_ids": (_I32,), "assist_info_for_combine": (_I32,),
+    "ep_send_counts": (_I32,), "expert_scales": (_F32,), "tp_send_counts": (_I32,),
+    "x_active_mask": (_BOOL,), "activation_scale": (_F32,), "weight_scale": (_F32,), "group_list": (_I64,),
+    "expand_scales": (_F32,), "shared_expert_x": (bfloat16, _F16, _I32), "elastic_info": (_I32,),
+    "ori_x": (bfloat16, _F16, _I32), "const_expert_alpha_1": (bfloat16, _F16, _I32),
+    "const_expert_alpha_2": (bfloat16, _F16, _I32), "const_expert_v": (bfloat16, _F16, _I32),
+    "x": (bfloat16, _F16),
+}
+_DEF_ARN = dict(_DEF_COMBINE, expand_x=(bfloat16,), shared_expert_x=(bfloat16,), ori_x=(bfloat16,),
+                const_expert_alpha_1=(bfloat16,), const_expert_alpha_2=(bfloat16,), const_expert_v=(bfloat16,),
+                residual_x=(bfloat16,), gamma=(bfloat16,), y=(bfloat16,), rstd=(_F32,), x=(bfloat16,))
 
 
-def moe_distribute_combine_add_rms_norm_v2(*args, **kwargs):
-    raise NotImplementedError("moe_distribute_combine_add_rms_norm_v2")
+def _arr(t: Any) -> Any:
+    """Anything with .shape/.dtype passes through; lists etc. become numpy arrays."""
+    if t is None or (hasattr(t, "shape") and hasattr(t, "dtype")):
+        return t
+    return np.asarray(t)
 
 
+def _is_nz(t: Any) -> bool:
+    fmt = getattr(t, "format", None)
+    if isinstance(fmt, str):
+        return "NZ" in fmt.upper()
+    return fmt is not None and int(fmt) == ACL_FORMAT_FRACTAL_NZ
+
+
+def _name_len(name: str) -> int:
+    return len(name.encode("utf-8"))
+
+
+def _unpack_outputs(outputs: Any, arn: bool) -> dict:
+    """``outputs``: None, a mapping by name, a NamedTuple/sequence in C order, or (combine) one tensor."""
+    names = ("y", "rstd", "x") if arn else ("x",)
+    if outputs is None:
+        return {}
+    if isinstance(outputs, Mapping):
+        return {n: _arr(outputs.get(n)) for n in names}
+    if not arn and hasattr(outputs, "shape"):
+        return {"x": _arr(outputs)}
+    seq = list(outputs)
+    if len(seq) != len(names):
+        raise TypeError(f"outputs must hold {names}, got {len(seq)} items")
+    return {n: _arr(v) for n, v in zip(names, seq)}
+
+
+def _check(op: str, arn: bool, t: dict, *, group_ep, ep_world_size, ep_rank_id, moe_expert_num, group_tp,
+           tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num, shared_expert_rank_num, global_bs,
+           comm_quant_mode, zero_expert_num, copy_expert_num, const_expert_num, outputs, env,
+           check_values) -> MoeLayout:
+    has_out = outputs is not None
+    outs = _unpack_outputs(outputs, arn)
+    ep, tp = int(ep_world_size), int(tp_world_size)
+    m, z, c, q = int(moe_expert_num), int(zero_expert_num), int(copy_expert_num), int(const_expert_num)
+    req = R.require
+    TL = R.TILING
+
+    # ---- 1. op_api layer: CheckNotNull / CheckParams (rules 1-4) ---------------------------------
+    for name in ("expand_x", "expert_ids", "assist_info_for_combine", "ep_send_counts", "expert_scales"):
+        R.not_none(op, name, t[name])
+    if has_out:
+        R.not_none(op, "x", outs.get("x"))
+    req(group_ep is not None and group_ep != "", op, R.NULLPTR, "group_ep", "[rule 2] a non-empty group name",
+        group_ep)
+    req(_name_len(group_ep) < R.GROUP_NAME_MAX, op, R.INVALID, "group_ep", "[rule 3] length < 128 bytes",
+        f"{_name_len(group_ep)} bytes")
+    req(group_tp is not None, op, R.NULLPTR, "group_tp",
+        "[rule 4] a string (the CANN op_api calls strnlen on it with no NULL check; pass '' without TP)", None)
+    req(_name_len(group_tp) < R.GROUP_NAME_MAX, op, R.INVALID, "group_tp", "[rule 4] length < 128 bytes",
+        f"{_name_len(group_tp)} bytes")
+    # Rule 5 (AddRmsNorm rejected on 910B) does not apply: this package targets A3 (ascend910_93).
+
+    # ---- 2. generated inner wrapper [inferred]: required tensors, op-definition dtypes ------------
+    if arn:
+        R.not_none(op, "residual_x", t["residual_x"])
+        R.not_none(op, "gamma", t["gamma"])
+        if has_out:
+            R.not_none(op, "y", outs.get("y"))
+            R.not_none(op, "rstd", outs.get("rstd"))
+    defs = _DEF_ARN if arn else _DEF_COMBINE
+    for name, allowed in defs.items():
+        obj = outs.get(name) if name in ("x", "y", "rstd") else t.get(name)
+        if obj is not None:
+            R.dtype_in(op, name, obj, allowed, R.INVALID)
+
+    # ---- 3a. tiling GetAttrAndSetTilingData (rules 6-14) -----------------------------------------
+    req(1 <= _name_len(group_ep) <= 127, op, TL, "group_ep", "[rule 6] length in [1, 127]", group_ep)
+    negative = (z, c, q)
+    if arn:
+        for name, v in zip(("zero_expert_num", "copy_expert_num", "const_expert_num"), negative):
+            req(v != -1, op, TL, name, f"[rule 8] {name} != -1", v)
+        req(m + z + c + q <= INT32_MAX, op, TL, "moe_expert_num",
+            "[rule 7] moe_expert_num + zero + copy + const <= INT32_MAX", m + z + c + q)
+        for name, v in zip(("zero_expert_num", "copy_expert_num", "const_expert_num"), negative):
+            req(v >= 0, op, TL, name, f"[rule 8] {name} >= 0 ({NOT_ENFORCED}: the AddRmsNorm tiling "
+                "rejects only -1 and lets other negative values through as huge uint32 counts)", v)
+    else:
+        req(m + z + c + q <= INT32_MAX, op, TL, "moe_expert_num",
+            "[rule 7] moe_expert_num + zero + copy + const <= INT32_MAX", m + z + c + q)
+        for name, v in zip(("zero_expert_num", "copy_expert_num", "const_expert_num"), negative):
+            req(v >= 0, op, TL, name, f"[rule 8] {name} >= 0", v)
+    R.in_range(op, "ep_world_size", ep, EP_MIN, EP_MAX, TL)
+    R.in_range(op, "tp_world_size", tp, 0, TP_MAX, TL)
+    req(0 <= ep_rank_id < ep, op, TL, "ep_rank_id", f"[rule 11] 0 <= ep_rank_id < ep_world_size ({ep})",
+        ep_rank_id)
+    if tp > 1:
+        req(0 <= tp_rank_id < tp, op, TL, "tp_rank_id", f"[rule 12] 0 <= tp_rank_id < tp_world_size ({tp})",
+            tp_rank_id)
+        req(1 <= _name_len(group_tp) <= 127, op, TL, "group_tp",
+            "[rule 12] a group name of 1..127 bytes when tp_world_size == 2", group_tp)
+        req(comm_quant_mode == 0, op, TL, "comm_quant_mode", "[rule 12] comm_quant_mode == 0 when tp_world_size == 2",
+            comm_quant_mode)
+    else:
+        req(tp_rank_id == 0, op, TL, "tp_rank_id", "[rule 12] tp_rank_id == 0 when tp_world_size <= 1", tp_rank_id)
+    req(expert_shard_type == 0, op, TL, "expert_shard_type", "[rule 13] expert_shard_type == 0", expert_shard_type)
+    R.in_range(op, "shared_expert_num", shared_expert_num, 0, SHARED_NUM_MAX, TL)
+    req(0 <= shared_expert_rank_num < ep, op, TL, "shared_expert_rank_num",
+        f"[rule 14] 0 <= shared_expert_rank_num < ep_world_size ({ep})", shared_expert_rank_num)
+    R.in_range(op, "moe_expert_num", m, 1, MOE_NUM_MAX, TL)
+    R.one_of(op, "comm_quant_mode", comm_quant_mode, (0, 2), TL)
+    s_norm = normalised_shared_expert_num(int(shared_expert_num), int(shared_expert_rank_num))
+
+    # ---- 3b. CheckTensorDim (rules 15-17) --------------------------------------------------------
+    dims_req = [("expand_x", 2), ("expert_ids", 2), ("assist_info_for_combine", 1), ("ep_send_counts", 1),
+                ("expert_scales", 2)]
+    if arn:
+        dims_req += [("residual_x", 3), ("gamma", 1)]
+    for name, nd in dims_req:
+        R.ndim(op, name, t[name], (nd,), TL)
+    for name, nd in (("ori_x", 2), ("const_expert_alpha_1", 1), ("const_expert_alpha_2", 1),
+                     ("const_expert_v", 2)):
+        if t[name] is not None:
+            R.ndim(op, name, t[name], (nd,), TL)
+    req(t["tp_send_counts"] is not None, op, TL, "tp_send_counts",
+        "[rule 15] present on A3 (the tiling requires it although the docs call it optional; pass the "
+        "dispatch tp_recv_counts, shape (tp_world_size,))", None)
+    R.ndim(op, "tp_send_counts", t["tp_send_counts"], (1,), TL)
+    if t["x_active_mask"] is not None:
+        R.ndim(op, "x_active_mask", t["x_active_mask"], (1, 2), TL)
+    if t["elastic_info"] is not None:
+        R.ndim(op, "elastic_info", t["elastic_info"], (1,), TL)
+    for name in ("activation_scale", "weight_scale", "group_list"):
+        req(t[name] is None, op, TL, name, "[rule 16] None (not supported on A3)",
+            f"tensor of shape {tuple(t[name].shape)}" if t[name] is not None else None)
+    if t["shared_expert_x"] is not None:
+        req(shared_expert_rank_num == 0, op, TL, "shared_expert_x",
+            "[rule 17] None unless shared_expert_rank_num == 0", f"given with shared_expert_rank_num="
+            f"{shared_expert_rank_num}")
+        R.ndim(op, "shared_expert_x", t["shared_expert_x"], (2, 3), TL)
+    if has_out:
+        for name in (("y", "rstd", "x") if arn else ("x",)):
+            R.ndim(op, name, outs[name], (3,) if arn else (2,), TL)
+
+    # ---- 3c. CheckTensorDataType (rule 18) -------------------------------------------------------
+    ex = t["expand_x"]
+    xdt = (bfloat16,) if arn else (bfloat16, _F16)
+    R.dtype_in(op, "expand_x", ex, xdt, TL)
+    same = lambda name, obj: req(acl_name(obj.dtype) == acl_name(ex.dtype), op, TL, name,  # noqa: E731
+                                 f"[rule 18] dtype == expand_x dtype ({acl_name(ex.dtype)})", acl_name(obj.dtype))
+    for name in ("ori_x", "const_expert_alpha_1", "const_expert_alpha_2", "const_expert_v"):
+        if t[name] is not None:
+            same(name, t[name])
+    for name in ("expert_ids", "assist_info_for_combine", "ep_send_counts"):
+        R.dtype_in(op, name, t[name], (_I32,), TL)
+    if arn:
+        R.dtype_in(op, "residual_x", t["residual_x"], (bfloat16,), TL)
+        R.dtype_in(op, "gamma", t["gamma"], (bfloat16,), TL)
+    R.dtype_in(op, "tp_send_counts", t["tp_send_counts"], (_I32,), TL)
+    if t["x_active_mask"] is not None:
+        R.dtype_in(op, "x_active_mask", t["x_active_mask"], (_BOOL,), TL)
+    if t["elastic_info"] is not None:
+        R.dtype_in(op, "elastic_info", t["elastic_info"], (_I32,), TL)
+    if t["shared_expert_x"] is not None:
+        same("shared_expert_x", t["shared_expert_x"])
+    R.dtype_in(op, "expert_scales", t["expert_scales"], (_F32,), TL)
+    if has_out:
+        if arn:
+            same("y", outs["y"])
+            R.dtype_in(op, "rstd", outs["rstd"], (_F32,), TL)
+        same("x", outs["x"])
+
+    # ---- 3d. CheckTensorFormat (rule 19) ---------------------------------------------------------
+    fmt_order = ["ori_x", "const_expert_alpha_1", "const_expert_alpha_2", "const_expert_v", "expand_x",
+                 "expert_ids", "assist_info_for_combine", "ep_send_counts", "tp_send_counts", "expert_scales"]
+    if arn:
+        fmt_order += ["residual_x", "gamma"]
+    fmt_order += ["x_active_mask", "elastic_info", "shared_expert_x"]
+    for name in fmt_order:
+        if t.get(name) is not None:
+            req(not _is_nz(t[name]), op, TL, name, "[rule 19] format ND (not FRACTAL_NZ)", "FRACTAL_NZ")
+    for name, obj in outs.items():
+        req(not _is_nz(obj), op, TL, name, "[rule 19] format ND (not FRACTAL_NZ)", "FRACTAL_NZ")
+
+    # ---- 3e. CheckAttrs (rules 20-25) ------------------------------------------------------------
+    r_num = int(shared_expert_rank_num)
+    req(not (s_norm == 0 and r_num > 0), op, TL, "shared_expert_rank_num",
+        "[rule 20] 0 when shared_expert_num is 0", r_num)
+    req(not (s_norm > 0 and r_num == 0), op, TL, "shared_expert_num",
+        "[rule 20] 0 (or the default 1) when shared_expert_rank_num is 0", shared_expert_num)
+    if s_norm > 0:
+        req(r_num % s_norm == 0, op, TL, "shared_expert_rank_num",
+            f"[rule 20] divisible by shared_expert_num ({s_norm})", r_num)
+    req(m % (ep - r_num) == 0, op, TL, "moe_expert_num",
+        f"[rule 21] divisible by ep_world_size - shared_expert_rank_num ({ep - r_num})", m)
+    big_l = m // (ep - r_num)
+    req(big_l > 0, op, TL, "moe_expert_num", "[rule 21] at least one expert per MoE rank", m)
+    req(not (big_l > 1 and tp > 1), op, TL, "moe_expert_num",
+        f"[rule 22] one expert per MoE rank when tp_world_size == 2 (got {big_l} per rank)", m)
+    req(not (tp > 1 and t["elastic_info"] is not None), op, TL, "elastic_info",
+        "[rule 22] None when tp_world_size == 2", "given")
+    bs = int(t["expert_ids"].shape[0])
+    req(1 <= bs <= BS_MAX, op, TL, "expert_ids", f"[rule 23] 1 <= Bs = expert_ids.shape[0] <= {BS_MAX}", bs)
+    gbs = int(global_bs)
+    req(gbs == 0 or (gbs >= ep * bs and gbs % ep == 0), op, TL, "global_bs",
+        f"[rule 24] 0, or a multiple of ep_world_size ({ep}) >= ep_world_size * Bs ({ep * bs})", gbs)
+    req(not (gbs > ep * bs and t["x_active_mask"] is not None), op, TL, "x_active_mask",
+        f"[rule 24] None when global_bs ({gbs}) > ep_world_size * Bs ({ep * bs}) (BS differs between ranks)",
+        "given")
+    req(not (c > 0 and t["ori_x"] is None), op, TL, "ori_x", "[rule 25] given when copy_expert_num > 0", None)
+    if q > 0:
+        for name in ("ori_x", "const_expert_alpha_1", "const_expert_alpha_2", "const_expert_v"):
+            req(t[name] is not None, op, TL, name, "[rule 25] given when const_expert_num > 0", None)
+
+    # ---- 3f. CheckTensorShape (rules 26-36) ------------------------------------------------------
+    k = int(t["expert_ids"].shape[1])
+    kmax = min(K_MAX, m + z + c + q)
+    req(1 <= k <= kmax, op, TL, "expert_ids",
+        f"[rule 26] 1 <= K = expert_ids.shape[1] <= min(16, moe+zero+copy+const) = {kmax}", k)
+    lay = MoeLayout(ep, int(ep_rank_id), m, bs, k, tp, int(shared_expert_num), r_num, gbs,
+                    elastic=t["elastic_info"] is not None)
+    a = lay.a
+    if t["elastic_info"] is not None:
+        n_el = int(t["elastic_info"].shape[0])
+        rule = f"[rule 27] length == 4 + 2 * ep_world_size = {4 + 2 * ep}"
+        if not arn:
+            rule += (f" ({NOT_ENFORCED}: the CombineV3 tiling returns GRAPH_FAILED from a bool function, "
+                     "which reads as success and skips the remaining shape checks)")
+        req(n_el == 4 + 2 * ep, op, TL, "elastic_info", rule, n_el)
+    rows, h = (int(d) for d in ex.shape)
+    req(rows >= a * tp, op, TL, "expand_x", f"[rule 28] expand_x.shape[0] >= A * tp_world_size = {a} * {tp}", rows)
+    R.in_range(op, "expand_x.shape[1] (H)", h, H_MIN, H_MAX, TL)
+    n_assist = int(t["assist_info_for_combine"].shape[0])
+    req(n_assist >= a * ASSIST_PER_A, op, TL, "assist_info_for_combine",
+        f"[rule 30] length >= 128 * A = {a * ASSIST_PER_A}", n_assist)
+    n_counts = ep if lay.is_shared_rank else ep * big_l
+    if t["elastic_info"] is not None:
+        n_counts = max(ep, ep * big_l)
+    n_ep = int(t["ep_send_counts"].shape[0])
+    req(n_ep >= n_counts * tp, op, TL, "ep_send_counts",
+        f"[rule 31] length >= {n_counts} * tp_world_size ({tp})", n_ep)
+    n_tp = int(t["tp_send_counts"].shape[0])
+    req(n_tp == tp, op, TL, "tp_send_counts", f"[rule 32] length == tp_world_size ({tp})", n_tp)
+    R.shape_eq(op, "expert_scales", t["expert_scales"], (bs, k), TL)
+    if arn:
+        R.shape_eq(op, "residual_x", t["residual_x"], (bs, 1, h), TL)
+        R.shape_eq(op, "gamma", t["gamma"], (h,), TL)
+    mask = t["x_active_mask"]
+    if mask is not None:
+        mshape = tuple(int(d) for d in mask.shape)
+        req(mshape[0] == bs, op, TL, "x_active_mask", f"[rule 33] shape[0] == Bs ({bs})", mshape)
+        req(len(mshape) == 1 or mshape[1] == k, op, TL, "x_active_mask", f"[rule 33] shape[1] == K ({k})", mshape)
+    sx = t["shared_expert_x"]
+    if sx is not None:
+        sshape = tuple(int(d) for d in sx.shape)
+        if len(sshape) == 2:
+            req(sshape == (bs, h), op, TL, "shared_expert_x", f"[rule 34] shape == (Bs, H) = {(bs, h)}", sshape)
+        else:
+            req(sshape[0] * sshape[1] == bs and sshape[2] == h, op, TL, "shared_expert_x",
+                f"[rule 34] shape (d0, d1, H) with d0*d1 == Bs ({bs}) and H == {h}", sshape)
+    if has_out:
+        if arn:
+            R.shape_eq(op, "y", outs["y"], (bs, 1, h), TL)
+            R.shape_eq(op, "rstd", outs["rstd"], (bs, 1, 1), TL)
+            R.shape_eq(op, "x", outs["x"], (bs, 1, h), TL)
+        else:
+            R.shape_eq(op, "x", outs["x"], (bs, h), TL)
+    if t["ori_x"] is not None:
+        R.shape_eq(op, "ori_x", t["ori_x"], (bs, h), TL)
+    for name in ("const_expert_alpha_1", "const_expert_alpha_2"):
+        if t[name] is not None:
+            R.shape_eq(op, name, t[name], (q,), TL)
+    if t["const_expert_v"] is not None:
+        R.shape_eq(op, "const_expert_v", t["const_expert_v"], (q, h), TL)
+
+    # ---- 3g. window size (rule 37): fullmesh_v1 formula, L of a MoE rank, S normalised -----------
+    check_hccl_buffsize(op, h=h, max_bs=lay.max_bs, ep_world_size=ep, local_expert_num=big_l, k=k,
+                        shared_expert_num=s_norm, comm_alg="", env=env)
+
+    # ---- 4. documented rules the CANN code does not enforce ---------------------------------------
+    if tp == 2:
+        req(group_ep != group_tp, op, TL, "group_tp", f"!= group_ep when tp_world_size == 2 ({NOT_ENFORCED})",
+            group_tp)
+    req(n_ep >= n_counts, op, TL, "ep_send_counts",
+        f"length >= {n_counts}: the kernel reads its row count at index {n_counts - 1} ({NOT_ENFORCED}; "
+        "the tiling bound is multiplied by tp_world_size and vanishes for tp_world_size == 0)", n_ep)
+    if check_values:
+        _check_values(op, t, lay, m, z, c, q)
+    return lay
+
+
+def _check_values(op: str, t: dict, lay: MoeLayout, m: int, z: int, c: int, q: int) -> None:
+    """Value rules (numpy inputs only): elastic table, expert ids, 1-D mask order."""
+    TL = R.TILING
+    info = t["elastic_info"]
+    m_new = m
+    if isinstance(info, np.ndarray):
+        ep = lay.ep_world_size
+        el = parse_elastic_info(info, ep)
+        if el.enabled:
+            elastic_table(op, info, ep)
+            n, r_new = el.ep_world_size, el.shared_rank_num
+            R.require(0 <= r_new < n, op, TL, "elastic_info", f"0 <= elastic_info[2] (shared ranks) < "
+                      f"elastic_info[1] ({n}) ({NOT_ENFORCED})", r_new)
+            moe_ranks = n - r_new
+            l_new = el.moe_expert_num // moe_ranks
+            R.require(el.moe_expert_num % moe_ranks == 0 and l_new == lay.moe_local_expert_num, op, TL,
+                      "elastic_info", f"elastic_info[3] / (elastic_info[1] - elastic_info[2]) == L "
+                      f"({lay.moe_local_expert_num} experts per MoE rank) ({NOT_ENFORCED})",
+                      f"{el.moe_expert_num} / {moe_ranks}")
+            me = int(el.to_new[lay.ep_rank_id])
+            R.require(0 <= me < n, op, TL, "ep_rank_id", "a rank kept by the elastic table (Table1[ep_rank_id] "
+                      f"!= -1); removed ranks must not call the op ({NOT_ENFORCED})", lay.ep_rank_id)
+            m_new = el.moe_expert_num
+    ids = t["expert_ids"]
+    mask = t["x_active_mask"]
+    if not isinstance(ids, np.ndarray):
+        return
+    ids = ids.astype(np.int64)
+    active = np.ones(ids.shape, bool)
+    if isinstance(mask, np.ndarray):
+        mk = mask.astype(bool)
+        if mk.ndim == 1:
+            n_true = int(mk.sum())
+            bad = np.flatnonzero(mk != (np.arange(mk.shape[0]) < n_true))
+            R.require(bad.size == 0, op, TL, "x_active_mask",
+                      f"1-D mask with every True before any False ({NOT_ENFORCED}: the kernel uses the first "
+                      "count(True) tokens)", mk.astype(int).tolist() if mk.size <= 32 else f"first bad index "
+                      f"{int(bad[0])}")
+            active &= mk[:, None]
+        else:
+            active &= mk
+    total = m + z + c + q
+    if m_new != m:
+        ok = ((ids >= 0) & (ids < m_new)) | ((ids >= m) & (ids < total))
+        rule = (f"expert ids in [0, {m_new}) (MoE ids after scale-down) or in [{m}, {total}) (special experts, "
+                f"numbered from the original moe_expert_num) ({NOT_ENFORCED})")
+    else:
+        ok = (ids >= 0) & (ids < total)
+        rule = f"expert ids in [0, moe+zero+copy+const = {total}) ({NOT_ENFORCED})"
+    bad = np.argwhere(active & ~ok)
+    if bad.size:
+        tt, kk = (int(v) for v in bad[0])
+        R.fail(op, TL, "expert_ids", rule, f"expert_ids[{tt}, {kk}] = {int(ids[tt, kk])}")
+    if ids.shape[1] > 1:
+        srt = np.sort(np.where(active, ids, -1 - np.arange(ids.shape[1])[None, :]), axis=1)
+        dup = np.flatnonzero(np.any(srt[:, 1:] == srt[:, :-1], axis=1))
+        if dup.size:
+            tt = int(dup[0])
+            R.fail(op, TL, "expert_ids", f"distinct expert ids within a token ({NOT_ENFORCED})",
+                   f"expert_ids[{tt}] = {ids[tt].tolist()}")
+
+
+def _tensors(**kw) -> dict:
+    return {k: _arr(v) for k, v in kw.items()}
+
+
+def moe_distribute_combine_v3(expand_x: Any, expert_ids: Any, assist_info_for_combine: Any, ep_send_counts: Any,
+                              expert_scales: Any, *, group_ep: Optional[str], ep_world_size: int,
+                              ep_rank_id: int, moe_expert_num: int, tp_send_counts: Any = None,
+                              x_active_mask: Any = None, activation_scale: Any = None, weight_scale: Any = None,
+                              group_list: Any = None, expand_scales: Any = None, shared_expert_x: Any = None,
+                              elastic_info: Any = None, ori_x: Any = None, const_expert_alpha_1: Any = None,
+                              const_expert_alpha_2: Any = None, const_expert_v: Any = None,
+                              group_tp: Optional[str] = "", tp_world_size: int = 0, tp_rank_id: int = 0,
+                              expert_shard_type: int = 0, shared_expert_num: int = 1,
+                              shared_expert_rank_num: int = 0, global_bs: int = 0, out_dtype: int = 0,
+                              comm_quant_mode: int = 0, group_list_type: int = 0, comm_alg: Optional[str] = "",
+                              zero_expert_num: int = 0, copy_expert_num: int = 0, const_expert_num: int = 0,
+                              outputs: Any = None, env: Optional[Mapping[str, str]] = None,
+                              check_values: bool = True) -> MoeLayout:
+    """Validate one rank's aclnnMoeDistributeCombineV3 call; raise :class:`AclnnError` at the first rule broken.
+
+    ``outputs`` (optional): the ``x`` output tensor (Bs, H), checked when given. ``env``: environment for
+    ``HCCL_BUFFSIZE`` (default ``os.environ``). ``out_dtype``, ``group_list_type`` and ``comm_alg`` are
+    accepted and ignored, as on A3. Returns the rank's :class:`MoeLayout`.
+    """
+    t = _tensors(expand_x=expand_x, expert_ids=expert_ids, assist_info_for_combine=assist_info_for_combine,
+                 ep_send_counts=ep_send_counts, expert_scales=expert_scales, tp_send_counts=tp_send_counts,
+                 x_active_mask=x_active_mask, activation_scale=activation_scale, weight_scale=weight_scale,
+                 group_list=group_list, expand_scales=expand_scales, shared_expert_x=shared_expert_x,
+                 elastic_info=elastic_info, ori_x=ori_x, const_expert_alpha_1=const_expert_alpha_1,
+                 const_expert_alpha_2=const_expert_alpha_2, const_expert_v=const_expert_v)
+    return _check(OP_COMBINE, False, t, group_ep=group_ep, ep_world_size=ep_world_size, ep_rank_id=ep_rank_id,
+                  moe_expert_num=moe_expert_num, group_tp=group_tp, tp_world_size=tp_world_size,
+                  tp_rank_id=tp_rank_id, expert_shard_type=expert_shard_type, shared_expert_num=shared_expert_num,
+                  shared_expert_rank_num=shared_expert_rank_num, global_bs=global_bs,
+                  comm_quant_mode=comm_quant_mode, zero_expert_num=zero_expert_num,
+                  copy_expert_num=copy_expert_num, const_expert_num=const_expert_num, outputs=outputs,
+                  env=env if env is not None else os.environ, check_values=check_values)
+
+
+def moe_distribute_combine_add_rms_norm_v2(expand_x: Any, expert_ids: Any, assist_info_for_combine: Any,
+                                           ep_send_counts: Any, expert_scales: Any, residual_x: Any, gamma: Any,
+                                           *, group_ep: Optional[str], ep_world_size: int, ep_rank_id: int,
+                                           moe_expert_num: int, tp_send_counts: Any = None,
+                                           x_active_mask: Any = None, activation_scale: Any = None,
+                                           weight_scale: Any = None, group_list: Any = None,
+                                           expand_scales: Any = None, shared_expert_x: Any = None,
+                                           elastic_info: Any = None, ori_x: Any = None,
+                                           const_expert_alpha_1: Any = None, const_expert_alpha_2: Any = None,
+                                           const_expert_v: Any = None, group_tp: Optional[str] = "",
+                                           tp_world_size: int = 0, tp_rank_id: int = 0, expert_shard_type: int = 0,
+                                           shared_expert_num: int = 1, shared_expert_rank_num: int = 0,
+                                           global_bs: int = 0, out_dtype: int = 0, comm_quant_mode: int = 0,
+                                           group_list_type: int = 0, comm_alg: Optional[str] = "",
+                                           norm_eps: float = 1e-6, zero_expert_num: int = 0,
+                                           copy_expert_num: int = 0, const_expert_num: int = 0,
+                                           outputs: Any = None, env: Optional[Mapping[str, str]] = None,
+                                           check_values: bool = True) -> MoeLayout:
+    """Validate one rank's aclnnMoeDistributeCombineAddRmsNormV2 call (bf16 only).
+
+    ``outputs`` (optional): ``(y, rstd, x)`` in C order (a sequence, NamedTuple or mapping). ``norm_eps``
+    is passed to CANN as a C float; no rule constrains it. Returns the rank's :class:`MoeLayout`.
+    """
+    t = _tensors(expand_x=expand_x, expert_ids=expert_ids, assist_info_for_combine=assist_info_for_combine,
+                 ep_send_counts=ep_send_counts, expert_scales=expert_scales, residual_x=residual_x, gamma=gamma,
+                 tp_send_counts=tp_send_counts, x_active_mask=x_active_mask, activation_scale=activation_scale,
+                 weight_scale=weight_scale, group_list=group_list, expand_scales=expand_scales,
+                 shared_expert_x=shared_expert_x, elastic_info=elastic_info, ori_x=ori_x,
+                 const_expert_alpha_1=const_expert_alpha_1, const_expert_alpha_2=const_expert_alpha_2,
+                 const_expert_v=const_expert_v)
+    return _check(OP_ARN, True, t, group_ep=group_ep, ep_world_size=ep_world_size, ep_rank_id=ep_rank_id,
+                  moe_expert_num=moe_expert_num, group_tp=group_tp, tp_world_size=tp_world_size,
+                  tp_rank_id=tp_rank_id, expert_shard_type=expert_shard_type, shared_expert_num=shared_expert_num,
+                  shared_expert_rank_num=shared_expert_rank_num, global_bs=global_bs,
+                  comm_quant_mode=comm_quant_mode, zero_expert_num=zero_expert_num,
+                  copy_expert_num=copy_expert_num, const_expert_num=const_expert_num, outputs=outputs,
+                  env=env if env is not None else os.environ, check_values=check_values)
+
+
+def participating_ranks(op: str, *, expand_x: Sequence, expert_ids: Sequence, per_rank: Mapping[str, Any],
+                        ep_world_size: int, tp_world_size: int, elastic_info: Any) -> list:
+    """Global ranks that run the op: every rank, or those the enabled elastic table keeps.
+
+    Checks that every per-rank sequence has one entry per global rank, that ``None`` marks exactly the
+    removed ranks, and that required tensors are present on the others (561002 / 161001 naming the rank).
+    """
+    TL = R.TILING
+    tpf = max(int(tp_world_size), 1)
+    world = int(ep_world_size) * tpf
+    seqs = dict(per_rank, expand_x=expand_x, expert_ids=expert_ids)
+    for name, seq in seqs.items():
+        if seq is None:
+            continue
+        R.require(len(seq) == world, op, TL, name,
+                  f"one entry per global rank (ep_world_size * max(tp_world_size, 1) = {world})", len(seq))
+    el = None
+    if elastic_info is not None and np.asarray(elastic_info).size >= 4 + 2 * ep_world_size:
+        el = parse_elastic_info(np.asarray(elastic_info), ep_world_size)
+    if el is not None and el.enabled:
+        want = [0 <= int(el.to_new[g // tpf]) < el.ep_world_size for g in range(world)]
+    else:
+        want = [True] * world
+    R.require(any(want), op, TL, "elastic_info", "at least one rank kept by the elastic table",
+              np.asarray(elastic_info).tolist() if elastic_info is not None else None)
+    for g in range(world):
+        present = expand_x[g] is not None
+        R.require(present == want[g], op, TL, "expand_x",
+                  f"rank {g} present iff it is kept by the elastic table (None marks a removed rank)",
+                  "None" if not present else "an array")
+        if not present:
+            continue
+        for name in ("expert_ids", "expert_scales", "assist_info_for_combine", "ep_send_counts", "residual_x",
+                     "gamma"):
+            if name in seqs:
+                seq = seqs[name]
+                R.require(seq is not None and seq[g] is not None, op, R.NULLPTR, name, f"an array on rank {g}",
+                          None)
+    return [g for g in range(world) if want[g]]
+
+
+def check_world(op: str, *, expand_x: Sequence, expert_ids: Sequence, per_rank: Mapping[str, Any],
+                ep_world_size: int, tp_world_size: int, global_bs: int, elastic_info: Any) -> list:
+    """Cross-rank consistency of a whole-world call (561002 naming the rank; not checked by CANN).
+
+    ``expand_x`` / ``expert_ids`` are per-global-rank sequences; ``per_rank`` maps the names of the other
+    per-rank arguments to their sequences (or None). Besides :func:`participating_ranks`: the same H,
+    dtype and K on every rank, and the same Bs when ``global_bs == 0``. Returns the participating ranks.
+    """
+    TL = R.TILING
+    ranks = participating_ranks(op, expand_x=expand_x, expert_ids=expert_ids, per_rank=per_rank,
+                                ep_world_size=ep_world_size, tp_world_size=tp_world_size, elastic_info=elastic_info)
+    g0 = ranks[0]
+    for g in ranks:
+        x, ids = expand_x[g], expert_ids[g]
+        R.require(x.shape[1:] == expand_x[g0].shape[1:] and x.dtype == expand_x[g0].dtype, op, TL, "expand_x",
+                  f"the same H and dtype on every rank (rank {g0}: {expand_x[g0].shape[1:]} "
+                  f"{acl_name(expand_x[g0].dtype)})", f"rank {g}: {x.shape[1:]} {acl_name(x.dtype)}")
+        R.require(ids.shape[1:] == expert_ids[g0].shape[1:], op, TL, "expert_ids",
+                  f"the same K on every rank (rank {g0}: {expert_ids[g0].shape[1:]})", f"rank {g}: {ids.shape[1:]}")
+        if int(global_bs) == 0:
+            R.require(ids.shape[0] == expert_ids[g0].shape[0], op, TL, "expert_ids",
+                      f"the same Bs on every rank when global_bs == 0 (rank {g0}: {expert_ids[g0].shape[0]})",
+                      f"rank {g}: {ids.shape[0]}")
+    return ranks
+
+
+__all__ = ["moe_distribute_combine_v3", "moe_distribute_combine_add_rms_norm_v2", "check_world", "participating_ranks",
+           "OP_COMBINE", "OP_ARN", "NOT_ENFORCED"]
