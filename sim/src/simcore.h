@@ -139,6 +139,63 @@ SIM_API void sim_executor_free(aclOpExecutor *ex);
  * (default 120000); expiry is reported like an AI Core exception. */
 SIM_API int64_t sim_hang_timeout_us(void);
 
+/* ==== Additions (core helper) — everything below extends the contract; nothing above changed ==== */
+
+/* Tracking with a tag (aclrtMalloc stores the device) and lookups. sim_track_add(k,o,b) == tag -1. */
+SIM_API void sim_track_add_tagged(SimObjKind kind, const void *obj, size_t bytes, int tag);
+/* 0 if live (fills *bytes / *tag when non-NULL), -1 otherwise. */
+SIM_API int sim_track_info(SimObjKind kind, const void *obj, size_t *bytes, int *tag);
+SIM_API int64_t sim_track_count(SimObjKind kind);
+/* Sum of the bytes of live objects of `kind` whose tag is `tag` (tag < 0: all). */
+SIM_API uint64_t sim_track_bytes(SimObjKind kind, int tag);
+
+/* Formatting helpers for sim_record_call (see sim/include/aclsim.h for the record format). Each returns
+ * a thread-local buffer from a ring of 64, so up to 64 results may be used in one call. */
+SIM_API const char *sim_fmt_tensor(const struct aclTensor *t);     /* T(27,[4,8]) or NULL */
+SIM_API const char *sim_fmt_str(const char *s);                    /* "quoted" or NULL */
+SIM_API const char *sim_fmt_f32(float v);  /* shortest round-trip %g (<= %.9g) + bits: 1e-06/0x358637bd */
+SIM_API const char *sim_fmt_i64s(const int64_t *v, uint64_t n);    /* [1,2,3] or NULL */
+/* A live aclTensor (tracked and carrying SIM_TENSOR_MAGIC); safe on garbage pointers. */
+SIM_API int sim_tensor_valid(const struct aclTensor *t);
+
+/* Streams (used by the runtime library). A created stream is tracked as SIM_OBJ_STREAM; the implicit
+ * per-device default streams are not tracked. */
+SIM_API SimStream *sim_stream_create(int device);
+/* Cancels pending work (long waits give up), drains the queue, joins the worker and frees. */
+SIM_API void sim_stream_destroy(SimStream *s);
+/* Waits for the queue to drain: timeout_ms < 0 forever, 0 polls. Returns SIM_ACL_ERROR_RT_STREAM_SYNC_TIMEOUT
+ * if work is still pending, else the first task error since the last synchronize (its message is moved
+ * to the caller's sim_take_error), else 0. */
+SIM_API int sim_stream_synchronize(SimStream *s, int64_t timeout_ms);
+/* All streams (default included) of `device`, like sim_stream_synchronize; returns the first error. */
+SIM_API int sim_device_synchronize(int device, int64_t timeout_ms);
+/* Device reset: cancels and drains every stream of `device`, clears their errors, frees the default stream. */
+SIM_API void sim_device_reset(int device);
+
+/* Communicators (used by the HCCL library). Creates group `name` with comm rank i on devices[i];
+ * comms_out[i] get the per-rank handles (tracked as SIM_OBJ_COMM). Returns 0, or -1 if a live group
+ * already has that name or the arguments are invalid (message set). */
+SIM_API int sim_comm_create_group(const char *name, int nranks, const int *devices, SimComm **comms_out);
+/* Destroys one rank's comm; the group goes away with its last member. 0, or -1 if c is not live. */
+SIM_API int sim_comm_destroy(SimComm *c);
+SIM_API int sim_comm_valid(const SimComm *c);    /* tracked and live */
+SIM_API int sim_comm_device(const SimComm *c);
+SIM_API void sim_comm_set_async_error(SimComm *c, int err);
+SIM_API int sim_comm_async_error(const SimComm *c);
+/* sim_comm_exchange: participants == NULL means every rank of the group (n is then ignored).
+ * A bad participant list returns SIM_ERR_INVALID (message set). On SIM_ERR_TIMEOUT the message names the
+ * missing ranks. sim_comm_missing looks at the caller's most recent exchange (index 0 if none). */
+#define SIM_ERR_INVALID (-4)
+
+/* Executors (used by the nnopbase library). sim_executor_launch records the call as
+ * "<api> workspace=.. workspaceSize=.. executor=.. stream=..", rejects a NULL executor (161001), one that
+ * is not live or already consumed (161002), a missing/too small/non-device workspace (161001/161002) and
+ * a bad stream (361001). A non-repeatable executor is consumed by every launch attempt that got past the
+ * executor check (freed after its run, or at once when the launch fails). */
+SIM_API int32_t sim_executor_set_repeatable(aclOpExecutor *ex);   /* 0 or 561103 */
+/* aclDestroyAclOpExecutor: 0, or 561103 for NULL / not live; a queued run keeps it alive until done. */
+SIM_API int32_t sim_executor_destroy(aclOpExecutor *ex);
+
 /* aclnnStatus / aclError values used across the simulator */
 #define SIM_ACLNN_ERR_PARAM_NULLPTR 161001
 #define SIM_ACLNN_ERR_PARAM_INVALID 161002

@@ -1,0 +1,74 @@
+/*
+ * aclnn_py CANN simulator: test-only API, exported from libop_common.so. Not part of CANN; a real
+ * toolkit has none of these symbols (probe aclsimIsSimulator with dlsym to tell the two apart).
+ *
+ * Last-call record (aclsimLastCall)
+ * ---------------------------------
+ * Every exported API function of the simulator's libraries (aclrt*, aclInit/aclFinalize, acl* meta API,
+ * aclnn*, Hccl*) records its call, per thread, before doing anything else, as
+ *
+ *     <function> <param>=<value> <param>=<value> ...
+ *
+ * with the C parameter names in prototype order (output pointers included), one space between fields:
+ *   - integers (any width, enums included) in decimal, exactly as received: int64 values above 2^32 and
+ *     negative values appear intact (e.g. offset=5000000000, timeout=-1);
+ *   - floats (32-bit) as the shortest %g that reads back as the same float (never longer than %.9g), a
+ *     slash, and the IEEE-754 bits: normEps=1e-06/0x358637bd, 0.1f as 0.1/0x3dcccccd;
+ *   - pointers as 0x<hex>; NULL pointers as NULL;
+ *   - strings quoted with C escapes: group="g"; a NULL string as NULL;
+ *   - int64 arrays as [a,b,c] (at most 16 elements, then ",...(n=N)"); NULL as NULL;
+ *   - tensors as T(<dtype>,[d0,d1,...]) with the view shape, e.g. T(27,[4,8]); NULL as NULL; a pointer
+ *     that is not a live aclTensor as T(invalid 0x...).
+ * Examples:
+ *   aclCreateTensor viewDims=[2,3] viewDimsNum=2 dataType=27 stride=[3,1] offset=5000000000 format=2 storageDims=[2,3] storageDimsNum=2 tensorData=0x7f..
+ *   aclrtMemcpy dst=0x.. destMax=64 src=0x.. count=64 kind=1
+ *   HcclCommInitRootInfo nRanks=8 rootInfo=0x.. rank=3 comm=0x..
+ *   aclnnDistributeBarrierV2GetWorkspaceSize xRef=T(27,[4,8]) timeOut=NULL elasticInfo=T(3,[20]) group="g" worldSize=8 workspaceSize=0x.. executor=0x..
+ *   aclnnDistributeBarrierV2 workspace=0x.. workspaceSize=16777216 executor=0x.. stream=0x..
+ * Not recorded: the aclsim* functions themselves and aclGetRecentErrMsg (so a test can read the record of
+ * a failing call after fetching its message). The record is thread-local: work run later on a stream
+ * worker thread does not change the caller's record.
+ */
+#ifndef ACLNN_SIM_ACLSIM_H_
+#define ACLNN_SIM_ACLSIM_H_
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifndef ACLSIM_API
+#define ACLSIM_API __attribute__((visibility("default")))
+#endif
+
+/* Kinds of tracked objects (same numbering as the simulator's internal SimObjKind). */
+enum {
+    ACLSIM_OBJ_BUFFER = 0,      /* aclrtMalloc */
+    ACLSIM_OBJ_HOST_BUFFER = 1, /* aclrtMallocHost */
+    ACLSIM_OBJ_TENSOR = 2,      /* aclCreateTensor */
+    ACLSIM_OBJ_ARRAY = 3,       /* int/float/bool arrays, scalars, tensor and scalar lists */
+    ACLSIM_OBJ_EXECUTOR = 4,    /* aclOpExecutor not yet consumed or destroyed */
+    ACLSIM_OBJ_STREAM = 5,      /* aclrtCreateStream* (not the implicit default streams) */
+    ACLSIM_OBJ_CONTEXT = 6,     /* aclrtCreateContext (not the default contexts) */
+    ACLSIM_OBJ_EVENT = 7,
+    ACLSIM_OBJ_COMM = 8,        /* HcclComm */
+    ACLSIM_OBJ_KIND_COUNT = 9
+};
+
+/* Fills counts[0..min(n, KIND_COUNT)-1] with the number of live objects of each kind (counts may be
+ * NULL); returns ACLSIM_OBJ_KIND_COUNT. */
+ACLSIM_API int32_t aclsimLiveObjects(int64_t *counts, int32_t n);
+/* Copies this thread's last-call record (NUL-terminated, truncated to cap-1 bytes) and returns its full
+ * length; buf may be NULL with cap 0 to ask for the length. */
+ACLSIM_API int32_t aclsimLastCall(char *buf, uint64_t cap);
+/* "buffer", "host_buffer", "tensor", "array", "executor", "stream", "context", "event", "comm";
+ * NULL for an unknown kind. */
+ACLSIM_API const char *aclsimObjectKindName(int32_t kind);
+/* Always 1. */
+ACLSIM_API int32_t aclsimIsSimulator(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

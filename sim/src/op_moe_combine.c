@@ -1,0 +1,926 @@
+/*
+ * Simulated aclnnMoeDistributeCombineV3 and aclnnMoeDistributeCombineAddRmsNormV2 (Atlas A3).
+ * Spec: ../shared/spec/combine-addrmsnorm-barrier.md (CS §n). Both operators share the argument
+ * capture, validation (CS §8.1, §1.6) and the TP reduce-scatter / EP return / per-token fp32
+ * accumulation; AddRmsNorm adds the residual + RMSNorm tail (CS §4) instead of the final rounding.
+ */
+#define _GNU_SOURCE
+#pragma GCC optimize("fp-contract=off")
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm_v2.h"
+#include "aclnnop/aclnn_moe_distribute_combine_v3.h"
+#include "op_moe_common.h"
+
+#define CV3_GWS "aclnnMoeDistributeCombineV3GetWorkspaceSize"
+#define CV3_RUN "aclnnMoeDistributeCombineV3"
+#define ARN_GWS "aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize"
+#define ARN_RUN "aclnnMoeDistributeCombineAddRmsNormV2"
+
+enum {
+    T_EXPAND_X, T_IDS, T_ASSIST, T_EP_SEND, T_SCALES, T_RESIDUAL, T_GAMMA, T_TP_SEND, T_MASK, T_ACT_SCALE,
+    T_W_SCALE, T_GROUP_LIST, T_EXPAND_SCALES, T_SHARED_X, T_ELASTIC, T_ORI_X, T_A1, T_A2, T_V, T_Y_OUT, T_RSTD_OUT,
+    T_X_OUT, T_COUNT
+};
+static const char *const T_NAMES[T_COUNT] = {
+    "expandX", "expertIds", "assistInfoForCombine", "epSendCounts", "expertScales", "residualX", "gamma",
+    "tpSendCountsOptional", "xActiveMaskOptional", "activationScaleOptional", "weightScaleOptional",
+    "groupListOptional", "expandScalesOptional", "sharedExpertXOptional", "elasticInfoOptional", "oriXOptional",
+    "constExpertAlpha1Optional", "constExpertAlpha2Optional", "constExpertVOptional", "yOut", "rstdOut", "xOut"};
+
+typedef struct {
+    int arn;                       /* 1: CombineAddRmsNormV2, 0: CombineV3 */
+    const char *gws, *run;
+    MoeTensor t[T_COUNT];
+    char group_ep[MOE_GROUP_NAME_MAX], group_tp[MOE_GROUP_NAME_MAX];
+    int64_t ep, rank, M, tp, tp_rank, shard, S_attr, R, global_bs, out_dtype, cqm, glt, zero, copy, cnst;
+    float eps;
+    int64_t bs, h, k;
+    MoeShape sh;
+} CombineState;
+
+#define NULLPTR SIM_ACLNN_ERR_PARAM_NULLPTR
+#define INVALID SIM_ACLNN_ERR_PARAM_INVALID
+#define TILING SIM_ACLNN_ERR_INNER_TILING_ERROR
+#define FAIL(st, ...) return moe_fail(s->gws, st, __VA_ARGS__)
+#define T(i) (&s->t[i])
+#define P(i) (s->t[i].present)
+
+static int in_list(int32_t dt, const int32_t *l, int n) {
+    for (int i = 0; i < n; i++)
+        if (l[i] == dt) return 1;
+    return 0;
+}
+
+/* ================================ validation ================================================= */
+static int validate_api(const CombineState *s, const char *groupEp, const char *groupTp, const void *const *raw,
+                        const uint64_t *workspaceSize, const void *executor) {
+    /* op_api (CV3.cpp / ARN2.cpp CheckNotNull, CheckParams) */
+    const int req[] = {T_EXPAND_X, T_IDS, T_ASSIST, T_EP_SEND, T_SCALES, T_X_OUT};
+    for (int i = 0; i < 6; i++)
+        if (!P(req[i])) FAIL(NULLPTR, "%s is NULL (required tensor)", T_NAMES[req[i]]);
+    if (!groupEp || !groupEp[0]) FAIL(NULLPTR, "groupEp is %s; it must name the EP communicator", groupEp ? "\"\"" : "NULL");
+    if (strnlen(groupEp, MOE_GROUP_NAME_MAX) >= MOE_GROUP_NAME_MAX)
+        FAIL(INVALID, "groupEp has %zu characters; the length must be in [1, 128)", strlen(groupEp));
+    if (!groupTp)
+        FAIL(NULLPTR, "groupTp is NULL; pass \"\" when there is no TP group (the real op_api calls strnlen on it "
+                      "without a NULL check)");
+    if (strnlen(groupTp, MOE_GROUP_NAME_MAX) >= MOE_GROUP_NAME_MAX)
+        FAIL(INVALID, "groupTp has %zu characters; the length must be < 128", strlen(groupTp));
+    if (!workspaceSize) FAIL(NULLPTR, "workspaceSize is NULL");
+    if (!executor) FAIL(NULLPTR, "executor is NULL");
+    for (int i = 0; i < T_COUNT; i++)
+        if (raw[i] && !moe_tensor_live(raw[i]))
+            FAIL(INVALID, "%s (%p) is not a live aclTensor (destroyed or never created)", T_NAMES[i], raw[i]);
+    /* generated inner layer: required tensors of the op definition, dtypes outside it */
+    if (s->arn) {
+        const int req2[] = {T_RESIDUAL, T_GAMMA, T_Y_OUT, T_RSTD_OUT};
+        for (int i = 0; i < 4; i++)
+            if (!P(req2[i])) FAIL(NULLPTR, "%s is NULL (required by the operator)", T_NAMES[req2[i]]);
+    }
+    {
+        static const int32_t X3[] = {ACL_BF16, ACL_FLOAT16, ACL_INT32}, XO[] = {ACL_BF16, ACL_FLOAT16};
+        static const int32_t BF[] = {ACL_BF16}, I32[] = {ACL_INT32}, F32[] = {ACL_FLOAT}, I64[] = {ACL_INT64},
+                             BOOL_[] = {ACL_BOOL};
+        struct {
+            int i;
+            const int32_t *l;
+            int n;
+            const char *allowed;
+        } cv3[] = {{T_EXPAND_X, X3, 3, "BF16, FLOAT16, INT32"}, {T_IDS, I32, 1, "INT32"}, {T_ASSIST, I32, 1, "INT32"},
+                   {T_EP_SEND, I32, 1, "INT32"}, {T_SCALES, F32, 1, "FLOAT"}, {T_TP_SEND, I32, 1, "INT32"},
+                   {T_MASK, BOOL_, 1, "BOOL"}, {T_ACT_SCALE, F32, 1, "FLOAT"}, {T_W_SCALE, F32, 1, "FLOAT"},
+                   {T_GROUP_LIST, I64, 1, "INT64"}, {T_EXPAND_SCALES, F32, 1, "FLOAT"},
+                   {T_SHARED_X, X3, 3, "BF16, FLOAT16, INT32"}, {T_ELASTIC, I32, 1, "INT32"},
+                   {T_ORI_X, X3, 3, "BF16, FLOAT16, INT32"}, {T_A1, X3, 3, "BF16, FLOAT16, INT32"},
+                   {T_A2, X3, 3, "BF16, FLOAT16, INT32"}, {T_V, X3, 3, "BF16, FLOAT16, INT32"},
+                   {T_X_OUT, XO, 2, "BF16, FLOAT16"}},
+          arn[] = {{T_EXPAND_X, BF, 1, "BF16"}, {T_IDS, I32, 1, "INT32"}, {T_ASSIST, I32, 1, "INT32"},
+                   {T_EP_SEND, I32, 1, "INT32"}, {T_SCALES, F32, 1, "FLOAT"}, {T_RESIDUAL, BF, 1, "BF16"},
+                   {T_GAMMA, BF, 1, "BF16"}, {T_TP_SEND, I32, 1, "INT32"}, {T_MASK, BOOL_, 1, "BOOL"},
+                   {T_ACT_SCALE, F32, 1, "FLOAT"}, {T_W_SCALE, F32, 1, "FLOAT"}, {T_GROUP_LIST, I64, 1, "INT64"},
+                   {T_EXPAND_SCALES, F32, 1, "FLOAT"}, {T_SHARED_X, BF, 1, "BF16"}, {T_ELASTIC, I32, 1, "INT32"},
+                   {T_ORI_X, BF, 1, "BF16"}, {T_A1, BF, 1, "BF16"}, {T_A2, BF, 1, "BF16"}, {T_V, BF, 1, "BF16"},
+                   {T_Y_OUT, BF, 1, "BF16"}, {T_RSTD_OUT, F32, 1, "FLOAT"}, {T_X_OUT, BF, 1, "BF16"}};
+        int n = s->arn ? (int)(sizeof arn / sizeof arn[0]) : (int)(sizeof cv3 / sizeof cv3[0]);
+        for (int j = 0; j < n; j++) {
+            int i = s->arn ? arn[j].i : cv3[j].i;
+            const int32_t *l = s->arn ? arn[j].l : cv3[j].l;
+            int ln = s->arn ? arn[j].n : cv3[j].n;
+            if (P(i) && !in_list(T(i)->d.dtype, l, ln))
+                FAIL(INVALID, "%s has dtype %s (%d); the operator supports %s", T_NAMES[i],
+                     moe_dtype_name(T(i)->d.dtype), (int)T(i)->d.dtype, s->arn ? arn[j].allowed : cv3[j].allowed);
+        }
+    }
+    return 0;
+}
+
+static int check_special_counts(const CombineState *s) {
+    const char *nm[3] = {"zeroExpertNum", "copyExpertNum", "constExpertNum"};
+    int64_t v[3] = {s->zero, s->copy, s->cnst};
+    for (int i = 0; i < 3; i++)
+        if (v[i] < 0) {
+            if (s->arn && v[i] != -1)
+                FAIL(TILING, "%s = %lld is negative; the documented range is [0, 2147483647) (the real "
+                             "AddRmsNormV2 tiling only rejects -1 and lets other negative values wrap around; the "
+                             "simulator enforces the documented rule)", nm[i], (long long)v[i]);
+            FAIL(TILING, "%s = %lld is negative; the range is [0, 2147483647)", nm[i], (long long)v[i]);
+        }
+    return 0;
+}
+
+static int check_sum(const CombineState *s) {
+    int64_t sum;
+    if (__builtin_add_overflow(s->zero, s->copy, &sum) || __builtin_add_overflow(sum, s->cnst, &sum) ||
+        __builtin_add_overflow(sum, s->M, &sum) || sum > INT32_MAX)
+        FAIL(TILING, "moeExpertNum + zeroExpertNum + copyExpertNum + constExpertNum exceeds INT32_MAX (2147483647)");
+    return 0;
+}
+
+static int validate_tiling(const CombineState *s, const char *groupEp, const char *groupTp) {
+    char b1[96];
+    int rc;
+    const int64_t ep = s->ep, tp = s->tp, M = s->M, R = s->R;
+    if (strnlen(groupEp, MOE_GROUP_NAME_MAX) == 0 || strnlen(groupEp, MOE_GROUP_NAME_MAX) >= MOE_GROUP_NAME_MAX)
+        FAIL(TILING, "groupEp length must be in [1, 127]");
+    if (s->arn) {
+        if ((rc = check_special_counts(s)) || (rc = check_sum(s))) return rc;
+    } else {
+        if ((rc = check_sum(s)) || (rc = check_special_counts(s))) return rc;
+    }
+    if (ep < 2 || ep > 768) FAIL(TILING, "epWorldSize = %lld is outside [2, 768]", (long long)ep);
+    if (tp < 0 || tp > 2) FAIL(TILING, "tpWorldSize = %lld is outside [0, 2]", (long long)tp);
+    if (s->rank < 0 || s->rank >= ep)
+        FAIL(TILING, "epRankId = %lld is outside [0, epWorldSize = %lld)", (long long)s->rank, (long long)ep);
+    if (tp > 1) {
+        if (s->tp_rank < 0 || s->tp_rank >= tp)
+            FAIL(TILING, "tpRankId = %lld is outside [0, tpWorldSize = %lld)", (long long)s->tp_rank, (long long)tp);
+        if (strnlen(groupTp, MOE_GROUP_NAME_MAX) == 0)
+            FAIL(TILING, "groupTp is \"\" but tpWorldSize = 2 needs the TP group name (length in [1, 127])");
+        if (s->cqm != 0)
+            FAIL(TILING, "commQuantMode = %lld; only 0 is supported with tpWorldSize = 2", (long long)s->cqm);
+    } else if (s->tp_rank != 0) {
+        FAIL(TILING, "tpRankId = %lld must be 0 when tpWorldSize = %lld (no TP)", (long long)s->tp_rank, (long long)tp);
+    }
+    if (s->shard != 0)
+        FAIL(TILING, "expertShardType = %lld; only 0 (shared-expert ranks first) is supported", (long long)s->shard);
+    if (s->S_attr < 0 || s->S_attr > 4) FAIL(TILING, "sharedExpertNum = %lld is outside [0, 4]", (long long)s->S_attr);
+    if (R < 0 || R >= ep)
+        FAIL(TILING, "sharedExpertRankNum = %lld is outside [0, epWorldSize = %lld)", (long long)R, (long long)ep);
+    if (M <= 0 || M > 1024) FAIL(TILING, "moeExpertNum = %lld is outside [1, 1024]", (long long)M);
+    if (s->cqm != 0 && s->cqm != 2)
+        FAIL(TILING, "commQuantMode = %lld; only 0 (none) or 2 (int8 communication) is supported", (long long)s->cqm);
+
+    /* CheckTensorDim */
+    const int want_nd[][2] = {{T_EXPAND_X, 2}, {T_IDS, 2}, {T_ASSIST, 1}, {T_EP_SEND, 1}, {T_SCALES, 2}};
+    for (int i = 0; i < 5; i++)
+        if (moe_ndim(T(want_nd[i][0])) != want_nd[i][1])
+            FAIL(TILING, "%s must be %d-D, got %d-D", T_NAMES[want_nd[i][0]], want_nd[i][1], moe_ndim(T(want_nd[i][0])));
+    if (s->arn) {
+        if (moe_ndim(T(T_RESIDUAL)) != 3) FAIL(TILING, "residualX must be 3-D (Bs, 1, H), got %d-D", moe_ndim(T(T_RESIDUAL)));
+        if (moe_ndim(T(T_GAMMA)) != 1) FAIL(TILING, "gamma must be 1-D (H,), got %d-D", moe_ndim(T(T_GAMMA)));
+    }
+    const int opt_nd[][2] = {{T_ORI_X, 2}, {T_A1, 1}, {T_A2, 1}, {T_V, 2}};
+    for (int i = 0; i < 4; i++)
+        if (P(opt_nd[i][0]) && moe_ndim(T(opt_nd[i][0])) != opt_nd[i][1])
+            FAIL(TILING, "%s must be %d-D, got %d-D", T_NAMES[opt_nd[i][0]], opt_nd[i][1], moe_ndim(T(opt_nd[i][0])));
+    if (!P(T_TP_SEND))
+        FAIL(TILING, "tpSendCountsOptional is NULL; the A3 tiling requires it (1-D, tpWorldSize entries; pass a (1,) "
+                     "INT32 tensor with tpWorldSize = 1 when there is no TP)");
+    if (moe_ndim(T(T_TP_SEND)) != 1) FAIL(TILING, "tpSendCountsOptional must be 1-D, got %d-D", moe_ndim(T(T_TP_SEND)));
+    if (P(T_MASK) && moe_ndim(T(T_MASK)) != 1 && moe_ndim(T(T_MASK)) != 2)
+        FAIL(TILING, "xActiveMaskOptional must be 1-D (Bs,) or 2-D (Bs, K), got %d-D", moe_ndim(T(T_MASK)));
+    if (P(T_ELASTIC) && moe_ndim(T(T_ELASTIC)) != 1)
+        FAIL(TILING, "elasticInfoOptional must be 1-D, got %d-D", moe_ndim(T(T_ELASTIC)));
+    if (P(T_ACT_SCALE)) FAIL(TILING, "activationScaleOptional must be NULL (reserved)");
+    if (P(T_W_SCALE)) FAIL(TILING, "weightScaleOptional must be NULL (reserved)");
+    if (P(T_GROUP_LIST)) FAIL(TILING, "groupListOptional must be NULL (reserved)");
+    if (P(T_SHARED_X)) {
+        if (R != 0)
+            FAIL(TILING, "sharedExpertXOptional must be NULL when sharedExpertRankNum = %lld is non-zero", (long long)R);
+        if (moe_ndim(T(T_SHARED_X)) != 2 && moe_ndim(T(T_SHARED_X)) != 3)
+            FAIL(TILING, "sharedExpertXOptional must be 2-D or 3-D, got %d-D", moe_ndim(T(T_SHARED_X)));
+    }
+    if (s->arn) {
+        const int o3[] = {T_Y_OUT, T_RSTD_OUT, T_X_OUT};
+        for (int i = 0; i < 3; i++)
+            if (moe_ndim(T(o3[i])) != 3) FAIL(TILING, "%s must be 3-D, got %d-D", T_NAMES[o3[i]], moe_ndim(T(o3[i])));
+    } else if (moe_ndim(T(T_X_OUT)) != 2) {
+        FAIL(TILING, "xOut must be 2-D (Bs, H), got %d-D", moe_ndim(T(T_X_OUT)));
+    }
+
+    /* CheckTensorDataType */
+    const int32_t xdt = T(T_EXPAND_X)->d.dtype;
+    if (s->arn ? xdt != ACL_BF16 : (xdt != ACL_BF16 && xdt != ACL_FLOAT16))
+        FAIL(TILING, "expandX dtype %s is not supported; use %s", moe_dtype_name(xdt), s->arn ? "BF16" : "BF16 or FLOAT16");
+    {
+        const int same[] = {T_ORI_X, T_A1, T_A2, T_V};
+        for (int i = 0; i < 4; i++)
+            if (P(same[i]) && T(same[i])->d.dtype != xdt)
+                FAIL(TILING, "%s dtype %s must equal expandX dtype %s", T_NAMES[same[i]],
+                     moe_dtype_name(T(same[i])->d.dtype), moe_dtype_name(xdt));
+        const int i32[] = {T_IDS, T_ASSIST, T_EP_SEND};
+        for (int i = 0; i < 3; i++)
+            if (T(i32[i])->d.dtype != ACL_INT32)
+                FAIL(TILING, "%s dtype must be INT32, got %s", T_NAMES[i32[i]], moe_dtype_name(T(i32[i])->d.dtype));
+        if (s->arn) {
+            if (T(T_RESIDUAL)->d.dtype != ACL_BF16)
+                FAIL(TILING, "residualX dtype must be BF16, got %s", moe_dtype_name(T(T_RESIDUAL)->d.dtype));
+            if (T(T_GAMMA)->d.dtype != ACL_BF16)
+                FAIL(TILING, "gamma dtype must be BF16, got %s", moe_dtype_name(T(T_GAMMA)->d.dtype));
+        }
+        if (T(T_TP_SEND)->d.dtype != ACL_INT32)
+            FAIL(TILING, "tpSendCountsOptional dtype must be INT32, got %s", moe_dtype_name(T(T_TP_SEND)->d.dtype));
+        if (P(T_MASK) && T(T_MASK)->d.dtype != ACL_BOOL)
+            FAIL(TILING, "xActiveMaskOptional dtype must be BOOL, got %s", moe_dtype_name(T(T_MASK)->d.dtype));
+        if (P(T_ELASTIC) && T(T_ELASTIC)->d.dtype != ACL_INT32)
+            FAIL(TILING, "elasticInfoOptional dtype must be INT32, got %s", moe_dtype_name(T(T_ELASTIC)->d.dtype));
+        if (P(T_SHARED_X) && T(T_SHARED_X)->d.dtype != xdt)
+            FAIL(TILING, "sharedExpertXOptional dtype %s must equal expandX dtype %s",
+                 moe_dtype_name(T(T_SHARED_X)->d.dtype), moe_dtype_name(xdt));
+        if (T(T_SCALES)->d.dtype != ACL_FLOAT)
+            FAIL(TILING, "expertScales dtype must be FLOAT, got %s", moe_dtype_name(T(T_SCALES)->d.dtype));
+        if (s->arn) {
+            if (T(T_Y_OUT)->d.dtype != xdt) FAIL(TILING, "yOut dtype must equal expandX dtype (BF16)");
+            if (T(T_RSTD_OUT)->d.dtype != ACL_FLOAT)
+                FAIL(TILING, "rstdOut dtype must be FLOAT, got %s", moe_dtype_name(T(T_RSTD_OUT)->d.dtype));
+        }
+        if (T(T_X_OUT)->d.dtype != xdt)
+            FAIL(TILING, "xOut dtype %s must equal expandX dtype %s", moe_dtype_name(T(T_X_OUT)->d.dtype),
+                 moe_dtype_name(xdt));
+    }
+    /* CheckTensorFormat */
+    for (int i = 0; i < T_COUNT; i++)
+        if (P(i) && moe_is_nz(T(i))) FAIL(TILING, "%s has format FRACTAL_NZ (%d); only ND is supported", T_NAMES[i],
+                                          (int)T(i)->d.format);
+
+    /* CheckAttrs */
+    const MoeShape *sh = &s->sh;
+    if (sh->S == 0 && R > 0)
+        FAIL(TILING, "sharedExpertRankNum = %lld but sharedExpertNum = %lld (0 after normalisation); both must be 0 or "
+                     "both > 0", (long long)R, (long long)s->S_attr);
+    if (sh->S > 0 && R == 0)
+        FAIL(TILING, "sharedExpertNum = %lld needs sharedExpertRankNum > 0 (sharedExpertNum = 1 with "
+                     "sharedExpertRankNum = 0 means no shared expert)", (long long)s->S_attr);
+    if (sh->S > 0 && R % sh->S != 0)
+        FAIL(TILING, "sharedExpertRankNum = %lld is not divisible by sharedExpertNum = %lld", (long long)R, (long long)sh->S);
+    if (M % (ep - R) != 0)
+        FAIL(TILING, "moeExpertNum = %lld is not divisible by epWorldSize - sharedExpertRankNum = %lld", (long long)M,
+             (long long)(ep - R));
+    if (sh->L > 1 && tp > 1)
+        FAIL(TILING, "tpWorldSize = 2 needs one MoE expert per rank, but moeExpertNum / (epWorldSize - "
+                     "sharedExpertRankNum) = %lld", (long long)sh->L);
+    if (tp > 1 && P(T_ELASTIC)) FAIL(TILING, "elasticInfoOptional is not supported with tpWorldSize = 2");
+    const int64_t bs = moe_dim(T(T_IDS), 0), k = moe_dim(T(T_IDS), 1);
+    if (bs <= 0 || bs > 512) FAIL(TILING, "expertIds dim0 (Bs) = %lld is outside [1, 512]", (long long)bs);
+    if (s->global_bs != 0 && (s->global_bs < ep * bs || s->global_bs % ep != 0))
+        FAIL(TILING, "globalBs = %lld must be 0 or a multiple of epWorldSize = %lld that is >= Bs * epWorldSize = %lld",
+             (long long)s->global_bs, (long long)ep, (long long)(bs * ep));
+    if (s->global_bs > bs * ep && P(T_MASK))
+        FAIL(TILING, "globalBs = %lld > Bs * epWorldSize = %lld (different Bs per rank) cannot be combined with "
+                     "xActiveMaskOptional", (long long)s->global_bs, (long long)(bs * ep));
+    if (s->copy > 0 && !P(T_ORI_X)) FAIL(TILING, "oriXOptional is required when copyExpertNum = %lld > 0", (long long)s->copy);
+    if (s->cnst > 0 && (!P(T_ORI_X) || !P(T_A1) || !P(T_A2) || !P(T_V)))
+        FAIL(TILING, "constExpertNum = %lld > 0 requires oriXOptional, constExpertAlpha1Optional, "
+                     "constExpertAlpha2Optional and constExpertVOptional (missing: %s)", (long long)s->cnst,
+             !P(T_ORI_X) ? "oriXOptional" : !P(T_A1) ? "constExpertAlpha1Optional"
+                                         : !P(T_A2) ? "constExpertAlpha2Optional" : "constExpertVOptional");
+
+    /* CheckTensorShape */
+    const int64_t mz = M + s->zero + s->copy + s->cnst;
+    if (k <= 0 || k > 16 || k > mz)
+        FAIL(TILING, "expertIds dim1 (K) = %lld is outside (0, min(16, moeExpertNum + zero + copy + const = %lld)]",
+             (long long)k, (long long)mz);
+    if (P(T_ELASTIC) && moe_dim(T(T_ELASTIC), 0) != 4 + 2 * ep)
+        FAIL(TILING, "elasticInfoOptional dim0 = %lld must be 4 + 2 * epWorldSize = %lld%s",
+             (long long)moe_dim(T(T_ELASTIC), 0), (long long)(4 + 2 * ep),
+             s->arn ? "" : " (the real CombineV3 tiling skips this rule: its shape check returns GRAPH_FAILED from a "
+                           "bool function, which reads as success and skips the remaining shape checks; the "
+                           "simulator enforces the documented rule)");
+    const int64_t A = sh->A, tpm = tp > 1 ? tp : 1;
+    const int64_t h = moe_dim(T(T_EXPAND_X), 1);
+    if (moe_dim(T(T_EXPAND_X), 0) < A * tpm)
+        FAIL(TILING, "expandX dim0 = %lld must be >= max(tpWorldSize, 1) * A = %lld (A = %lld)%s",
+             (long long)moe_dim(T(T_EXPAND_X), 0), (long long)(A * tpm), (long long)A,
+             tp == 0 ? " (documented shape; the real tiling compares with tpWorldSize * A = 0)" : "");
+    if (h < 1024 || h > 8192) FAIL(TILING, "expandX dim1 (H) = %lld is outside [1024, 8192]", (long long)h);
+    if (moe_dim(T(T_ASSIST), 0) < A * 128)
+        FAIL(TILING, "assistInfoForCombine dim0 = %lld must be >= A * 128 = %lld", (long long)moe_dim(T(T_ASSIST), 0),
+             (long long)(A * 128));
+    {
+        int64_t n = P(T_ELASTIC) ? (ep > ep * sh->L ? ep : ep * sh->L) : (sh->is_shared ? ep : ep * sh->L);
+        if (moe_dim(T(T_EP_SEND), 0) < n * tpm)
+            FAIL(TILING, "epSendCounts dim0 = %lld must be >= %lld (epWorldSize * localExpertNum * max(tpWorldSize, 1))%s",
+                 (long long)moe_dim(T(T_EP_SEND), 0), (long long)(n * tpm),
+                 tp == 0 ? " (documented shape; the real tiling multiplies by tpWorldSize = 0)" : "");
+    }
+    if (moe_dim(T(T_TP_SEND), 0) != tp)
+        FAIL(TILING, "tpSendCountsOptional dim0 = %lld must equal tpWorldSize = %lld", (long long)moe_dim(T(T_TP_SEND), 0),
+             (long long)tp);
+    if (moe_dim(T(T_SCALES), 0) != bs || moe_dim(T(T_SCALES), 1) != k)
+        FAIL(TILING, "expertScales shape %s must equal expertIds shape (Bs, K) = (%lld, %lld)",
+             moe_shape_str(T(T_SCALES), b1, sizeof b1), (long long)bs, (long long)k);
+    if (P(T_MASK)) {
+        if (moe_dim(T(T_MASK), 0) != bs)
+            FAIL(TILING, "xActiveMaskOptional dim0 = %lld differs from expertIds dim0 (Bs) = %lld",
+                 (long long)moe_dim(T(T_MASK), 0), (long long)bs);
+        if (moe_ndim(T(T_MASK)) == 2 && moe_dim(T(T_MASK), 1) != k)
+            FAIL(TILING, "xActiveMaskOptional dim1 = %lld differs from expertIds dim1 (K) = %lld",
+                 (long long)moe_dim(T(T_MASK), 1), (long long)k);
+    }
+    if (s->arn) {
+        const MoeTensor *r = T(T_RESIDUAL);
+        if (moe_dim(r, 0) != bs || moe_dim(r, 1) != 1 || moe_dim(r, 2) != h)
+            FAIL(TILING, "residualX shape %s must be (Bs, 1, H) = (%lld, 1, %lld)", moe_shape_str(r, b1, sizeof b1),
+                 (long long)bs, (long long)h);
+        if (moe_dim(T(T_GAMMA), 0) != h)
+            FAIL(TILING, "gamma dim0 = %lld must equal H = %lld", (long long)moe_dim(T(T_GAMMA), 0), (long long)h);
+    }
+    if (P(T_SHARED_X)) {
+        const MoeTensor *x = T(T_SHARED_X);
+        int ok = moe_ndim(x) == 2 ? (moe_dim(x, 0) == bs && moe_dim(x, 1) == h)
+                                  : (moe_dim(x, 0) * moe_dim(x, 1) == bs && moe_dim(x, 2) == h);
+        if (!ok)
+            FAIL(TILING, "sharedExpertXOptional shape %s must be (Bs, H) = (%lld, %lld) or 3-D with dim0*dim1 = Bs and "
+                         "dim2 = H", moe_shape_str(x, b1, sizeof b1), (long long)bs, (long long)h);
+    }
+    if (s->arn) {
+        const int o3[] = {T_Y_OUT, T_RSTD_OUT, T_X_OUT};
+        for (int i = 0; i < 3; i++) {
+            const MoeTensor *o = T(o3[i]);
+            int64_t last = o3[i] == T_RSTD_OUT ? 1 : h;
+            if (moe_dim(o, 0) != bs || moe_dim(o, 1) != 1 || moe_dim(o, 2) != last)
+                FAIL(TILING, "%s shape %s must be (Bs, 1, %s) = (%lld, 1, %lld)", T_NAMES[o3[i]],
+                     moe_shape_str(o, b1, sizeof b1), o3[i] == T_RSTD_OUT ? "1" : "H", (long long)bs, (long long)last);
+        }
+    } else if (moe_dim(T(T_X_OUT), 0) != bs || moe_dim(T(T_X_OUT), 1) != h) {
+        FAIL(TILING, "xOut shape %s must be (Bs, H) = (%lld, %lld)", moe_shape_str(T(T_X_OUT), b1, sizeof b1),
+             (long long)bs, (long long)h);
+    }
+    if (P(T_ORI_X) && (moe_dim(T(T_ORI_X), 0) != bs || moe_dim(T(T_ORI_X), 1) != h))
+        FAIL(TILING, "oriXOptional shape %s must be (Bs, H) = (%lld, %lld)", moe_shape_str(T(T_ORI_X), b1, sizeof b1),
+             (long long)bs, (long long)h);
+    if (P(T_A1) && moe_dim(T(T_A1), 0) != s->cnst)
+        FAIL(TILING, "constExpertAlpha1Optional dim0 = %lld must equal constExpertNum = %lld",
+             (long long)moe_dim(T(T_A1), 0), (long long)s->cnst);
+    if (P(T_A2) && moe_dim(T(T_A2), 0) != s->cnst)
+        FAIL(TILING, "constExpertAlpha2Optional dim0 = %lld must equal constExpertNum = %lld",
+             (long long)moe_dim(T(T_A2), 0), (long long)s->cnst);
+    if (P(T_V) && (moe_dim(T(T_V), 0) != s->cnst || moe_dim(T(T_V), 1) != h))
+        FAIL(TILING, "constExpertVOptional shape %s must be (constExpertNum, H) = (%lld, %lld)",
+             moe_shape_str(T(T_V), b1, sizeof b1), (long long)s->cnst, (long long)h);
+    /* window size */
+    {
+        uint64_t mb = moe_hccl_buffsize_mb();
+        uint64_t need = moe_hccl_window_need((uint64_t)sh->max_bs, (uint64_t)h, (uint64_t)ep, (uint64_t)sh->L,
+                                             (uint64_t)k, (uint64_t)sh->S, 0);
+        if (need > mb * 1024 * 1024)
+            FAIL(TILING, "HCCL_BUFFSIZE = %llu MB is too small: this configuration needs %llu MB "
+                         "(2 * (maxBs * dispatchTokenSize * epWorldSize * localExpertNum + maxBs * combineTokenSize * "
+                         "(K + sharedExpertNum)) = %llu bytes); set HCCL_BUFFSIZE >= %llu",
+                 (unsigned long long)mb, (unsigned long long)(need / (1024 * 1024) + 1), (unsigned long long)need,
+                 (unsigned long long)(need / (1024 * 1024) + 1));
+    }
+    return 0;
+}
+
+/* ================================ execution ================================================== */
+typedef struct {
+    char err[512];
+    int64_t self_cnt, peer_cnt, h;
+    const uint16_t *rows;      /* (self_cnt + peer_cnt) rows */
+} CombineTpPub;
+
+typedef struct {
+    char err[512];
+    int32_t orig_rank, new_rank;
+    MoeCombineSrc src;
+    int64_t h, M, ep, R, S, tp, cqm, Z;
+    int32_t x_dtype;
+    int elastic_active;
+    int64_t ep_eff, R_eff, M_eff;
+} CombinePub;
+
+static int check_consistency(const CombinePub *me, const CombinePub *p, char *err, size_t n) {
+#define CMP(f, name)                                                                                           \
+    if (me->f != p->f) {                                                                                       \
+        snprintf(err, n, "%s differs between EP ranks: %lld on rank %d, %lld on rank %d (all ranks must agree)", \
+                 name, (long long)me->f, me->orig_rank, (long long)p->f, p->orig_rank);                        \
+        return -1;                                                                                             \
+    }
+    CMP(h, "H (expandX dim1)");
+    CMP(x_dtype, "expandX dtype");
+    CMP(M, "moeExpertNum");
+    CMP(ep, "epWorldSize");
+    CMP(R, "sharedExpertRankNum");
+    CMP(S, "sharedExpertNum (normalised)");
+    CMP(Z, "zeroExpertNum + copyExpertNum + constExpertNum");
+    CMP(tp, "tpWorldSize");
+    CMP(cqm, "commQuantMode");
+    CMP(elastic_active, "elasticInfo[0] (scale-down flag)");
+    CMP(ep_eff, "elasticInfo[1]");
+    CMP(R_eff, "elasticInfo[2]");
+    CMP(M_eff, "elasticInfo[3]");
+#undef CMP
+    return 0;
+}
+
+#define RUN_ERR(...) snprintf(err, sizeof err, __VA_ARGS__)
+
+/* read one int32 element of a 1-D tensor */
+static int32_t read_i32(const MoeTensor *t, int64_t i) {
+    int owned = 0;
+    int32_t *p = (int32_t *)moe_gather(t, i, 1, &owned);
+    int32_t v = p ? *p : 0;
+    if (owned) free(p);
+    return v;
+}
+
+typedef struct {
+    void *p;
+    int owned;
+} Gathered;
+static const void *gather_all(Gathered *g, const MoeTensor *t) {
+    g->p = NULL;
+    g->owned = 0;
+    if (!t->present) return NULL;
+    g->p = moe_gather(t, 0, moe_numel(t), &g->owned);
+    return g->p;
+}
+static void gfree(Gathered *g) {
+    if (g->owned) free(g->p);
+    g->p = NULL;
+    g->owned = 0;
+}
+
+static int combine_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
+    (void)workspace;
+    CombineState *s = (CombineState *)ex->state;
+    char err[512] = "";
+    int status = SIM_ACL_ERROR_RT_AICORE_EXCEPTION;
+    const int dev = sim_stream_device(strm);
+    const int64_t h = s->h, bs = s->bs, k = s->k;
+    const int is_bf16 = T(T_EXPAND_X)->d.dtype == ACL_BF16;
+    SimComm *epc = sim_comm_lookup(s->group_ep, dev);
+    if (!epc) {
+        sim_set_error("%s: no HCCL communicator named \"%s\" has a member on device %d (groupEp)", s->run, s->group_ep,
+                      dev);
+        return SIM_ACL_ERROR_RT_PARAM_INVALID;
+    }
+    if (sim_comm_size(epc) != s->ep) {
+        sim_set_error("%s: communicator \"%s\" has %d ranks but epWorldSize = %lld", s->run, s->group_ep,
+                      sim_comm_size(epc), (long long)s->ep);
+        return SIM_ACL_ERROR_RT_PARAM_INVALID;
+    }
+    SimComm *tpc = NULL;
+    if (s->tp == 2) {
+        tpc = sim_comm_lookup(s->group_tp, dev);
+        if (!tpc || sim_comm_size(tpc) != 2) {
+            sim_set_error("%s: %s \"%s\" on device %d (groupTp, tpWorldSize = 2)", s->run,
+                          tpc ? "the TP communicator must have 2 ranks:" : "no HCCL communicator named", s->group_tp, dev);
+            return SIM_ACL_ERROR_RT_PARAM_INVALID;
+        }
+    }
+    MoeElastic el;
+    if (moe_elastic_load(&el, T(T_ELASTIC), s->ep, s->rank, s->R, s->M, s->sh.S, err, sizeof err) != 0) {
+        moe_elastic_free(&el);
+        sim_set_error("%s: %s", s->run, err);
+        return SIM_ACL_ERROR_RT_AICORE_EXCEPTION;
+    }
+    if (sim_comm_rank(epc) != s->rank)
+        RUN_ERR("epRankId = %lld but this device is rank %d of communicator \"%s\"", (long long)s->rank,
+                sim_comm_rank(epc), s->group_ep);
+    if (!err[0] && tpc && sim_comm_rank(tpc) != s->tp_rank)
+        RUN_ERR("tpRankId = %lld but this device is rank %d of TP communicator \"%s\"", (long long)s->tp_rank,
+                sim_comm_rank(tpc), s->group_tp);
+
+    /* ---- Step A: row counts (CS §3.1) ---- */
+    int64_t self_cnt = 0, peer_cnt = 0;
+    const int shared_role = el.me < el.R;
+    if (!err[0]) {
+        int64_t idx = shared_role ? el.ep - 1 : el.ep * el.L - 1;
+        if (idx < 0 || idx >= moe_numel(T(T_EP_SEND)))
+            RUN_ERR("epSendCounts[%lld] (the last own cumulative count) is outside the tensor (%lld entries)",
+                    (long long)idx, (long long)moe_numel(T(T_EP_SEND)));
+        else self_cnt = read_i32(T(T_EP_SEND), idx);
+        if (tpc) peer_cnt = read_i32(T(T_TP_SEND), 1 - s->tp_rank);
+        if (!err[0] && (self_cnt < 0 || peer_cnt < 0 || self_cnt + peer_cnt > moe_dim(T(T_EXPAND_X), 0)))
+            RUN_ERR("row counts out of range: epSendCounts gives %lld own rows%s%lld, expandX has %lld rows",
+                    (long long)self_cnt, tpc ? " and tpSendCounts[peer] gives " : "", (long long)(tpc ? peer_cnt : 0),
+                    (long long)moe_dim(T(T_EXPAND_X), 0));
+        else if (!err[0] && 3 * self_cnt > moe_numel(T(T_ASSIST)))
+            RUN_ERR("epSendCounts gives %lld rows but assistInfoForCombine holds %lld triples", (long long)self_cnt,
+                    (long long)(moe_numel(T(T_ASSIST)) / 3));
+    }
+    int own_rows = 0, own_tr = 0;
+    const uint16_t *rows = NULL;
+    const int32_t *triples = NULL;
+    if (!err[0]) {
+        rows = (const uint16_t *)moe_gather(T(T_EXPAND_X), 0, (self_cnt + peer_cnt) * h, &own_rows);
+        triples = (const int32_t *)moe_gather(T(T_ASSIST), 0, 3 * self_cnt, &own_tr);
+    }
+
+    /* ---- Step B: TP reduce-scatter (CS §3.2) ---- */
+    uint16_t *summed = NULL;
+    const uint16_t *send_rows = rows;
+    const int tpart[2] = {0, 1};
+    void *tpeers[2] = {NULL, NULL};
+    void **peers = (void **)calloc((size_t)s->ep, sizeof(void *));
+    int xrc;
+    if (tpc) {
+        CombineTpPub tpub;
+        memset(&tpub, 0, sizeof tpub);
+        snprintf(tpub.err, sizeof tpub.err, "%.500s", err);
+        tpub.self_cnt = self_cnt;
+        tpub.peer_cnt = peer_cnt;
+        tpub.h = h;
+        tpub.rows = rows;
+        xrc = moe_exchange(s->run, tpc, tpart, 2, &tpub, tpeers, strm);
+        if (xrc) {
+            status = xrc;
+            goto out;
+        }
+        const CombineTpPub *peer = (const CombineTpPub *)tpeers[1 - sim_comm_rank(tpc)];
+        if (!err[0] && peer && peer->err[0]) RUN_ERR("TP peer failed: %.440s", peer->err);
+        if (!err[0] && peer && peer->peer_cnt != self_cnt)
+            RUN_ERR("the TP peer sends %lld rows for this rank (its tpSendCounts) but this rank's epSendCounts says it "
+                    "has %lld own rows", (long long)peer->peer_cnt, (long long)self_cnt);
+        if (!err[0] && peer) {
+            summed = (uint16_t *)malloc(sizeof(uint16_t) * (size_t)(self_cnt * h + 1));
+            const uint16_t *pr = peer->rows + peer->self_cnt * h; /* peer rows [selfCnt_p, selfCnt_p + peerCnt_p) */
+            for (int64_t i = 0; i < self_cnt * h; i++) summed[i] = moe_tp_add(rows[i], pr[i], is_bf16);
+            send_rows = summed;
+        }
+        xrc = moe_exchange(s->run, tpc, tpart, 2, NULL, tpeers, strm);
+        if (xrc) {
+            status = xrc;
+            goto out;
+        }
+    }
+
+    /* ---- Step C: EP return (CS §3.3), pulled by the owners ---- */
+    CombinePub pub;
+    memset(&pub, 0, sizeof pub);
+    snprintf(pub.err, sizeof pub.err, "%.500s", err);
+    pub.orig_rank = (int32_t)s->rank;
+    pub.new_rank = (int32_t)el.me;
+    pub.src = (MoeCombineSrc){.rows = send_rows, .triples = triples, .n_rows = err[0] ? 0 : self_cnt, .h = h};
+    pub.h = h;
+    pub.M = s->M;
+    pub.ep = s->ep;
+    pub.R = s->R;
+    pub.S = s->sh.S;
+    pub.tp = s->tp;
+    pub.cqm = s->cqm;
+    pub.Z = s->zero + s->copy + s->cnst;
+    pub.x_dtype = T(T_EXPAND_X)->d.dtype;
+    pub.elastic_active = el.active;
+    pub.ep_eff = el.ep;
+    pub.R_eff = el.R;
+    pub.M_eff = el.M;
+    xrc = moe_exchange(s->run, epc, el.part, el.n_part, &pub, peers, strm);
+    if (xrc) {
+        status = xrc;
+        goto out;
+    }
+    const MoeCombineSrc **srcs = (const MoeCombineSrc **)calloc((size_t)el.n_part, sizeof(void *));
+    for (int i = 0; i < el.n_part && !err[0]; i++) {
+        const CombinePub *p = (const CombinePub *)peers[el.part[i]];
+        if (!p) continue;
+        if (p->err[0] && p != &pub) {
+            RUN_ERR("EP rank %d failed: %.440s", p->orig_rank, p->err);
+            break;
+        }
+        if (check_consistency(&pub, p, err, sizeof err)) break;
+        srcs[i] = &p->src;
+    }
+
+    /* ---- Step D: per-token combine (CS §3.4) [+ AddRmsNorm (CS §4)] ---- */
+    const int64_t kslots = k + s->sh.S;
+    const uint16_t **slots = NULL;
+    uint16_t *xout = NULL, *yout = NULL;
+    float *rstd = NULL, *acc = NULL;
+    uint8_t *done = NULL;
+    void *scratch = NULL;
+    Gathered g_ids = {0}, g_w = {0}, g_mask = {0}, g_ori = {0}, g_a1 = {0}, g_a2 = {0}, g_v = {0}, g_sx = {0},
+             g_res = {0}, g_gam = {0};
+    if (!err[0]) {
+        slots = (const uint16_t **)malloc(sizeof(void *) * (size_t)(bs * kslots + 1));
+        xout = (uint16_t *)malloc(sizeof(uint16_t) * (size_t)(bs * h));
+        yout = s->arn ? (uint16_t *)malloc(sizeof(uint16_t) * (size_t)(bs * h)) : NULL;
+        rstd = (float *)malloc(sizeof(float) * (size_t)(bs + 1));
+        acc = (float *)malloc(sizeof(float) * (size_t)h);
+        done = (uint8_t *)calloc((size_t)bs, 1);
+        scratch = malloc(MOE_COMBINE_SCRATCH_BYTES(h) + sizeof(float) * 2 * (size_t)h);
+        if (!slots || !xout || (s->arn && !yout) || !rstd || !acc || !done || !scratch) RUN_ERR("out of host memory");
+    }
+    if (!err[0]) {
+        moe_combine_collect(srcs, el.n_part, el.me, bs, kslots, slots);
+        const int32_t *ids = (const int32_t *)gather_all(&g_ids, T(T_IDS));
+        const float *w = (const float *)gather_all(&g_w, T(T_SCALES));
+        const uint8_t *mask = (const uint8_t *)gather_all(&g_mask, T(T_MASK));
+        const uint16_t *ori = (const uint16_t *)gather_all(&g_ori, T(T_ORI_X));
+        const uint16_t *a1 = (const uint16_t *)gather_all(&g_a1, T(T_A1));
+        const uint16_t *a2 = (const uint16_t *)gather_all(&g_a2, T(T_A2));
+        const uint16_t *v = (const uint16_t *)gather_all(&g_v, T(T_V));
+        const uint16_t *sx = (const uint16_t *)gather_all(&g_sx, T(T_SHARED_X));
+        const uint16_t *res = (const uint16_t *)gather_all(&g_res, T(T_RESIDUAL));
+        const uint16_t *gam = (const uint16_t *)gather_all(&g_gam, T(T_GAMMA));
+        const int mask_nd = P(T_MASK) ? moe_ndim(T(T_MASK)) : 0;
+        const int64_t np = moe_mask_prefix(mask, mask_nd, bs);
+        MoeCombineCfg cc = {.k = k, .s = s->sh.S, .h = h, .moe_num = s->M, .zero_num = s->zero, .copy_num = s->copy,
+                            .const_num = s->cnst, .is_bf16 = is_bf16, .int8_comm = s->cqm == 2};
+        const float inv_h = 1.0f / (float)h;
+        for (int64_t t = 0; t < bs && !err[0]; t++) {
+            if (!moe_token_processed(mask, mask_nd, k, t, np)) continue;
+            MoeCombineToken tk = {.ids = ids + t * k, .w = w + t * k, .mask2d = mask_nd == 2 ? mask + t * k : NULL,
+                                  .slots = slots + t * kslots, .ori_x = ori ? ori + t * h : NULL, .alpha1 = a1,
+                                  .alpha2 = a2, .const_v = v, .shared_x = sx ? sx + t * h : NULL};
+            int miss = moe_combine_token(&cc, &tk, acc, scratch);
+            if (miss) {
+                int64_t j = miss - 1;
+                if (j < k)
+                    RUN_ERR("EP rank %lld token %lld: no row came back for k = %lld (expert id %d); the real kernel "
+                            "would wait for it forever (dispatch and combine inputs inconsistent?)",
+                            (long long)s->rank, (long long)t, (long long)j, ids[t * k + j]);
+                else
+                    RUN_ERR("EP rank %lld token %lld: no row came back from shared expert %lld; the real kernel would "
+                            "wait for it forever%s", (long long)s->rank, (long long)t, (long long)(j - k),
+                            el.active && el.R == 0 ? " (the scale-down removed every shared-expert rank)" : "");
+                break;
+            }
+            if (s->arn) {
+                moe_add_rms_norm_token(acc, res + t * h, gam, h, s->eps, inv_h, xout + t * h, yout + t * h, &rstd[t],
+                                       (float *)scratch);
+            } else {
+                for (int64_t i = 0; i < h; i++) xout[t * h + i] = moe_f32_to_x(acc[i], is_bf16);
+            }
+            done[t] = 1;
+        }
+    }
+    free(srcs);
+    /* peers may release their buffers once everyone has pulled its rows */
+    xrc = moe_exchange(s->run, epc, el.part, el.n_part, NULL, peers, strm);
+    if (xrc) {
+        status = xrc;
+    } else if (!err[0]) {
+        /* ---- write the processed tokens only (CS §3.4: other rows are never written) ---- */
+        for (int64_t t = 0; t < bs; t++) {
+            if (!done[t]) continue;
+            moe_scatter(T(T_X_OUT), t * h, h, xout + t * h);
+            if (s->arn) {
+                moe_scatter(T(T_Y_OUT), t * h, h, yout + t * h);
+                moe_scatter(T(T_RSTD_OUT), t, 1, &rstd[t]);
+            }
+        }
+        status = 0;
+    }
+    Gathered *gs[] = {&g_ids, &g_w, &g_mask, &g_ori, &g_a1, &g_a2, &g_v, &g_sx, &g_res, &g_gam};
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) gfree(gs[i]);
+    free(slots);
+    free(xout);
+    free(yout);
+    free(rstd);
+    free(acc);
+    free(done);
+    free(scratch);
+out:
+    free(summed);
+    free(peers);
+    if (own_rows) free((void *)rows);
+    if (own_tr) free((void *)triples);
+    moe_elastic_free(&el);
+    if (status && status != SIM_ACL_ERROR_RT_AICORE_EXCEPTION) return status;
+    if (err[0]) {
+        sim_set_error("%s: %s", s->run, err);
+        return SIM_ACL_ERROR_RT_AICORE_EXCEPTION;
+    }
+    return status;
+}
+
+/* ================================ shared GetWorkspaceSize ==================================== */
+static void state_free(void *p) { free(p); }
+
+static aclnnStatus combine_gws(CombineState *st, const aclTensor *const *tin, const char *groupEp,
+                               const char *groupTp, uint64_t *workspaceSize, aclOpExecutor **executor) {
+    for (int i = 0; i < T_COUNT; i++) {
+        moe_tensor_capture(&st->t[i], moe_tensor_live(tin[i]) ? tin[i] : NULL);
+        if (tin[i] && !st->t[i].present) st->t[i].present = 1; /* reported by validate_api */
+    }
+    const void *raw[T_COUNT];
+    for (int i = 0; i < T_COUNT; i++) raw[i] = tin[i];
+    int rc = validate_api(st, groupEp, groupTp, raw, workspaceSize, executor);
+    if (!rc) {
+        const MoeTensor *ids = &st->t[T_IDS], *ex = &st->t[T_EXPAND_X];
+        st->bs = moe_ndim(ids) >= 1 ? moe_dim(ids, 0) : 0;
+        st->k = moe_ndim(ids) >= 2 ? moe_dim(ids, 1) : 0;
+        st->h = moe_ndim(ex) >= 2 ? moe_dim(ex, 1) : 0;
+        moe_shape_compute(&st->sh, st->ep, st->rank, st->M, st->S_attr, st->R, st->bs, st->k, st->global_bs,
+                          st->t[T_ELASTIC].present);
+        rc = validate_tiling(st, groupEp, groupTp);
+    }
+    if (rc) {
+        free(st);
+        return rc;
+    }
+    snprintf(st->group_ep, sizeof st->group_ep, "%s", groupEp);
+    snprintf(st->group_tp, sizeof st->group_tp, "%s", groupTp);
+    /* workspace of the A3 tiling: 16 MiB + aivNum * 10 KiB (CT/AT SetWorkspace), unused by the simulator */
+    const uint64_t ws = 16ull * 1024 * 1024 + (uint64_t)MOE_AIV_NUM * 10 * 1024;
+    const char *gws = st->gws;
+    aclOpExecutor *ex = sim_executor_new(st->run, ws, combine_run, state_free, st);
+    if (!ex) /* sim_executor_new released the state */
+        return moe_fail(gws, ACLNN_ERR_INNER_CREATE_EXECUTOR, "could not create the executor");
+    *workspaceSize = ws;
+    *executor = ex;
+    return 0;
+}
+
+static void record_common_attrs(MoeStr *r, const char *groupEp, int64_t epWorldSize, int64_t epRankId,
+                                int64_t moeExpertNum, const char *groupTp, int64_t tpWorldSize, int64_t tpRankId,
+                                int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum,
+                                int64_t globalBs, int64_t outDtype, int64_t commQuantMode, int64_t groupListType,
+                                const char *commAlg) {
+    moe_str_string(r, "groupEp", groupEp);
+    moe_str_int(r, "epWorldSize", epWorldSize);
+    moe_str_int(r, "epRankId", epRankId);
+    moe_str_int(r, "moeExpertNum", moeExpertNum);
+    moe_str_string(r, "groupTp", groupTp);
+    moe_str_int(r, "tpWorldSize", tpWorldSize);
+    moe_str_int(r, "tpRankId", tpRankId);
+    moe_str_int(r, "expertShardType", expertShardType);
+    moe_str_int(r, "sharedExpertNum", sharedExpertNum);
+    moe_str_int(r, "sharedExpertRankNum", sharedExpertRankNum);
+    moe_str_int(r, "globalBs", globalBs);
+    moe_str_int(r, "outDtype", outDtype);
+    moe_str_int(r, "commQuantMode", commQuantMode);
+    moe_str_int(r, "groupListType", groupListType);
+    moe_str_string(r, "commAlg", commAlg);
+}
+
+static CombineState *new_state(int arn, int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum,
+                               int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum,
+                               int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype, int64_t commQuantMode,
+                               int64_t groupListType, int64_t zeroExpertNum, int64_t copyExpertNum,
+                               int64_t constExpertNum, float normEps) {
+    CombineState *st = (CombineState *)calloc(1, sizeof *st);
+    if (!st) return NULL;
+    st->arn = arn;
+    st->gws = arn ? ARN_GWS : CV3_GWS;
+    st->run = arn ? ARN_RUN : CV3_RUN;
+    st->ep = epWorldSize;
+    st->rank = epRankId;
+    st->M = moeExpertNum;
+    st->tp = tpWorldSize;
+    st->tp_rank = tpRankId;
+    st->shard = expertShardType;
+    st->S_attr = sharedExpertNum;
+    st->R = sharedExpertRankNum;
+    st->global_bs = globalBs;
+    st->out_dtype = outDtype;
+    st->cqm = commQuantMode;
+    st->glt = groupListType;
+    st->zero = zeroExpertNum;
+    st->copy = copyExpertNum;
+    st->cnst = constExpertNum;
+    st->eps = normEps;
+    return st;
+}
+
+/* ================================ public API ================================================= */
+SIM_API aclnnStatus aclnnMoeDistributeCombineV3GetWorkspaceSize(
+    const aclTensor *expandX, const aclTensor *expertIds, const aclTensor *assistInfoForCombine,
+    const aclTensor *epSendCounts, const aclTensor *expertScales, const aclTensor *tpSendCountsOptional,
+    const aclTensor *xActiveMaskOptional, const aclTensor *activationScaleOptional,
+    const aclTensor *weightScaleOptional, const aclTensor *groupListOptional,
+    const aclTensor *expandScalesOptional, const aclTensor *sharedExpertXOptional,
+    const aclTensor *elasticInfoOptional, const aclTensor *oriXOptional,
+    const aclTensor *constExpertAlpha1Optional, const aclTensor *constExpertAlpha2Optional,
+    const aclTensor *constExpertVOptional, const char *groupEp, int64_t epWorldSize, int64_t epRankId,
+    int64_t moeExpertNum, const char *groupTp, int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType,
+    int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype,
+    int64_t commQuantMode, int64_t groupListType, const char *commAlg, int64_t zeroExpertNum,
+    int64_t copyExpertNum, int64_t constExpertNum, aclTensor *xOut, uint64_t *workspaceSize,
+    aclOpExecutor **executor) {
+    MoeStr r = {0};
+    moe_str_tensor(&r, "expandX", expandX);
+    moe_str_tensor(&r, "expertIds", expertIds);
+    moe_str_tensor(&r, "assistInfoForCombine", assistInfoForCombine);
+    moe_str_tensor(&r, "epSendCounts", epSendCounts);
+    moe_str_tensor(&r, "expertScales", expertScales);
+    moe_str_tensor(&r, "tpSendCountsOptional", tpSendCountsOptional);
+    moe_str_tensor(&r, "xActiveMaskOptional", xActiveMaskOptional);
+    moe_str_tensor(&r, "activationScaleOptional", activationScaleOptional);
+    moe_str_tensor(&r, "weightScaleOptional", weightScaleOptional);
+    moe_str_tensor(&r, "groupListOptional", groupListOptional);
+    moe_str_tensor(&r, "expandScalesOptional", expandScalesOptional);
+    moe_str_tensor(&r, "sharedExpertXOptional", sharedExpertXOptional);
+    moe_str_tensor(&r, "elasticInfoOptional", elasticInfoOptional);
+    moe_str_tensor(&r, "oriXOptional", oriXOptional);
+    moe_str_tensor(&r, "constExpertAlpha1Optional", constExpertAlpha1Optional);
+    moe_str_tensor(&r, "constExpertAlpha2Optional", constExpertAlpha2Optional);
+    moe_str_tensor(&r, "constExpertVOptional", constExpertVOptional);
+    record_common_attrs(&r, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
+                        expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode,
+                        groupListType, commAlg);
+    moe_str_int(&r, "zeroExpertNum", zeroExpertNum);
+    moe_str_int(&r, "copyExpertNum", copyExpertNum);
+    moe_str_int(&r, "constExpertNum", constExpertNum);
+    moe_str_tensor(&r, "xOut", xOut);
+    moe_str_ptr(&r, "workspaceSize", workspaceSize);
+    moe_str_ptr(&r, "executor", executor);
+    moe_str_record(&r, CV3_GWS);
+
+    CombineState *st = new_state(0, epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, expertShardType,
+                                 sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode, groupListType,
+                                 zeroExpertNum, copyExpertNum, constExpertNum, 0.0f);
+    if (!st) return moe_fail(CV3_GWS, ACLNN_ERR_INNER_CREATE_EXECUTOR, "out of host memory");
+    const aclTensor *tin[T_COUNT] = {
+        [T_EXPAND_X] = expandX, [T_IDS] = expertIds, [T_ASSIST] = assistInfoForCombine, [T_EP_SEND] = epSendCounts,
+        [T_SCALES] = expertScales, [T_TP_SEND] = tpSendCountsOptional, [T_MASK] = xActiveMaskOptional,
+        [T_ACT_SCALE] = activationScaleOptional, [T_W_SCALE] = weightScaleOptional,
+        [T_GROUP_LIST] = groupListOptional, [T_EXPAND_SCALES] = expandScalesOptional,
+        [T_SHARED_X] = sharedExpertXOptional, [T_ELASTIC] = elasticInfoOptional, [T_ORI_X] = oriXOptional,
+        [T_A1] = constExpertAlpha1Optional, [T_A2] = constExpertAlpha2Optional, [T_V] = constExpertVOptional,
+        [T_X_OUT] = xOut};
+    return combine_gws(st, tin, groupEp, groupTp, workspaceSize, executor);
+}
+
+SIM_API aclnnStatus aclnnMoeDistributeCombineV3(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
+                                                aclrtStream stream) {
+    return sim_executor_launch(CV3_RUN, executor, workspace, workspaceSize, stream);
+}
+
+SIM_API aclnnStatus aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
+    const aclTensor *expandX, const aclTensor *expertIds, const aclTensor *assistInfoForCombine,
+    const aclTensor *epSendCounts, const aclTensor *expertScales, const aclTensor *residualX,
+    const aclTensor *gamma, const aclTensor *tpSendCountsOptional, const aclTensor *xActiveMaskOptional,
+    const aclTensor *activationScaleOptional, const aclTensor *weightScaleOptional,
+    const aclTensor *groupListOptional, const aclTensor *expandScalesOptional,
+    const aclTensor *sharedExpertXOptional, const aclTensor *elasticInfoOptional, const aclTensor *oriXOptional,
+    const aclTensor *constExpertAlpha1Optional, const aclTensor *constExpertAlpha2Optional,
+    const aclTensor *constExpertVOptional, const char *groupEp, int64_t epWorldSize, int64_t epRankId,
+    int64_t moeExpertNum, const char *groupTp, int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType,
+    int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype,
+    int64_t commQuantMode, int64_t groupListType, const char *commAlg, float normEps, int64_t zeroExpertNum,
+    int64_t copyExpertNum, int64_t constExpertNum, aclTensor *yOut, aclTensor *rstdOut, aclTensor *xOut,
+    uint64_t *workspaceSize, aclOpExecutor **executor) {
+    MoeStr r = {0};
+    moe_str_tensor(&r, "expandX", expandX);
+    moe_str_tensor(&r, "expertIds", expertIds);
+    moe_str_tensor(&r, "assistInfoForCombine", assistInfoForCombine);
+    moe_str_tensor(&r, "epSendCounts", epSendCounts);
+    moe_str_tensor(&r, "expertScales", expertScales);
+    moe_str_tensor(&r, "residualX", residualX);
+    moe_str_tensor(&r, "gamma", gamma);
+    moe_str_tensor(&r, "tpSendCountsOptional", tpSendCountsOptional);
+    moe_str_tensor(&r, "xActiveMaskOptional", xActiveMaskOptional);
+    moe_str_tensor(&r, "activationScaleOptional", activationScaleOptional);
+    moe_str_tensor(&r, "weightScaleOptional", weightScaleOptional);
+    moe_str_tensor(&r, "groupListOptional", groupListOptional);
+    moe_str_tensor(&r, "expandScalesOptional", expandScalesOptional);
+    moe_str_tensor(&r, "sharedExpertXOptional", sharedExpertXOptional);
+    moe_str_tensor(&r, "elasticInfoOptional", elasticInfoOptional);
+    moe_str_tensor(&r, "oriXOptional", oriXOptional);
+    moe_str_tensor(&r, "constExpertAlpha1Optional", constExpertAlpha1Optional);
+    moe_str_tensor(&r, "constExpertAlpha2Optional", constExpertAlpha2Optional);
+    moe_str_tensor(&r, "constExpertVOptional", constExpertVOptional);
+    record_common_attrs(&r, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
+                        expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode,
+                        groupListType, commAlg);
+    moe_str_float(&r, "normEps", normEps);
+    moe_str_int(&r, "zeroExpertNum", zeroExpertNum);
+    moe_str_int(&r, "copyExpertNum", copyExpertNum);
+    moe_str_int(&r, "constExpertNum", constExpertNum);
+    moe_str_tensor(&r, "yOut", yOut);
+    moe_str_tensor(&r, "rstdOut", rstdOut);
+    moe_str_tensor(&r, "xOut", xOut);
+    moe_str_ptr(&r, "workspaceSize", workspaceSize);
+    moe_str_ptr(&r, "executor", executor);
+    moe_str_record(&r, ARN_GWS);
+
+    CombineState *st = new_state(1, epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, expertShardType,
+                                 sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode, groupListType,
+                                 zeroExpertNum, copyExpertNum, constExpertNum, normEps);
+    if (!st) return moe_fail(ARN_GWS, ACLNN_ERR_INNER_CREATE_EXECUTOR, "out of host memory");
+    const aclTensor *tin[T_COUNT] = {
+        [T_EXPAND_X] = expandX, [T_IDS] = expertIds, [T_ASSIST] = assistInfoForCombine, [T_EP_SEND] = epSendCounts,
+        [T_SCALES] = expertScales, [T_RESIDUAL] = residualX, [T_GAMMA] = gamma, [T_TP_SEND] = tpSendCountsOptional,
+        [T_MASK] = xActiveMaskOptional, [T_ACT_SCALE] = activationScaleOptional, [T_W_SCALE] = weightScaleOptional,
+        [T_GROUP_LIST] = groupListOptional, [T_EXPAND_SCALES] = expandScalesOptional,
+        [T_SHARED_X] = sharedExpertXOptional, [T_ELASTIC] = elasticInfoOptional, [T_ORI_X] = oriXOptional,
+        [T_A1] = constExpertAlpha1Optional, [T_A2] = constExpertAlpha2Optional, [T_V] = constExpertVOptional,
+        [T_Y_OUT] = yOut, [T_RSTD_OUT] = rstdOut, [T_X_OUT] = xOut};
+    return combine_gws(st, tin, groupEp, groupTp, workspaceSize, executor);
+}
+
+SIM_API aclnnStatus aclnnMoeDistributeCombineAddRmsNormV2(void *workspace, uint64_t workspaceSize,
+                                                          aclOpExecutor *executor, aclrtStream stream) {
+    return sim_executor_launch(ARN_RUN, executor, workspace, workspaceSize, stream);
+}

@@ -1,0 +1,360 @@
+/*
+ * Helpers of the MoE end-to-end C tests: a world of simulated devices (one context + stream each),
+ * communicators, device tensors, and one-call wrappers of the three MoE operators that copy every
+ * output back to the host. Header-only (static functions); include once per test program.
+ */
+#ifndef MOE_E2E_COMMON_H
+#define MOE_E2E_COMMON_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "acl/acl.h"
+#include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm_v2.h"
+#include "aclnnop/aclnn_moe_distribute_combine_v3.h"
+#include "aclnnop/aclnn_moe_distribute_dispatch_v3.h"
+#include "aclsim.h"
+#include "hccl/hccl.h"
+
+static int g_checks, g_fail;
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+#define CHECK(cond, ...)                                        \
+    do {                                                        \
+        int ok_ = (cond) ? 1 : 0;                               \
+        pthread_mutex_lock(&g_mu);                              \
+        g_checks++;                                             \
+        if (!ok_) {                                             \
+            g_fail++;                                           \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);         \
+            printf(__VA_ARGS__);                                \
+            printf("\n");                                       \
+            fflush(stdout);                                     \
+        }                                                       \
+        pthread_mutex_unlock(&g_mu);                            \
+    } while (0)
+
+/* ---- numbers ---------------------------------------------------------------------------------- */
+static uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static uint16_t bf(float f) { /* RNE, finite inputs only */
+    uint32_t u = f2u(f);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static float fb(uint16_t h) { return u2f((uint32_t)h << 16); }
+
+/* ---- world -------------------------------------------------------------------------------------- */
+#define MAXDEV 8
+static aclrtContext g_ctx[MAXDEV];
+static aclrtStream g_stream[MAXDEV];
+
+static void world_open(int n) {
+    CHECK(aclInit(NULL) == 0, "aclInit");
+    for (int d = 0; d < n; d++) {
+        CHECK(aclrtSetDevice(d) == 0, "aclrtSetDevice %d", d);
+        CHECK(aclrtCreateContext(&g_ctx[d], d) == 0, "aclrtCreateContext %d", d);
+        CHECK(aclrtCreateStream(&g_stream[d]) == 0, "aclrtCreateStream %d", d);
+    }
+}
+
+static void world_close(int n) {
+    for (int d = 0; d < n; d++) {
+        CHECK(aclrtSetCurrentContext(g_ctx[d]) == 0, "set ctx");
+        CHECK(aclrtDestroyStream(g_stream[d]) == 0, "destroy stream");
+        CHECK(aclrtDestroyContext(g_ctx[d]) == 0, "destroy ctx");
+        CHECK(aclrtResetDevice(d) == 0, "reset device");
+    }
+    aclFinalize();
+}
+
+typedef struct {
+    char name[128];
+    HcclComm comm[MAXDEV]; /* by comm rank */
+    int n;
+} Group;
+
+static void group_make(Group *g, int n, const int *devs) {
+    memset(g, 0, sizeof *g);
+    g->n = n;
+    CHECK(HcclCommInitAll((uint32_t)n, (int32_t *)devs, g->comm) == 0, "HcclCommInitAll");
+    CHECK(HcclGetCommName(g->comm[0], g->name) == 0, "HcclGetCommName");
+}
+
+static void group_free(Group *g) {
+    for (int i = 0; i < g->n; i++) CHECK(HcclCommDestroy(g->comm[i]) == 0, "HcclCommDestroy");
+}
+
+/* run fn(rank, arg) on one thread per rank in ranks[0..n), each bound to device devs[i] */
+typedef void (*RankFn)(int idx, void *arg);
+typedef struct {
+    int idx, dev;
+    RankFn fn;
+    void *arg;
+} ThreadArg;
+static void *thread_main(void *p) {
+    ThreadArg *t = (ThreadArg *)p;
+    CHECK(aclrtSetCurrentContext(g_ctx[t->dev]) == 0, "aclrtSetCurrentContext");
+    t->fn(t->idx, t->arg);
+    return NULL;
+}
+static void run_ranks(int n, const int *devs, RankFn fn, void *arg) {
+    pthread_t th[MAXDEV];
+    ThreadArg ta[MAXDEV];
+    for (int i = 0; i < n; i++) {
+        ta[i] = (ThreadArg){i, devs[i], fn, arg};
+        pthread_create(&th[i], NULL, thread_main, &ta[i]);
+    }
+    for (int i = 0; i < n; i++) pthread_join(th[i], NULL);
+}
+
+/* ---- device tensors ---------------------------------------------------------------------------- */
+typedef struct {
+    void *dev;
+    aclTensor *t;
+    size_t bytes;
+} DT;
+
+static size_t dt_size(aclDataType dt) {
+    switch (dt) {
+    case ACL_FLOAT: case ACL_INT32: return 4;
+    case ACL_INT64: return 8;
+    case ACL_BF16: case ACL_FLOAT16: return 2;
+    default: return 1;
+    }
+}
+
+/* host == NULL: fill with byte `fill` (the "untouched" sentinel) */
+static DT dt_new(const void *host, aclDataType dtype, int nd, const int64_t *shape, int fill) {
+    DT d = {0};
+    int64_t n = 1, strides[8];
+    for (int i = nd - 1; i >= 0; i--) {
+        strides[i] = n;
+        n *= shape[i];
+    }
+    d.bytes = (size_t)n * dt_size(dtype);
+    size_t alloc = d.bytes ? d.bytes : 1;
+    CHECK(aclrtMalloc(&d.dev, alloc, ACL_MEM_MALLOC_HUGE_FIRST) == 0, "aclrtMalloc");
+    if (host && d.bytes) CHECK(aclrtMemcpy(d.dev, alloc, host, d.bytes, ACL_MEMCPY_HOST_TO_DEVICE) == 0, "H2D");
+    else CHECK(aclrtMemset(d.dev, alloc, fill, alloc) == 0, "memset");
+    d.t = aclCreateTensor(shape, (uint64_t)nd, dtype, strides, 0, ACL_FORMAT_ND, shape, (uint64_t)nd, d.dev);
+    CHECK(d.t != NULL, "aclCreateTensor");
+    return d;
+}
+static DT dt_1d(const void *host, aclDataType dtype, int64_t n0, int fill) { return dt_new(host, dtype, 1, &n0, fill); }
+static DT dt_2d(const void *host, aclDataType dtype, int64_t n0, int64_t n1, int fill) {
+    int64_t s[2] = {n0, n1};
+    return dt_new(host, dtype, 2, s, fill);
+}
+static DT dt_3d(const void *host, aclDataType dtype, int64_t n0, int64_t n1, int64_t n2, int fill) {
+    int64_t s[3] = {n0, n1, n2};
+    return dt_new(host, dtype, 3, s, fill);
+}
+static void *dt_read(DT *d) {
+    void *h = malloc(d->bytes ? d->bytes : 1);
+    if (d->bytes) CHECK(aclrtMemcpy(h, d->bytes, d->dev, d->bytes, ACL_MEMCPY_DEVICE_TO_HOST) == 0, "D2H");
+    return h;
+}
+static void dt_free(DT *d) {
+    if (d->t) CHECK(aclDestroyTensor(d->t) == 0, "aclDestroyTensor");
+    if (d->dev) CHECK(aclrtFree(d->dev) == 0, "aclrtFree");
+    memset(d, 0, sizeof *d);
+}
+
+#define SENTINEL 0x5A
+static int untouched(const void *p, size_t bytes) {
+    const unsigned char *c = (const unsigned char *)p;
+    for (size_t i = 0; i < bytes; i++)
+        if (c[i] != SENTINEL) return 0;
+    return 1;
+}
+
+/* run a prepared executor on this thread's device stream and synchronise; returns the run status */
+static int launch(aclnnStatus (*fn)(void *, uint64_t, aclOpExecutor *, aclrtStream), uint64_t ws,
+                  aclOpExecutor *ex, int dev, char *msg, size_t msglen) {
+    void *wsp = NULL;
+    if (ws) CHECK(aclrtMalloc(&wsp, ws, ACL_MEM_MALLOC_HUGE_FIRST) == 0, "workspace malloc");
+    int rc = fn(wsp, ws, ex, g_stream[dev]);
+    if (rc == 0) rc = aclrtSynchronizeStreamWithTimeout(g_stream[dev], 60000);
+    if (rc && msg) {
+        const char *m = aclGetRecentErrMsg();
+        snprintf(msg, msglen, "%s", m ? m : "");
+    }
+    if (wsp) aclrtFree(wsp);
+    return rc;
+}
+
+/* ---- DispatchV3 --------------------------------------------------------------------------------- */
+typedef struct {
+    /* inputs */
+    int64_t bs, h, k;
+    aclDataType xdt;
+    const uint16_t *x;
+    const int32_t *ids;
+    const float *scales;
+    int64_t scales_rows;
+    const uint8_t *mask;
+    int mask_nd;
+    const float *expert_scales;
+    const int32_t *elastic;
+    int64_t elastic_len;
+    const char *group_ep, *group_tp, *comm_alg;
+    int64_t ep, rank, M, tp, tp_rank, S, R, quant, gbs, tn_type, zero, copy, cnst;
+    int64_t ex_rows, assist_len, tn_len, er_len, tp_len, dyn_len;
+    int dev;
+    /* outputs (malloc'd host copies) */
+    void *expand_x;
+    float *dyn;
+    int32_t *assist, *er, *tr;
+    int64_t *tn;
+    int gws, run;
+    char msg[1024];
+} DCall;
+
+static void dcall_free(DCall *c) {
+    free(c->expand_x);
+    free(c->dyn);
+    free(c->assist);
+    free(c->er);
+    free(c->tr);
+    free(c->tn);
+    c->expand_x = NULL;
+    c->dyn = NULL;
+    c->assist = c->er = c->tr = NULL;
+    c->tn = NULL;
+}
+
+static void do_dispatch(DCall *c) {
+    const aclDataType exdt = c->quant ? ACL_INT8 : c->xdt;
+    DT x = dt_2d(c->x, c->xdt, c->bs, c->h, 0), ids = dt_2d(c->ids, ACL_INT32, c->bs, c->k, 0);
+    DT sc = {0}, mk = {0}, es = {0}, el = {0};
+    if (c->scales) sc = dt_2d(c->scales, ACL_FLOAT, c->scales_rows, c->h, 0);
+    if (c->mask) mk = c->mask_nd == 1 ? dt_1d(c->mask, ACL_BOOL, c->bs, 0) : dt_2d(c->mask, ACL_BOOL, c->bs, c->k, 0);
+    if (c->expert_scales) es = dt_2d(c->expert_scales, ACL_FLOAT, c->bs, c->k, 0);
+    if (c->elastic) el = dt_1d(c->elastic, ACL_INT32, c->elastic_len, 0);
+    DT ex = dt_2d(NULL, exdt, c->ex_rows, c->h, SENTINEL);
+    DT dyn = dt_1d(NULL, ACL_FLOAT, c->dyn_len ? c->dyn_len : c->ex_rows, SENTINEL);
+    DT as = dt_1d(NULL, ACL_INT32, c->assist_len, SENTINEL);
+    DT tn = dt_1d(NULL, ACL_INT64, c->tn_len, SENTINEL);
+    DT er = dt_1d(NULL, ACL_INT32, c->er_len, SENTINEL);
+    DT tr = dt_1d(NULL, ACL_INT32, c->tp_len, SENTINEL);
+    DT xs = dt_1d(NULL, ACL_FLOAT, c->ex_rows, SENTINEL);
+    uint64_t ws = 0;
+    aclOpExecutor *exe = NULL;
+    c->gws = aclnnMoeDistributeDispatchV3GetWorkspaceSize(
+        x.t, ids.t, sc.t, mk.t, es.t, el.t, c->group_ep, c->ep, c->rank, c->M, c->group_tp, c->tp, c->tp_rank, 0, c->S,
+        c->R, c->quant, c->gbs, c->tn_type, c->comm_alg, c->zero, c->copy, c->cnst, ex.t, dyn.t, as.t, tn.t, er.t, tr.t,
+        xs.t, &ws, &exe);
+    c->run = -1;
+    if (c->gws == 0) {
+        c->run = launch(aclnnMoeDistributeDispatchV3, ws, exe, c->dev, c->msg, sizeof c->msg);
+    } else {
+        const char *m = aclGetRecentErrMsg();
+        snprintf(c->msg, sizeof c->msg, "%s", m ? m : "");
+    }
+    c->expand_x = dt_read(&ex);
+    c->dyn = (float *)dt_read(&dyn);
+    c->assist = (int32_t *)dt_read(&as);
+    c->tn = (int64_t *)dt_read(&tn);
+    c->er = (int32_t *)dt_read(&er);
+    c->tr = (int32_t *)dt_read(&tr);
+    DT *all[] = {&x, &ids, &sc, &mk, &es, &el, &ex, &dyn, &as, &tn, &er, &tr, &xs};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) dt_free(all[i]);
+}
+
+/* ---- CombineV3 / CombineAddRmsNormV2 -------------------------------------------------------------- */
+typedef struct {
+    int arn;
+    aclDataType xdt;
+    int64_t bs, h, k;
+    const uint16_t *expand_x;
+    int64_t ex_rows;
+    const int32_t *ids;
+    const float *w;
+    const int32_t *assist;
+    int64_t assist_len;
+    const int32_t *ep_send;
+    int64_t es_len;
+    const int32_t *tp_send; /* NULL: pass a NULL tensor */
+    int64_t ts_len;
+    const uint8_t *mask;
+    int mask_nd;
+    const uint16_t *shared_x; /* (bs, h) */
+    int shared_x_3d;
+    const int32_t *elastic;
+    int64_t elastic_len;
+    const uint16_t *ori_x, *a1, *a2, *v;
+    const uint16_t *residual, *gamma;
+    float eps;
+    const char *group_ep, *group_tp;
+    int64_t ep, rank, M, tp, tp_rank, S, R, gbs, cqm, zero, copy, cnst;
+    int dev;
+    /* outputs */
+    uint16_t *x_out, *y_out;
+    float *rstd;
+    int gws, run;
+    char msg[1024];
+} CCall;
+
+static void ccall_free(CCall *c) {
+    free(c->x_out);
+    free(c->y_out);
+    free(c->rstd);
+    c->x_out = c->y_out = NULL;
+    c->rstd = NULL;
+}
+
+static void do_combine(CCall *c) {
+    DT ex = dt_2d(c->expand_x, c->xdt, c->ex_rows, c->h, 0), ids = dt_2d(c->ids, ACL_INT32, c->bs, c->k, 0);
+    DT as = dt_1d(c->assist, ACL_INT32, c->assist_len, 0), es = dt_1d(c->ep_send, ACL_INT32, c->es_len, 0);
+    DT w = dt_2d(c->w, ACL_FLOAT, c->bs, c->k, 0);
+    DT ts = {0}, mk = {0}, sx = {0}, el = {0}, ox = {0}, a1 = {0}, a2 = {0}, v = {0}, res = {0}, gam = {0};
+    if (c->tp_send) ts = dt_1d(c->tp_send, ACL_INT32, c->ts_len, 0);
+    if (c->mask) mk = c->mask_nd == 1 ? dt_1d(c->mask, ACL_BOOL, c->bs, 0) : dt_2d(c->mask, ACL_BOOL, c->bs, c->k, 0);
+    if (c->shared_x)
+        sx = c->shared_x_3d ? dt_3d(c->shared_x, c->xdt, c->bs, 1, c->h, 0) : dt_2d(c->shared_x, c->xdt, c->bs, c->h, 0);
+    if (c->elastic) el = dt_1d(c->elastic, ACL_INT32, c->elastic_len, 0);
+    if (c->ori_x) ox = dt_2d(c->ori_x, c->xdt, c->bs, c->h, 0);
+    if (c->a1) a1 = dt_1d(c->a1, c->xdt, c->cnst, 0);
+    if (c->a2) a2 = dt_1d(c->a2, c->xdt, c->cnst, 0);
+    if (c->v) v = dt_2d(c->v, c->xdt, c->cnst, c->h, 0);
+    DT xo, yo = {0}, rs = {0};
+    uint64_t ws = 0;
+    aclOpExecutor *exe = NULL;
+    if (c->arn) {
+        res = dt_3d(c->residual, ACL_BF16, c->bs, 1, c->h, 0);
+        gam = dt_1d(c->gamma, ACL_BF16, c->h, 0);
+        xo = dt_3d(NULL, c->xdt, c->bs, 1, c->h, SENTINEL);
+        yo = dt_3d(NULL, c->xdt, c->bs, 1, c->h, SENTINEL);
+        rs = dt_3d(NULL, ACL_FLOAT, c->bs, 1, 1, SENTINEL);
+        c->gws = aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
+            ex.t, ids.t, as.t, es.t, w.t, res.t, gam.t, ts.t, mk.t, NULL, NULL, NULL, NULL, sx.t, el.t, ox.t, a1.t, a2.t,
+            v.t, c->group_ep, c->ep, c->rank, c->M, c->group_tp, c->tp, c->tp_rank, 0, c->S, c->R, c->gbs, 0, c->cqm, 0,
+            NULL, c->eps, c->zero, c->copy, c->cnst, yo.t, rs.t, xo.t, &ws, &exe);
+    } else {
+        xo = dt_2d(NULL, c->xdt, c->bs, c->h, SENTINEL);
+        c->gws = aclnnMoeDistributeCombineV3GetWorkspaceSize(
+            ex.t, ids.t, as.t, es.t, w.t, ts.t, mk.t, NULL, NULL, NULL, NULL, sx.t, el.t, ox.t, a1.t, a2.t, v.t,
+            c->group_ep, c->ep, c->rank, c->M, c->group_tp, c->tp, c->tp_rank, 0, c->S, c->R, c->gbs, 0, c->cqm, 0, NULL,
+            c->zero, c->copy, c->cnst, xo.t, &ws, &exe);
+    }
+    c->run = -1;
+    if (c->gws == 0) {
+        c->run = launch(c->arn ? aclnnMoeDistributeCombineAddRmsNormV2 : aclnnMoeDistributeCombineV3, ws, exe, c->dev,
+                        c->msg, sizeof c->msg);
+    } else {
+        const char *m = aclGetRecentErrMsg();
+        snprintf(c->msg, sizeof c->msg, "%s", m ? m : "");
+    }
+    c->x_out = (uint16_t *)dt_read(&xo);
+    if (c->arn) {
+        c->y_out = (uint16_t *)dt_read(&yo);
+        c->rstd = (float *)dt_read(&rs);
+    }
+    DT *all[] = {&ex, &ids, &as, &es, &w, &ts, &mk, &sx, &el, &ox, &a1, &a2, &v, &res, &gam, &xo, &yo, &rs};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) dt_free(all[i]);
+}
+
+#endif
