@@ -18,7 +18,8 @@ LIB="$OUT/lib64"
 CC="${CC:-gcc}"
 JOBS="${JOBS:-2}"
 
-CFLAGS=(-std=gnu11 -O2 -g -fPIC -pthread -Wall -Wextra -I"$INC" -I"$SRC")
+# -ffp-contract=off: the kernels must round every float op separately (no FMA), like the NPU vector units
+CFLAGS=(-std=gnu11 -O2 -g -fPIC -pthread -Wall -Wextra -ffp-contract=off -I"$INC" -I"$SRC")
 [[ "${SIM_WERROR:-0}" == "1" ]] && CFLAGS+=(-Werror)
 # shellcheck disable=SC2206
 [[ -n "${SIM_CFLAGS:-}" ]] && CFLAGS+=(${SIM_CFLAGS})
@@ -171,6 +172,8 @@ simulator=1
 description=aclnn_py CANN simulator: a software emulation of the CANN toolkit ABI (acl runtime, aclnn meta API, HCCL, MC2 MoE ops) for tests and laptops; it drives no NPU
 source_commit=$git_rev
 EOF
+# The marker aclnn_py's discovery looks for (aclnn_py/runtime/discovery.py SIMULATOR_MARKER).
+echo "aclnn_py CANN simulator $git_rev" >"$OUT/aclnn_py_simulator.info"
 
 # ---- export checks -----------------------------------------------------------------------------------
 check_exports() { # check_exports <lib> <symbols...>
