@@ -246,13 +246,10 @@ def _check(op: str, arn: bool, t: dict, *, group_ep, ep_world_size, ep_rank_id, 
 
     # ---- 3e. CheckAttrs (rules 20-25) ------------------------------------------------------------
     r_num = int(shared_expert_rank_num)
-    req(not (s_norm == 0 and r_num > 0), op, TL, "shared_expert_rank_num",
-        "[rule 20] 0 when shared_expert_num is 0", r_num)
-    req(not (s_norm > 0 and r_num == 0), op, TL, "shared_expert_num",
-        "[rule 20] 0 (or the default 1) when shared_expert_rank_num is 0", shared_expert_num)
-    if s_norm > 0:
-        req(r_num % s_norm == 0, op, TL, "shared_expert_rank_num",
-            f"[rule 20] divisible by shared_expert_num ({s_norm})", r_num)
+    R.shared_experts(op, s_norm, r_num, shared_expert_num,
+                     ("[rule 20] 0 when shared_expert_num is 0",
+                      "[rule 20] 0 (or the default 1) when shared_expert_rank_num is 0",
+                      "[rule 20] divisible by shared_expert_num ({s})"))
     req(m % (ep - r_num) == 0, op, TL, "moe_expert_num",
         f"[rule 21] divisible by ep_world_size - shared_expert_rank_num ({ep - r_num})", m)
     big_l = m // (ep - r_num)
@@ -413,8 +410,23 @@ def _check_values(op: str, t: dict, lay: MoeLayout, m: int, z: int, c: int, q: i
                    f"expert_ids[{tt}] = {ids[tt].tolist()}")
 
 
-def _tensors(**kw) -> dict:
-    return {k: _arr(v) for k, v in kw.items()}
+# the tensor arguments of the two operators, in C order
+_TENSORS_CV3 = ("expand_x", "expert_ids", "assist_info_for_combine", "ep_send_counts", "expert_scales",
+                "tp_send_counts", "x_active_mask", "activation_scale", "weight_scale", "group_list", "expand_scales",
+                "shared_expert_x", "elastic_info", "ori_x", "const_expert_alpha_1", "const_expert_alpha_2",
+                "const_expert_v")
+_TENSORS_ARN = _TENSORS_CV3[:5] + ("residual_x", "gamma") + _TENSORS_CV3[5:]
+# the arguments _check takes as they are (out_dtype, group_list_type, comm_alg and norm_eps it ignores)
+_CHECK_ARGS = ("group_ep", "ep_world_size", "ep_rank_id", "moe_expert_num", "group_tp", "tp_world_size", "tp_rank_id",
+               "expert_shard_type", "shared_expert_num", "shared_expert_rank_num", "global_bs", "comm_quant_mode",
+               "zero_expert_num", "copy_expert_num", "const_expert_num", "outputs", "check_values")
+
+
+def _validate(op: str, arn: bool, args: Mapping[str, Any]) -> MoeLayout:
+    """The body of both public validators; ``args``: their arguments by name."""
+    t = {name: _arr(args[name]) for name in (_TENSORS_ARN if arn else _TENSORS_CV3)}
+    env = args["env"]
+    return _check(op, arn, t, env=env if env is not None else os.environ, **{k: args[k] for k in _CHECK_ARGS})
 
 
 def moe_distribute_combine_v3(expand_x: Any, expert_ids: Any, assist_info_for_combine: Any, ep_send_counts: Any,
@@ -437,19 +449,7 @@ def moe_distribute_combine_v3(expand_x: Any, expert_ids: Any, assist_info_for_co
     ``HCCL_BUFFSIZE`` (default ``os.environ``). ``out_dtype``, ``group_list_type`` and ``comm_alg`` are
     accepted and ignored, as on A3. Returns the rank's :class:`MoeLayout`.
     """
-    t = _tensors(expand_x=expand_x, expert_ids=expert_ids, assist_info_for_combine=assist_info_for_combine,
-                 ep_send_counts=ep_send_counts, expert_scales=expert_scales, tp_send_counts=tp_send_counts,
-                 x_active_mask=x_active_mask, activation_scale=activation_scale, weight_scale=weight_scale,
-                 group_list=group_list, expand_scales=expand_scales, shared_expert_x=shared_expert_x,
-                 elastic_info=elastic_info, ori_x=ori_x, const_expert_alpha_1=const_expert_alpha_1,
-                 const_expert_alpha_2=const_expert_alpha_2, const_expert_v=const_expert_v)
-    return _check(OP_COMBINE, False, t, group_ep=group_ep, ep_world_size=ep_world_size, ep_rank_id=ep_rank_id,
-                  moe_expert_num=moe_expert_num, group_tp=group_tp, tp_world_size=tp_world_size,
-                  tp_rank_id=tp_rank_id, expert_shard_type=expert_shard_type, shared_expert_num=shared_expert_num,
-                  shared_expert_rank_num=shared_expert_rank_num, global_bs=global_bs,
-                  comm_quant_mode=comm_quant_mode, zero_expert_num=zero_expert_num,
-                  copy_expert_num=copy_expert_num, const_expert_num=const_expert_num, outputs=outputs,
-                  env=env if env is not None else os.environ, check_values=check_values)
+    return _validate(OP_COMBINE, False, locals())
 
 
 def moe_distribute_combine_add_rms_norm_v2(expand_x: Any, expert_ids: Any, assist_info_for_combine: Any,
@@ -475,20 +475,7 @@ def moe_distribute_combine_add_rms_norm_v2(expand_x: Any, expert_ids: Any, assis
     ``outputs`` (optional): ``(y, rstd, x)`` in C order (a sequence, NamedTuple or mapping). ``norm_eps``
     is passed to CANN as a C float; no rule constrains it. Returns the rank's :class:`MoeLayout`.
     """
-    t = _tensors(expand_x=expand_x, expert_ids=expert_ids, assist_info_for_combine=assist_info_for_combine,
-                 ep_send_counts=ep_send_counts, expert_scales=expert_scales, residual_x=residual_x, gamma=gamma,
-                 tp_send_counts=tp_send_counts, x_active_mask=x_active_mask, activation_scale=activation_scale,
-                 weight_scale=weight_scale, group_list=group_list, expand_scales=expand_scales,
-                 shared_expert_x=shared_expert_x, elastic_info=elastic_info, ori_x=ori_x,
-                 const_expert_alpha_1=const_expert_alpha_1, const_expert_alpha_2=const_expert_alpha_2,
-                 const_expert_v=const_expert_v)
-    return _check(OP_ARN, True, t, group_ep=group_ep, ep_world_size=ep_world_size, ep_rank_id=ep_rank_id,
-                  moe_expert_num=moe_expert_num, group_tp=group_tp, tp_world_size=tp_world_size,
-                  tp_rank_id=tp_rank_id, expert_shard_type=expert_shard_type, shared_expert_num=shared_expert_num,
-                  shared_expert_rank_num=shared_expert_rank_num, global_bs=global_bs,
-                  comm_quant_mode=comm_quant_mode, zero_expert_num=zero_expert_num,
-                  copy_expert_num=copy_expert_num, const_expert_num=const_expert_num, outputs=outputs,
-                  env=env if env is not None else os.environ, check_values=check_values)
+    return _validate(OP_ARN, True, locals())
 
 
 def participating_ranks(op: str, *, expand_x: Sequence, expert_ids: Sequence, per_rank: Mapping[str, Any],

@@ -18,7 +18,7 @@ from ..dtypes import bfloat16
 from ..layout import MoeLayout, dispatch_output_specs, normalised_shared_expert_num
 from . import buffsize
 from .rules import (GROUP_NAME_MAX, INVALID, NULLPTR, TILING, dtype_in, fail, in_range, ndim, one_of,
-                    require)
+                    require, shared_experts)
 
 OP = "aclnnMoeDistributeDispatchV3"
 INT32_MAX = 2 ** 31 - 1
@@ -250,13 +250,9 @@ def moe_distribute_dispatch_v3(x: Any, expert_ids: Any, *, group_ep: Optional[st
             require(not _is_nz(t), op, TILING, name, "not in FRACTAL_NZ format", "FRACTAL_NZ")
     # 19 CheckSharedAttrs (after the (1, 0) -> 0 normalisation)
     s = normalised_shared_expert_num(s_attr, r)
-    require(not (s == 0 and r > 0), op, TILING, "shared_expert_rank_num",
-            "shared_expert_rank_num == 0 when shared_expert_num == 0", r)
-    require(not (s > 0 and r == 0), op, TILING, "shared_expert_num",
-            "shared_expert_num == 0 (or the default 1) when shared_expert_rank_num == 0", s)
-    if s > 0:
-        require(r % s == 0, op, TILING, "shared_expert_rank_num",
-                f"shared_expert_rank_num % shared_expert_num ({s}) == 0", r)
+    shared_experts(op, s, r, s, ("shared_expert_rank_num == 0 when shared_expert_num == 0",
+                                 "shared_expert_num == 0 (or the default 1) when shared_expert_rank_num == 0",
+                                 "shared_expert_rank_num % shared_expert_num ({s}) == 0"))
     # 20 CheckCommAlgAttrs
     if fullmesh_v2:
         require(not has_elastic, op, TILING, "elastic_info", "None when comm_alg == 'fullmesh_v2'", "given")

@@ -63,6 +63,19 @@ def group_name(op: str, param: str, name: Optional[str], status_len: int = NULLP
             f"length < {GROUP_NAME_MAX} bytes", f"{n} bytes")
 
 
+def shared_experts(op: str, s: int, r: int, s_given: Any, rules: tuple, status: int = TILING) -> None:
+    """Shared experts: ``s`` (shared_expert_num after the (1, 0) -> 0 normalisation) and ``r``
+    (shared_expert_rank_num) are both 0 or both > 0, and ``s`` divides ``r``.
+
+    ``rules``: the three rules as the operator's messages state them (the third may use ``{s}``);
+    ``s_given``: the shared_expert_num value the second message reports.
+    """
+    require(not (s == 0 and r > 0), op, status, "shared_expert_rank_num", rules[0], r)
+    require(not (s > 0 and r == 0), op, status, "shared_expert_num", rules[1], s_given)
+    if s > 0:
+        require(r % s == 0, op, status, "shared_expert_rank_num", rules[2].format(s=s), r)
+
+
 def shape_eq(op: str, param: str, t: Any, shape: tuple, status: int = TILING) -> None:
     require(tuple(t.shape) == tuple(shape), op, status, param, f"shape == {tuple(shape)}", tuple(t.shape))
 

@@ -38,11 +38,9 @@ typedef struct {
     int arn;                       /* 1: CombineAddRmsNormV2, 0: CombineV3 */
     const char *gws, *run;
     MoeTensor t[T_COUNT];
-    char group_ep[MOE_GROUP_NAME_MAX], group_tp[MOE_GROUP_NAME_MAX];
-    int64_t ep, rank, M, tp, tp_rank, shard, S_attr, R, global_bs, out_dtype, cqm, glt, zero, copy, cnst;
+    MoeAttrs a;
+    int64_t shard, out_dtype, cqm, glt;
     float eps;
-    int64_t bs, h, k;
-    MoeShape sh;
 } CombineState;
 
 #define NULLPTR SIM_ACLNN_ERR_PARAM_NULLPTR
@@ -52,12 +50,6 @@ typedef struct {
 #define T(i) (&s->t[i])
 #define P(i) (s->t[i].present)
 
-static int in_list(int32_t dt, const int32_t *l, int n) {
-    for (int i = 0; i < n; i++)
-        if (l[i] == dt) return 1;
-    return 0;
-}
-
 /* ================================ validation ================================================= */
 static int validate_api(const CombineState *s, const char *groupEp, const char *groupTp, const void *const *raw,
                         const uint64_t *workspaceSize, const void *executor) {
@@ -66,18 +58,8 @@ static int validate_api(const CombineState *s, const char *groupEp, const char *
     for (int i = 0; i < 6; i++)
         if (!P(req[i])) FAIL(NULLPTR, "%s is NULL (required tensor)", T_NAMES[req[i]]);
     if (!groupEp || !groupEp[0]) FAIL(NULLPTR, "groupEp is %s; it must name the EP communicator", groupEp ? "\"\"" : "NULL");
-    if (strnlen(groupEp, MOE_GROUP_NAME_MAX) >= MOE_GROUP_NAME_MAX)
-        FAIL(INVALID, "groupEp has %zu characters; the length must be in [1, 128)", strlen(groupEp));
-    if (!groupTp)
-        FAIL(NULLPTR, "groupTp is NULL; pass \"\" when there is no TP group (the real op_api calls strnlen on it "
-                      "without a NULL check)");
-    if (strnlen(groupTp, MOE_GROUP_NAME_MAX) >= MOE_GROUP_NAME_MAX)
-        FAIL(INVALID, "groupTp has %zu characters; the length must be < 128", strlen(groupTp));
-    if (!workspaceSize) FAIL(NULLPTR, "workspaceSize is NULL");
-    if (!executor) FAIL(NULLPTR, "executor is NULL");
-    for (int i = 0; i < T_COUNT; i++)
-        if (raw[i] && !moe_tensor_live(raw[i]))
-            FAIL(INVALID, "%s (%p) is not a live aclTensor (destroyed or never created)", T_NAMES[i], raw[i]);
+    int rc = moe_check_api_args(s->gws, groupEp, groupTp, INVALID, workspaceSize, executor, raw, T_NAMES, T_COUNT);
+    if (rc) return rc;
     /* generated inner layer: required tensors of the op definition, dtypes outside it */
     if (s->arn) {
         const int req2[] = {T_RESIDUAL, T_GAMMA, T_Y_OUT, T_RSTD_OUT};
@@ -113,7 +95,7 @@ static int validate_api(const CombineState *s, const char *groupEp, const char *
             int i = s->arn ? arn[j].i : cv3[j].i;
             const int32_t *l = s->arn ? arn[j].l : cv3[j].l;
             int ln = s->arn ? arn[j].n : cv3[j].n;
-            if (P(i) && !in_list(T(i)->d.dtype, l, ln))
+            if (P(i) && !moe_in_list(T(i)->d.dtype, l, ln))
                 FAIL(INVALID, "%s has dtype %s (%d); the operator supports %s", T_NAMES[i],
                      moe_dtype_name(T(i)->d.dtype), (int)T(i)->d.dtype, s->arn ? arn[j].allowed : cv3[j].allowed);
         }
@@ -123,7 +105,7 @@ static int validate_api(const CombineState *s, const char *groupEp, const char *
 
 static int check_special_counts(const CombineState *s) {
     const char *nm[3] = {"zeroExpertNum", "copyExpertNum", "constExpertNum"};
-    int64_t v[3] = {s->zero, s->copy, s->cnst};
+    int64_t v[3] = {s->a.zero, s->a.copy, s->a.cnst};
     for (int i = 0; i < 3; i++)
         if (v[i] < 0) {
             if (s->arn && v[i] != -1)
@@ -135,45 +117,22 @@ static int check_special_counts(const CombineState *s) {
     return 0;
 }
 
-static int check_sum(const CombineState *s) {
-    int64_t sum;
-    if (__builtin_add_overflow(s->zero, s->copy, &sum) || __builtin_add_overflow(sum, s->cnst, &sum) ||
-        __builtin_add_overflow(sum, s->M, &sum) || sum > INT32_MAX)
-        FAIL(TILING, "moeExpertNum + zeroExpertNum + copyExpertNum + constExpertNum exceeds INT32_MAX (2147483647)");
-    return 0;
-}
-
 static int validate_tiling(const CombineState *s, const char *groupEp, const char *groupTp) {
     char b1[96];
     int rc;
-    const int64_t ep = s->ep, tp = s->tp, M = s->M, R = s->R;
+    const int64_t ep = s->a.ep, tp = s->a.tp, M = s->a.M, R = s->a.R;
     if (strnlen(groupEp, MOE_GROUP_NAME_MAX) == 0 || strnlen(groupEp, MOE_GROUP_NAME_MAX) >= MOE_GROUP_NAME_MAX)
         FAIL(TILING, "groupEp length must be in [1, 127]");
     if (s->arn) {
-        if ((rc = check_special_counts(s)) || (rc = check_sum(s))) return rc;
+        if ((rc = check_special_counts(s)) || (rc = moe_check_expert_sum(s->gws, &s->a))) return rc;
     } else {
-        if ((rc = check_sum(s)) || (rc = check_special_counts(s))) return rc;
+        if ((rc = moe_check_expert_sum(s->gws, &s->a)) || (rc = check_special_counts(s))) return rc;
     }
-    if (ep < 2 || ep > 768) FAIL(TILING, "epWorldSize = %lld is outside [2, 768]", (long long)ep);
-    if (tp < 0 || tp > 2) FAIL(TILING, "tpWorldSize = %lld is outside [0, 2]", (long long)tp);
-    if (s->rank < 0 || s->rank >= ep)
-        FAIL(TILING, "epRankId = %lld is outside [0, epWorldSize = %lld)", (long long)s->rank, (long long)ep);
-    if (tp > 1) {
-        if (s->tp_rank < 0 || s->tp_rank >= tp)
-            FAIL(TILING, "tpRankId = %lld is outside [0, tpWorldSize = %lld)", (long long)s->tp_rank, (long long)tp);
-        if (strnlen(groupTp, MOE_GROUP_NAME_MAX) == 0)
-            FAIL(TILING, "groupTp is \"\" but tpWorldSize = 2 needs the TP group name (length in [1, 127])");
-        if (s->cqm != 0)
-            FAIL(TILING, "commQuantMode = %lld; only 0 is supported with tpWorldSize = 2", (long long)s->cqm);
-    } else if (s->tp_rank != 0) {
-        FAIL(TILING, "tpRankId = %lld must be 0 when tpWorldSize = %lld (no TP)", (long long)s->tp_rank, (long long)tp);
-    }
-    if (s->shard != 0)
-        FAIL(TILING, "expertShardType = %lld; only 0 (shared-expert ranks first) is supported", (long long)s->shard);
-    if (s->S_attr < 0 || s->S_attr > 4) FAIL(TILING, "sharedExpertNum = %lld is outside [0, 4]", (long long)s->S_attr);
-    if (R < 0 || R >= ep)
-        FAIL(TILING, "sharedExpertRankNum = %lld is outside [0, epWorldSize = %lld)", (long long)R, (long long)ep);
-    if (M <= 0 || M > 1024) FAIL(TILING, "moeExpertNum = %lld is outside [1, 1024]", (long long)M);
+    if ((rc = moe_check_world(s->gws, &s->a, groupTp))) return rc;
+    /* the real tiling checks this right after groupTp in its TP = 2 branch */
+    if (tp > 1 && s->cqm != 0)
+        FAIL(TILING, "commQuantMode = %lld; only 0 is supported with tpWorldSize = 2", (long long)s->cqm);
+    if ((rc = moe_check_experts(s->gws, &s->a, s->shard, "[1, 1024]"))) return rc;
     if (s->cqm != 0 && s->cqm != 2)
         FAIL(TILING, "commQuantMode = %lld; only 0 (none) or 2 (int8 communication) is supported", (long long)s->cqm);
 
@@ -261,39 +220,20 @@ static int validate_tiling(const CombineState *s, const char *groupEp, const cha
                                           (int)T(i)->d.format);
 
     /* CheckAttrs */
-    const MoeShape *sh = &s->sh;
-    if (sh->S == 0 && R > 0)
-        FAIL(TILING, "sharedExpertRankNum = %lld but sharedExpertNum = %lld (0 after normalisation); both must be 0 or "
-                     "both > 0", (long long)R, (long long)s->S_attr);
-    if (sh->S > 0 && R == 0)
-        FAIL(TILING, "sharedExpertNum = %lld needs sharedExpertRankNum > 0 (sharedExpertNum = 1 with "
-                     "sharedExpertRankNum = 0 means no shared expert)", (long long)s->S_attr);
-    if (sh->S > 0 && R % sh->S != 0)
-        FAIL(TILING, "sharedExpertRankNum = %lld is not divisible by sharedExpertNum = %lld", (long long)R, (long long)sh->S);
-    if (M % (ep - R) != 0)
-        FAIL(TILING, "moeExpertNum = %lld is not divisible by epWorldSize - sharedExpertRankNum = %lld", (long long)M,
-             (long long)(ep - R));
-    if (sh->L > 1 && tp > 1)
-        FAIL(TILING, "tpWorldSize = 2 needs one MoE expert per rank, but moeExpertNum / (epWorldSize - "
-                     "sharedExpertRankNum) = %lld", (long long)sh->L);
-    if (tp > 1 && P(T_ELASTIC)) FAIL(TILING, "elasticInfoOptional is not supported with tpWorldSize = 2");
-    const int64_t bs = moe_dim(T(T_IDS), 0), k = moe_dim(T(T_IDS), 1);
-    if (bs <= 0 || bs > 512) FAIL(TILING, "expertIds dim0 (Bs) = %lld is outside [1, 512]", (long long)bs);
-    if (s->global_bs != 0 && (s->global_bs < ep * bs || s->global_bs % ep != 0))
-        FAIL(TILING, "globalBs = %lld must be 0 or a multiple of epWorldSize = %lld that is >= Bs * epWorldSize = %lld",
-             (long long)s->global_bs, (long long)ep, (long long)(bs * ep));
-    if (s->global_bs > bs * ep && P(T_MASK))
-        FAIL(TILING, "globalBs = %lld > Bs * epWorldSize = %lld (different Bs per rank) cannot be combined with "
-                     "xActiveMaskOptional", (long long)s->global_bs, (long long)(bs * ep));
-    if (s->copy > 0 && !P(T_ORI_X)) FAIL(TILING, "oriXOptional is required when copyExpertNum = %lld > 0", (long long)s->copy);
-    if (s->cnst > 0 && (!P(T_ORI_X) || !P(T_A1) || !P(T_A2) || !P(T_V)))
+    const MoeShape *sh = &s->a.sh;
+    if ((rc = moe_check_shared(s->gws, &s->a)) || (rc = moe_check_layout(s->gws, &s->a, P(T_ELASTIC))) ||
+        (rc = moe_check_bs(s->gws, &s->a, "expertIds dim0 (Bs)", "Bs", P(T_MASK))))
+        return rc;
+    const int64_t bs = s->a.bs, k = s->a.k;
+    if (s->a.copy > 0 && !P(T_ORI_X)) FAIL(TILING, "oriXOptional is required when copyExpertNum = %lld > 0", (long long)s->a.copy);
+    if (s->a.cnst > 0 && (!P(T_ORI_X) || !P(T_A1) || !P(T_A2) || !P(T_V)))
         FAIL(TILING, "constExpertNum = %lld > 0 requires oriXOptional, constExpertAlpha1Optional, "
-                     "constExpertAlpha2Optional and constExpertVOptional (missing: %s)", (long long)s->cnst,
+                     "constExpertAlpha2Optional and constExpertVOptional (missing: %s)", (long long)s->a.cnst,
              !P(T_ORI_X) ? "oriXOptional" : !P(T_A1) ? "constExpertAlpha1Optional"
                                          : !P(T_A2) ? "constExpertAlpha2Optional" : "constExpertVOptional");
 
     /* CheckTensorShape */
-    const int64_t mz = M + s->zero + s->copy + s->cnst;
+    const int64_t mz = M + s->a.zero + s->a.copy + s->a.cnst;
     if (k <= 0 || k > 16 || k > mz)
         FAIL(TILING, "expertIds dim1 (K) = %lld is outside (0, min(16, moeExpertNum + zero + copy + const = %lld)]",
              (long long)k, (long long)mz);
@@ -366,28 +306,17 @@ static int validate_tiling(const CombineState *s, const char *groupEp, const cha
     if (P(T_ORI_X) && (moe_dim(T(T_ORI_X), 0) != bs || moe_dim(T(T_ORI_X), 1) != h))
         FAIL(TILING, "oriXOptional shape %s must be (Bs, H) = (%lld, %lld)", moe_shape_str(T(T_ORI_X), b1, sizeof b1),
              (long long)bs, (long long)h);
-    if (P(T_A1) && moe_dim(T(T_A1), 0) != s->cnst)
+    if (P(T_A1) && moe_dim(T(T_A1), 0) != s->a.cnst)
         FAIL(TILING, "constExpertAlpha1Optional dim0 = %lld must equal constExpertNum = %lld",
-             (long long)moe_dim(T(T_A1), 0), (long long)s->cnst);
-    if (P(T_A2) && moe_dim(T(T_A2), 0) != s->cnst)
+             (long long)moe_dim(T(T_A1), 0), (long long)s->a.cnst);
+    if (P(T_A2) && moe_dim(T(T_A2), 0) != s->a.cnst)
         FAIL(TILING, "constExpertAlpha2Optional dim0 = %lld must equal constExpertNum = %lld",
-             (long long)moe_dim(T(T_A2), 0), (long long)s->cnst);
-    if (P(T_V) && (moe_dim(T(T_V), 0) != s->cnst || moe_dim(T(T_V), 1) != h))
+             (long long)moe_dim(T(T_A2), 0), (long long)s->a.cnst);
+    if (P(T_V) && (moe_dim(T(T_V), 0) != s->a.cnst || moe_dim(T(T_V), 1) != h))
         FAIL(TILING, "constExpertVOptional shape %s must be (constExpertNum, H) = (%lld, %lld)",
-             moe_shape_str(T(T_V), b1, sizeof b1), (long long)s->cnst, (long long)h);
+             moe_shape_str(T(T_V), b1, sizeof b1), (long long)s->a.cnst, (long long)h);
     /* window size */
-    {
-        uint64_t mb = moe_hccl_buffsize_mb();
-        uint64_t need = moe_hccl_window_need((uint64_t)sh->max_bs, (uint64_t)h, (uint64_t)ep, (uint64_t)sh->L,
-                                             (uint64_t)k, (uint64_t)sh->S, 0);
-        if (need > mb * 1024 * 1024)
-            FAIL(TILING, "HCCL_BUFFSIZE = %llu MB is too small: this configuration needs %llu MB "
-                         "(2 * (maxBs * dispatchTokenSize * epWorldSize * localExpertNum + maxBs * combineTokenSize * "
-                         "(K + sharedExpertNum)) = %llu bytes); set HCCL_BUFFSIZE >= %llu",
-                 (unsigned long long)mb, (unsigned long long)(need / (1024 * 1024) + 1), (unsigned long long)need,
-                 (unsigned long long)(need / (1024 * 1024) + 1));
-    }
-    return 0;
+    return moe_check_win_size(s->gws, &s->a, 0);
 }
 
 /* ================================ execution ================================================== */
@@ -398,37 +327,20 @@ typedef struct {
 } CombineTpPub;
 
 typedef struct {
-    char err[512];
-    int32_t orig_rank, new_rank;
+    MoePubHead hd;             /* first: peers are compared through it */
     MoeCombineSrc src;
-    int64_t h, M, ep, R, S, tp, cqm, Z;
-    int32_t x_dtype;
-    int elastic_active;
-    int64_t ep_eff, R_eff, M_eff;
+    int64_t h, cqm;
 } CombinePub;
 
 static int check_consistency(const CombinePub *me, const CombinePub *p, char *err, size_t n) {
-#define CMP(f, name)                                                                                           \
-    if (me->f != p->f) {                                                                                       \
-        snprintf(err, n, "%s differs between EP ranks: %lld on rank %d, %lld on rank %d (all ranks must agree)", \
-                 name, (long long)me->f, me->orig_rank, (long long)p->f, p->orig_rank);                        \
-        return -1;                                                                                             \
-    }
+#define CMP(f, name) \
+    if (moe_differs(&me->hd, &p->hd, name, me->f, p->f, err, n)) return -1
     CMP(h, "H (expandX dim1)");
-    CMP(x_dtype, "expandX dtype");
-    CMP(M, "moeExpertNum");
-    CMP(ep, "epWorldSize");
-    CMP(R, "sharedExpertRankNum");
-    CMP(S, "sharedExpertNum (normalised)");
-    CMP(Z, "zeroExpertNum + copyExpertNum + constExpertNum");
-    CMP(tp, "tpWorldSize");
+    if (moe_differs_world(&me->hd, &p->hd, "expandX", err, n)) return -1;
+    CMP(hd.tp, "tpWorldSize");
     CMP(cqm, "commQuantMode");
-    CMP(elastic_active, "elasticInfo[0] (scale-down flag)");
-    CMP(ep_eff, "elasticInfo[1]");
-    CMP(R_eff, "elasticInfo[2]");
-    CMP(M_eff, "elasticInfo[3]");
 #undef CMP
-    return 0;
+    return moe_differs_elastic(&me->hd, &p->hd, err, n);
 }
 
 #define RUN_ERR(...) snprintf(err, sizeof err, __VA_ARGS__)
@@ -464,41 +376,12 @@ static int combine_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
     CombineState *s = (CombineState *)ex->state;
     char err[512] = "";
     int status = SIM_ACL_ERROR_RT_AICORE_EXCEPTION;
-    const int dev = sim_stream_device(strm);
-    const int64_t h = s->h, bs = s->bs, k = s->k;
+    const int64_t h = s->a.h, bs = s->a.bs, k = s->a.k;
     const int is_bf16 = T(T_EXPAND_X)->d.dtype == ACL_BF16;
-    SimComm *epc = sim_comm_lookup(s->group_ep, dev);
-    if (!epc) {
-        sim_set_error("%s: no HCCL communicator named \"%s\" has a member on device %d (groupEp)", s->run, s->group_ep,
-                      dev);
-        return SIM_ACL_ERROR_RT_PARAM_INVALID;
-    }
-    if (sim_comm_size(epc) != s->ep) {
-        sim_set_error("%s: communicator \"%s\" has %d ranks but epWorldSize = %lld", s->run, s->group_ep,
-                      sim_comm_size(epc), (long long)s->ep);
-        return SIM_ACL_ERROR_RT_PARAM_INVALID;
-    }
-    SimComm *tpc = NULL;
-    if (s->tp == 2) {
-        tpc = sim_comm_lookup(s->group_tp, dev);
-        if (!tpc || sim_comm_size(tpc) != 2) {
-            sim_set_error("%s: %s \"%s\" on device %d (groupTp, tpWorldSize = 2)", s->run,
-                          tpc ? "the TP communicator must have 2 ranks:" : "no HCCL communicator named", s->group_tp, dev);
-            return SIM_ACL_ERROR_RT_PARAM_INVALID;
-        }
-    }
+    SimComm *epc, *tpc;
     MoeElastic el;
-    if (moe_elastic_load(&el, T(T_ELASTIC), s->ep, s->rank, s->R, s->M, s->sh.S, err, sizeof err) != 0) {
-        moe_elastic_free(&el);
-        sim_set_error("%s: %s", s->run, err);
-        return SIM_ACL_ERROR_RT_AICORE_EXCEPTION;
-    }
-    if (sim_comm_rank(epc) != s->rank)
-        RUN_ERR("epRankId = %lld but this device is rank %d of communicator \"%s\"", (long long)s->rank,
-                sim_comm_rank(epc), s->group_ep);
-    if (!err[0] && tpc && sim_comm_rank(tpc) != s->tp_rank)
-        RUN_ERR("tpRankId = %lld but this device is rank %d of TP communicator \"%s\"", (long long)s->tp_rank,
-                sim_comm_rank(tpc), s->group_tp);
+    const int begin = moe_run_begin(s->run, &s->a, T(T_ELASTIC), strm, &epc, &tpc, &el, err, sizeof err);
+    if (begin) return begin;
 
     /* ---- Step A: row counts (CS §3.1) ---- */
     int64_t self_cnt = 0, peer_cnt = 0;
@@ -509,7 +392,7 @@ static int combine_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
             RUN_ERR("epSendCounts[%lld] (the last own cumulative count) is outside the tensor (%lld entries)",
                     (long long)idx, (long long)moe_numel(T(T_EP_SEND)));
         else self_cnt = read_i32(T(T_EP_SEND), idx);
-        if (tpc) peer_cnt = read_i32(T(T_TP_SEND), 1 - s->tp_rank);
+        if (tpc) peer_cnt = read_i32(T(T_TP_SEND), 1 - s->a.tp_rank);
         if (!err[0] && (self_cnt < 0 || peer_cnt < 0 || self_cnt + peer_cnt > moe_dim(T(T_EXPAND_X), 0)))
             RUN_ERR("row counts out of range: epSendCounts gives %lld own rows%s%lld, expandX has %lld rows",
                     (long long)self_cnt, tpc ? " and tpSendCounts[peer] gives " : "", (long long)(tpc ? peer_cnt : 0),
@@ -531,7 +414,7 @@ static int combine_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
     const uint16_t *send_rows = rows;
     const int tpart[2] = {0, 1};
     void *tpeers[2] = {NULL, NULL};
-    void **peers = (void **)calloc((size_t)s->ep, sizeof(void *));
+    void **peers = (void **)calloc((size_t)s->a.ep, sizeof(void *));
     int xrc;
     if (tpc) {
         CombineTpPub tpub;
@@ -567,23 +450,11 @@ static int combine_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
     /* ---- Step C: EP return (CS §3.3), pulled by the owners ---- */
     CombinePub pub;
     memset(&pub, 0, sizeof pub);
-    snprintf(pub.err, sizeof pub.err, "%.500s", err);
-    pub.orig_rank = (int32_t)s->rank;
-    pub.new_rank = (int32_t)el.me;
+    moe_pub_head(&pub.hd, &s->a, &el, T(T_EXPAND_X)->d.dtype);
+    snprintf(pub.hd.err, sizeof pub.hd.err, "%.500s", err);
     pub.src = (MoeCombineSrc){.rows = send_rows, .triples = triples, .n_rows = err[0] ? 0 : self_cnt, .h = h};
     pub.h = h;
-    pub.M = s->M;
-    pub.ep = s->ep;
-    pub.R = s->R;
-    pub.S = s->sh.S;
-    pub.tp = s->tp;
     pub.cqm = s->cqm;
-    pub.Z = s->zero + s->copy + s->cnst;
-    pub.x_dtype = T(T_EXPAND_X)->d.dtype;
-    pub.elastic_active = el.active;
-    pub.ep_eff = el.ep;
-    pub.R_eff = el.R;
-    pub.M_eff = el.M;
     xrc = moe_exchange(s->run, epc, el.part, el.n_part, &pub, peers, strm);
     if (xrc) {
         status = xrc;
@@ -593,16 +464,12 @@ static int combine_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
     for (int i = 0; i < el.n_part && !err[0]; i++) {
         const CombinePub *p = (const CombinePub *)peers[el.part[i]];
         if (!p) continue;
-        if (p->err[0] && p != &pub) {
-            RUN_ERR("EP rank %d failed: %.440s", p->orig_rank, p->err);
-            break;
-        }
-        if (check_consistency(&pub, p, err, sizeof err)) break;
+        if (moe_peer_failed(&pub.hd, &p->hd, err, sizeof err) || check_consistency(&pub, p, err, sizeof err)) break;
         srcs[i] = &p->src;
     }
 
     /* ---- Step D: per-token combine (CS §3.4) [+ AddRmsNorm (CS §4)] ---- */
-    const int64_t kslots = k + s->sh.S;
+    const int64_t kslots = k + s->a.sh.S;
     const uint16_t **slots = NULL;
     uint16_t *xout = NULL, *yout = NULL;
     float *rstd = NULL, *acc = NULL;
@@ -634,8 +501,8 @@ static int combine_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
         const uint16_t *gam = (const uint16_t *)gather_all(&g_gam, T(T_GAMMA));
         const int mask_nd = P(T_MASK) ? moe_ndim(T(T_MASK)) : 0;
         const int64_t np = moe_mask_prefix(mask, mask_nd, bs);
-        MoeCombineCfg cc = {.k = k, .s = s->sh.S, .h = h, .moe_num = s->M, .zero_num = s->zero, .copy_num = s->copy,
-                            .const_num = s->cnst, .is_bf16 = is_bf16, .int8_comm = s->cqm == 2};
+        MoeCombineCfg cc = {.k = k, .s = s->a.sh.S, .h = h, .moe_num = s->a.M, .zero_num = s->a.zero, .copy_num = s->a.copy,
+                            .const_num = s->a.cnst, .is_bf16 = is_bf16, .int8_comm = s->cqm == 2};
         const float inv_h = 1.0f / (float)h;
         for (int64_t t = 0; t < bs && !err[0]; t++) {
             if (!moe_token_processed(mask, mask_nd, k, t, np)) continue;
@@ -648,10 +515,10 @@ static int combine_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
                 if (j < k)
                     RUN_ERR("EP rank %lld token %lld: no row came back for k = %lld (expert id %d); the real kernel "
                             "would wait for it forever (dispatch and combine inputs inconsistent?)",
-                            (long long)s->rank, (long long)t, (long long)j, ids[t * k + j]);
+                            (long long)s->a.rank, (long long)t, (long long)j, ids[t * k + j]);
                 else
                     RUN_ERR("EP rank %lld token %lld: no row came back from shared expert %lld; the real kernel would "
-                            "wait for it forever%s", (long long)s->rank, (long long)t, (long long)(j - k),
+                            "wait for it forever%s", (long long)s->a.rank, (long long)t, (long long)(j - k),
                             el.active && el.R == 0 ? " (the scale-down removed every shared-expert rank)" : "");
                 break;
             }
@@ -705,92 +572,67 @@ out:
 }
 
 /* ================================ shared GetWorkspaceSize ==================================== */
-static void state_free(void *p) { free(p); }
+/* the tensors only CombineAddRmsNormV2 has */
+static int arn_only(int i) { return i == T_RESIDUAL || i == T_GAMMA || i == T_Y_OUT || i == T_RSTD_OUT; }
 
-static aclnnStatus combine_gws(CombineState *st, const aclTensor *const *tin, const char *groupEp,
-                               const char *groupTp, uint64_t *workspaceSize, aclOpExecutor **executor) {
-    for (int i = 0; i < T_COUNT; i++) {
-        moe_tensor_capture(&st->t[i], moe_tensor_live(tin[i]) ? tin[i] : NULL);
-        if (tin[i] && !st->t[i].present) st->t[i].present = 1; /* reported by validate_api */
-    }
-    const void *raw[T_COUNT];
-    for (int i = 0; i < T_COUNT; i++) raw[i] = tin[i];
-    int rc = validate_api(st, groupEp, groupTp, raw, workspaceSize, executor);
-    if (!rc) {
-        const MoeTensor *ids = &st->t[T_IDS], *ex = &st->t[T_EXPAND_X];
-        st->bs = moe_ndim(ids) >= 1 ? moe_dim(ids, 0) : 0;
-        st->k = moe_ndim(ids) >= 2 ? moe_dim(ids, 1) : 0;
-        st->h = moe_ndim(ex) >= 2 ? moe_dim(ex, 1) : 0;
-        moe_shape_compute(&st->sh, st->ep, st->rank, st->M, st->S_attr, st->R, st->bs, st->k, st->global_bs,
-                          st->t[T_ELASTIC].present);
-        rc = validate_tiling(st, groupEp, groupTp);
-    }
-    if (rc) {
-        free(st);
-        return rc;
-    }
-    snprintf(st->group_ep, sizeof st->group_ep, "%s", groupEp);
-    snprintf(st->group_tp, sizeof st->group_tp, "%s", groupTp);
-    /* workspace of the A3 tiling: 16 MiB + aivNum * 10 KiB (CT/AT SetWorkspace), unused by the simulator */
-    const uint64_t ws = 16ull * 1024 * 1024 + (uint64_t)MOE_AIV_NUM * 10 * 1024;
-    const char *gws = st->gws;
-    aclOpExecutor *ex = sim_executor_new(st->run, ws, combine_run, state_free, st);
-    if (!ex) /* sim_executor_new released the state */
-        return moe_fail(gws, ACLNN_ERR_INNER_CREATE_EXECUTOR, "could not create the executor");
-    *workspaceSize = ws;
-    *executor = ex;
-    return 0;
-}
-
-static void record_common_attrs(MoeStr *r, const char *groupEp, int64_t epWorldSize, int64_t epRankId,
-                                int64_t moeExpertNum, const char *groupTp, int64_t tpWorldSize, int64_t tpRankId,
-                                int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum,
-                                int64_t globalBs, int64_t outDtype, int64_t commQuantMode, int64_t groupListType,
-                                const char *commAlg) {
-    moe_str_string(r, "groupEp", groupEp);
-    moe_str_int(r, "epWorldSize", epWorldSize);
-    moe_str_int(r, "epRankId", epRankId);
-    moe_str_int(r, "moeExpertNum", moeExpertNum);
-    moe_str_string(r, "groupTp", groupTp);
-    moe_str_int(r, "tpWorldSize", tpWorldSize);
-    moe_str_int(r, "tpRankId", tpRankId);
-    moe_str_int(r, "expertShardType", expertShardType);
-    moe_str_int(r, "sharedExpertNum", sharedExpertNum);
-    moe_str_int(r, "sharedExpertRankNum", sharedExpertRankNum);
-    moe_str_int(r, "globalBs", globalBs);
-    moe_str_int(r, "outDtype", outDtype);
-    moe_str_int(r, "commQuantMode", commQuantMode);
-    moe_str_int(r, "groupListType", groupListType);
-    moe_str_string(r, "commAlg", commAlg);
-}
-
-static CombineState *new_state(int arn, int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum,
-                               int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum,
+/* The body of both GetWorkspaceSize entry points: records the call, captures and checks the
+ * arguments, and creates the executor. tin holds every tensor argument by T_ index (NULL where the
+ * op has none); normEps is ignored by CombineV3. */
+static aclnnStatus combine_gws(int arn, const aclTensor *const *tin, const char *groupEp, int64_t epWorldSize,
+                               int64_t epRankId, int64_t moeExpertNum, const char *groupTp, int64_t tpWorldSize,
+                               int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum,
                                int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype, int64_t commQuantMode,
-                               int64_t groupListType, int64_t zeroExpertNum, int64_t copyExpertNum,
-                               int64_t constExpertNum, float normEps) {
+                               int64_t groupListType, const char *commAlg, float normEps, int64_t zeroExpertNum,
+                               int64_t copyExpertNum, int64_t constExpertNum, uint64_t *workspaceSize,
+                               aclOpExecutor **executor) {
+    const char *gws = arn ? ARN_GWS : CV3_GWS;
+    MoeStr r = {0};
+    for (int i = 0; i < T_Y_OUT; i++)
+        if (arn || !arn_only(i)) moe_str_tensor(&r, T_NAMES[i], tin[i]);
+    moe_str_world(&r, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId, expertShardType,
+                  sharedExpertNum, sharedExpertRankNum);
+    moe_str_int(&r, "globalBs", globalBs);
+    moe_str_int(&r, "outDtype", outDtype);
+    moe_str_int(&r, "commQuantMode", commQuantMode);
+    moe_str_int(&r, "groupListType", groupListType);
+    moe_str_string(&r, "commAlg", commAlg);
+    if (arn) moe_str_float(&r, "normEps", normEps);
+    moe_str_int(&r, "zeroExpertNum", zeroExpertNum);
+    moe_str_int(&r, "copyExpertNum", copyExpertNum);
+    moe_str_int(&r, "constExpertNum", constExpertNum);
+    for (int i = T_Y_OUT; i < T_COUNT; i++)
+        if (arn || !arn_only(i)) moe_str_tensor(&r, T_NAMES[i], tin[i]);
+    moe_str_ptr(&r, "workspaceSize", workspaceSize);
+    moe_str_ptr(&r, "executor", executor);
+    moe_str_record(&r, gws);
+
     CombineState *st = (CombineState *)calloc(1, sizeof *st);
-    if (!st) return NULL;
+    if (!st) return moe_fail(gws, ACLNN_ERR_INNER_CREATE_EXECUTOR, "out of host memory");
     st->arn = arn;
-    st->gws = arn ? ARN_GWS : CV3_GWS;
+    st->gws = gws;
     st->run = arn ? ARN_RUN : CV3_RUN;
-    st->ep = epWorldSize;
-    st->rank = epRankId;
-    st->M = moeExpertNum;
-    st->tp = tpWorldSize;
-    st->tp_rank = tpRankId;
+    moe_attrs_init(&st->a, epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, sharedExpertNum,
+                   sharedExpertRankNum, globalBs, zeroExpertNum, copyExpertNum, constExpertNum);
     st->shard = expertShardType;
-    st->S_attr = sharedExpertNum;
-    st->R = sharedExpertRankNum;
-    st->global_bs = globalBs;
     st->out_dtype = outDtype;
     st->cqm = commQuantMode;
     st->glt = groupListType;
-    st->zero = zeroExpertNum;
-    st->copy = copyExpertNum;
-    st->cnst = constExpertNum;
     st->eps = normEps;
-    return st;
+    const void *raw[T_COUNT];
+    for (int i = 0; i < T_COUNT; i++) {
+        moe_tensor_capture_arg(&st->t[i], tin[i]); /* a dead one is reported by validate_api */
+        raw[i] = tin[i];
+    }
+    int rc = validate_api(st, groupEp, groupTp, raw, workspaceSize, executor);
+    if (!rc) {
+        const MoeTensor *ids = &st->t[T_IDS], *ex = &st->t[T_EXPAND_X];
+        moe_attrs_shape(&st->a, moe_ndim(ids) >= 1 ? moe_dim(ids, 0) : 0, moe_ndim(ex) >= 2 ? moe_dim(ex, 1) : 0,
+                        moe_ndim(ids) >= 2 ? moe_dim(ids, 1) : 0, st->t[T_ELASTIC].present);
+        rc = validate_tiling(st, groupEp, groupTp);
+    }
+    /* workspace of the A3 tiling: 16 MiB + aivNum * 10 KiB (CT/AT SetWorkspace), unused by the simulator */
+    const uint64_t ws = 16ull * 1024 * 1024 + (uint64_t)MOE_AIV_NUM * 10 * 1024;
+    return moe_gws_finish(rc, gws, st->run, ws, &st->a, groupEp, groupTp, combine_run, st, workspaceSize, executor);
 }
 
 /* ================================ public API ================================================= */
@@ -808,39 +650,6 @@ SIM_API aclnnStatus aclnnMoeDistributeCombineV3GetWorkspaceSize(
     int64_t commQuantMode, int64_t groupListType, const char *commAlg, int64_t zeroExpertNum,
     int64_t copyExpertNum, int64_t constExpertNum, aclTensor *xOut, uint64_t *workspaceSize,
     aclOpExecutor **executor) {
-    MoeStr r = {0};
-    moe_str_tensor(&r, "expandX", expandX);
-    moe_str_tensor(&r, "expertIds", expertIds);
-    moe_str_tensor(&r, "assistInfoForCombine", assistInfoForCombine);
-    moe_str_tensor(&r, "epSendCounts", epSendCounts);
-    moe_str_tensor(&r, "expertScales", expertScales);
-    moe_str_tensor(&r, "tpSendCountsOptional", tpSendCountsOptional);
-    moe_str_tensor(&r, "xActiveMaskOptional", xActiveMaskOptional);
-    moe_str_tensor(&r, "activationScaleOptional", activationScaleOptional);
-    moe_str_tensor(&r, "weightScaleOptional", weightScaleOptional);
-    moe_str_tensor(&r, "groupListOptional", groupListOptional);
-    moe_str_tensor(&r, "expandScalesOptional", expandScalesOptional);
-    moe_str_tensor(&r, "sharedExpertXOptional", sharedExpertXOptional);
-    moe_str_tensor(&r, "elasticInfoOptional", elasticInfoOptional);
-    moe_str_tensor(&r, "oriXOptional", oriXOptional);
-    moe_str_tensor(&r, "constExpertAlpha1Optional", constExpertAlpha1Optional);
-    moe_str_tensor(&r, "constExpertAlpha2Optional", constExpertAlpha2Optional);
-    moe_str_tensor(&r, "constExpertVOptional", constExpertVOptional);
-    record_common_attrs(&r, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
-                        expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode,
-                        groupListType, commAlg);
-    moe_str_int(&r, "zeroExpertNum", zeroExpertNum);
-    moe_str_int(&r, "copyExpertNum", copyExpertNum);
-    moe_str_int(&r, "constExpertNum", constExpertNum);
-    moe_str_tensor(&r, "xOut", xOut);
-    moe_str_ptr(&r, "workspaceSize", workspaceSize);
-    moe_str_ptr(&r, "executor", executor);
-    moe_str_record(&r, CV3_GWS);
-
-    CombineState *st = new_state(0, epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, expertShardType,
-                                 sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode, groupListType,
-                                 zeroExpertNum, copyExpertNum, constExpertNum, 0.0f);
-    if (!st) return moe_fail(CV3_GWS, ACLNN_ERR_INNER_CREATE_EXECUTOR, "out of host memory");
     const aclTensor *tin[T_COUNT] = {
         [T_EXPAND_X] = expandX, [T_IDS] = expertIds, [T_ASSIST] = assistInfoForCombine, [T_EP_SEND] = epSendCounts,
         [T_SCALES] = expertScales, [T_TP_SEND] = tpSendCountsOptional, [T_MASK] = xActiveMaskOptional,
@@ -849,7 +658,10 @@ SIM_API aclnnStatus aclnnMoeDistributeCombineV3GetWorkspaceSize(
         [T_SHARED_X] = sharedExpertXOptional, [T_ELASTIC] = elasticInfoOptional, [T_ORI_X] = oriXOptional,
         [T_A1] = constExpertAlpha1Optional, [T_A2] = constExpertAlpha2Optional, [T_V] = constExpertVOptional,
         [T_X_OUT] = xOut};
-    return combine_gws(st, tin, groupEp, groupTp, workspaceSize, executor);
+    return combine_gws(0, tin, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
+                       expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode,
+                       groupListType, commAlg, 0.0f, zeroExpertNum, copyExpertNum, constExpertNum, workspaceSize,
+                       executor);
 }
 
 SIM_API aclnnStatus aclnnMoeDistributeCombineV3(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
@@ -871,44 +683,6 @@ SIM_API aclnnStatus aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
     int64_t commQuantMode, int64_t groupListType, const char *commAlg, float normEps, int64_t zeroExpertNum,
     int64_t copyExpertNum, int64_t constExpertNum, aclTensor *yOut, aclTensor *rstdOut, aclTensor *xOut,
     uint64_t *workspaceSize, aclOpExecutor **executor) {
-    MoeStr r = {0};
-    moe_str_tensor(&r, "expandX", expandX);
-    moe_str_tensor(&r, "expertIds", expertIds);
-    moe_str_tensor(&r, "assistInfoForCombine", assistInfoForCombine);
-    moe_str_tensor(&r, "epSendCounts", epSendCounts);
-    moe_str_tensor(&r, "expertScales", expertScales);
-    moe_str_tensor(&r, "residualX", residualX);
-    moe_str_tensor(&r, "gamma", gamma);
-    moe_str_tensor(&r, "tpSendCountsOptional", tpSendCountsOptional);
-    moe_str_tensor(&r, "xActiveMaskOptional", xActiveMaskOptional);
-    moe_str_tensor(&r, "activationScaleOptional", activationScaleOptional);
-    moe_str_tensor(&r, "weightScaleOptional", weightScaleOptional);
-    moe_str_tensor(&r, "groupListOptional", groupListOptional);
-    moe_str_tensor(&r, "expandScalesOptional", expandScalesOptional);
-    moe_str_tensor(&r, "sharedExpertXOptional", sharedExpertXOptional);
-    moe_str_tensor(&r, "elasticInfoOptional", elasticInfoOptional);
-    moe_str_tensor(&r, "oriXOptional", oriXOptional);
-    moe_str_tensor(&r, "constExpertAlpha1Optional", constExpertAlpha1Optional);
-    moe_str_tensor(&r, "constExpertAlpha2Optional", constExpertAlpha2Optional);
-    moe_str_tensor(&r, "constExpertVOptional", constExpertVOptional);
-    record_common_attrs(&r, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
-                        expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode,
-                        groupListType, commAlg);
-    moe_str_float(&r, "normEps", normEps);
-    moe_str_int(&r, "zeroExpertNum", zeroExpertNum);
-    moe_str_int(&r, "copyExpertNum", copyExpertNum);
-    moe_str_int(&r, "constExpertNum", constExpertNum);
-    moe_str_tensor(&r, "yOut", yOut);
-    moe_str_tensor(&r, "rstdOut", rstdOut);
-    moe_str_tensor(&r, "xOut", xOut);
-    moe_str_ptr(&r, "workspaceSize", workspaceSize);
-    moe_str_ptr(&r, "executor", executor);
-    moe_str_record(&r, ARN_GWS);
-
-    CombineState *st = new_state(1, epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, expertShardType,
-                                 sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode, groupListType,
-                                 zeroExpertNum, copyExpertNum, constExpertNum, normEps);
-    if (!st) return moe_fail(ARN_GWS, ACLNN_ERR_INNER_CREATE_EXECUTOR, "out of host memory");
     const aclTensor *tin[T_COUNT] = {
         [T_EXPAND_X] = expandX, [T_IDS] = expertIds, [T_ASSIST] = assistInfoForCombine, [T_EP_SEND] = epSendCounts,
         [T_SCALES] = expertScales, [T_RESIDUAL] = residualX, [T_GAMMA] = gamma, [T_TP_SEND] = tpSendCountsOptional,
@@ -917,7 +691,10 @@ SIM_API aclnnStatus aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
         [T_SHARED_X] = sharedExpertXOptional, [T_ELASTIC] = elasticInfoOptional, [T_ORI_X] = oriXOptional,
         [T_A1] = constExpertAlpha1Optional, [T_A2] = constExpertAlpha2Optional, [T_V] = constExpertVOptional,
         [T_Y_OUT] = yOut, [T_RSTD_OUT] = rstdOut, [T_X_OUT] = xOut};
-    return combine_gws(st, tin, groupEp, groupTp, workspaceSize, executor);
+    return combine_gws(1, tin, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
+                       expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode,
+                       groupListType, commAlg, normEps, zeroExpertNum, copyExpertNum, constExpertNum, workspaceSize,
+                       executor);
 }
 
 SIM_API aclnnStatus aclnnMoeDistributeCombineAddRmsNormV2(void *workspace, uint64_t workspaceSize,

@@ -4,6 +4,8 @@
 #define _GNU_SOURCE
 #include "op_moe_common.h"
 
+#include "aclnn/acl_meta.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -173,6 +175,20 @@ void moe_str_ptr(MoeStr *s, const char *name, const void *p) {
     else moe_str_add(s, "%s=%p", name, p);
 }
 
+void moe_str_world(MoeStr *s, const char *groupEp, int64_t ep, int64_t rank, int64_t M, const char *groupTp,
+                   int64_t tp, int64_t tp_rank, int64_t shard, int64_t S, int64_t R) {
+    moe_str_string(s, "groupEp", groupEp);
+    moe_str_int(s, "epWorldSize", ep);
+    moe_str_int(s, "epRankId", rank);
+    moe_str_int(s, "moeExpertNum", M);
+    moe_str_string(s, "groupTp", groupTp);
+    moe_str_int(s, "tpWorldSize", tp);
+    moe_str_int(s, "tpRankId", tp_rank);
+    moe_str_int(s, "expertShardType", shard);
+    moe_str_int(s, "sharedExpertNum", S);
+    moe_str_int(s, "sharedExpertRankNum", R);
+}
+
 void moe_str_record(MoeStr *s, const char *fn) {
     sim_record_call(fn, "%s", s->buf ? s->buf : "");
     free(s->buf);
@@ -205,20 +221,175 @@ uint64_t moe_hccl_buffsize_mb(void) {
     return mb;
 }
 
-void moe_shape_compute(MoeShape *sh, int64_t ep, int64_t rank, int64_t M, int64_t S_attr, int64_t R, int64_t bs,
-                       int64_t k, int64_t global_bs, int has_elastic) {
+/* ---- attributes ------------------------------------------------------------------------------- */
+void moe_attrs_init(MoeAttrs *a, int64_t ep, int64_t rank, int64_t M, int64_t tp, int64_t tp_rank, int64_t S_attr,
+                    int64_t R, int64_t global_bs, int64_t zero, int64_t copy, int64_t cnst) {
+    *a = (MoeAttrs){.ep = ep, .rank = rank, .M = M, .tp = tp, .tp_rank = tp_rank, .S_attr = S_attr, .R = R,
+                    .global_bs = global_bs, .zero = zero, .copy = copy, .cnst = cnst};
+}
+
+void moe_attrs_shape(MoeAttrs *a, int64_t bs, int64_t h, int64_t k, int has_elastic) {
+    MoeShape *sh = &a->sh;
+    const int64_t ep = a->ep, R = a->R;
+    a->bs = bs;
+    a->h = h;
+    a->k = k;
     memset(sh, 0, sizeof *sh);
-    sh->S = (R == 0 && S_attr == 1) ? 0 : S_attr;
-    sh->L = (ep - R > 0) ? M / (ep - R) : 0;
+    sh->S = (R == 0 && a->S_attr == 1) ? 0 : a->S_attr;
+    sh->L = (ep - R > 0) ? a->M / (ep - R) : 0;
     sh->rpse = (sh->S > 0 && R > 0) ? R / sh->S : 0;
-    sh->global_bs = global_bs != 0 ? global_bs : bs * ep;
+    sh->global_bs = a->global_bs != 0 ? a->global_bs : bs * ep;
     sh->max_bs = ep > 0 ? sh->global_bs / ep : 0;
-    sh->is_shared = rank < R;
+    sh->is_shared = a->rank < R;
     int64_t groups = sh->rpse > 0 ? (ep + sh->rpse - 1) / sh->rpse : 0;
     int64_t shared_a = sh->max_bs * groups;
     int64_t moe_a = sh->global_bs * (sh->L < k ? sh->L : k);
     if (has_elastic) sh->A = shared_a > moe_a ? shared_a : moe_a;
     else sh->A = sh->is_shared ? shared_a : moe_a;
+}
+
+/* ---- GetWorkspaceSize checks ----------------------------------------------------------------------- */
+#define FAIL(st, ...) return moe_fail(api, st, __VA_ARGS__)
+#define NULLPTR SIM_ACLNN_ERR_PARAM_NULLPTR
+#define INVALID SIM_ACLNN_ERR_PARAM_INVALID
+#define TILING SIM_ACLNN_ERR_INNER_TILING_ERROR
+
+int moe_in_list(int32_t dt, const int32_t *l, int n) {
+    for (int i = 0; i < n; i++)
+        if (l[i] == dt) return 1;
+    return 0;
+}
+
+int moe_check_api_args(const char *api, const char *groupEp, const char *groupTp, int len_status,
+                       const void *workspaceSize, const void *executor, const void *const *raw,
+                       const char *const *raw_names, int n_raw) {
+    if (strnlen(groupEp, MOE_GROUP_NAME_MAX) >= MOE_GROUP_NAME_MAX)
+        FAIL(len_status, "groupEp has %zu characters; the length must be in [1, 128)", strlen(groupEp));
+    if (!groupTp)
+        FAIL(NULLPTR, "groupTp is NULL; pass \"\" when there is no TP group (the real op_api calls strnlen on it "
+                      "without a NULL check)");
+    if (strnlen(groupTp, MOE_GROUP_NAME_MAX) >= MOE_GROUP_NAME_MAX)
+        FAIL(len_status, "groupTp has %zu characters; the length must be < 128", strlen(groupTp));
+    if (!workspaceSize) FAIL(NULLPTR, "workspaceSize is NULL");
+    if (!executor) FAIL(NULLPTR, "executor is NULL");
+    for (int i = 0; i < n_raw; i++)
+        if (raw[i] && !moe_tensor_live(raw[i]))
+            FAIL(INVALID, "%s (%p) is not a live aclTensor (destroyed or never created)", raw_names[i], raw[i]);
+    return 0;
+}
+
+int moe_check_expert_sum(const char *api, const MoeAttrs *a) {
+    int64_t sum;
+    if (__builtin_add_overflow(a->zero, a->copy, &sum) || __builtin_add_overflow(sum, a->cnst, &sum) ||
+        __builtin_add_overflow(sum, a->M, &sum) || sum > INT32_MAX)
+        FAIL(TILING, "moeExpertNum + zeroExpertNum + copyExpertNum + constExpertNum exceeds INT32_MAX (2147483647)");
+    return 0;
+}
+
+int moe_check_world(const char *api, const MoeAttrs *a, const char *groupTp) {
+    const int64_t ep = a->ep, tp = a->tp;
+    if (ep < 2 || ep > 768) FAIL(TILING, "epWorldSize = %lld is outside [2, 768]", (long long)ep);
+    if (tp < 0 || tp > 2) FAIL(TILING, "tpWorldSize = %lld is outside [0, 2]", (long long)tp);
+    if (a->rank < 0 || a->rank >= ep)
+        FAIL(TILING, "epRankId = %lld is outside [0, epWorldSize = %lld)", (long long)a->rank, (long long)ep);
+    if (tp > 1) {
+        if (a->tp_rank < 0 || a->tp_rank >= tp)
+            FAIL(TILING, "tpRankId = %lld is outside [0, tpWorldSize = %lld)", (long long)a->tp_rank, (long long)tp);
+        if (strnlen(groupTp, MOE_GROUP_NAME_MAX) == 0)
+            FAIL(TILING, "groupTp is \"\" but tpWorldSize = 2 needs the TP group name (length in [1, 127])");
+    } else if (a->tp_rank != 0) {
+        FAIL(TILING, "tpRankId = %lld must be 0 when tpWorldSize = %lld (no TP)", (long long)a->tp_rank, (long long)tp);
+    }
+    return 0;
+}
+
+int moe_check_experts(const char *api, const MoeAttrs *a, int64_t shard, const char *m_range) {
+    const int64_t ep = a->ep, M = a->M, R = a->R;
+    if (shard != 0) FAIL(TILING, "expertShardType = %lld; only 0 (shared-expert ranks first) is supported", (long long)shard);
+    if (a->S_attr < 0 || a->S_attr > 4) FAIL(TILING, "sharedExpertNum = %lld is outside [0, 4]", (long long)a->S_attr);
+    if (R < 0 || R >= ep)
+        FAIL(TILING, "sharedExpertRankNum = %lld is outside [0, epWorldSize = %lld)", (long long)R, (long long)ep);
+    if (M <= 0 || M > 1024) FAIL(TILING, "moeExpertNum = %lld is outside %s", (long long)M, m_range);
+    return 0;
+}
+
+int moe_check_shared(const char *api, const MoeAttrs *a) {
+    const MoeShape *sh = &a->sh;
+    const int64_t R = a->R;
+    if (sh->S == 0 && R > 0)
+        FAIL(TILING, "sharedExpertRankNum = %lld but sharedExpertNum = %lld (0 after normalisation); both must be 0 or "
+                     "both > 0", (long long)R, (long long)a->S_attr);
+    if (sh->S > 0 && R == 0)
+        FAIL(TILING, "sharedExpertNum = %lld needs sharedExpertRankNum > 0 (sharedExpertNum = 1 with "
+                     "sharedExpertRankNum = 0 means no shared expert)", (long long)a->S_attr);
+    if (sh->S > 0 && R % sh->S != 0)
+        FAIL(TILING, "sharedExpertRankNum = %lld is not divisible by sharedExpertNum = %lld", (long long)R, (long long)sh->S);
+    return 0;
+}
+
+int moe_check_layout(const char *api, const MoeAttrs *a, int has_elastic) {
+    const int64_t ep = a->ep, M = a->M, R = a->R, tp = a->tp;
+    if (M % (ep - R) != 0)
+        FAIL(TILING, "moeExpertNum = %lld is not divisible by epWorldSize - sharedExpertRankNum = %lld", (long long)M,
+             (long long)(ep - R));
+    if (tp > 1 && a->sh.L > 1)
+        FAIL(TILING, "tpWorldSize = 2 needs one MoE expert per rank, but moeExpertNum / (epWorldSize - "
+                     "sharedExpertRankNum) = %lld", (long long)a->sh.L);
+    if (tp > 1 && has_elastic) FAIL(TILING, "elasticInfoOptional is not supported with tpWorldSize = 2");
+    return 0;
+}
+
+int moe_check_bs(const char *api, const MoeAttrs *a, const char *bs_name, const char *bs_sym, int has_mask) {
+    const int64_t bs = a->bs, ep = a->ep, gbs = a->global_bs;
+    if (bs < 1 || bs > 512) FAIL(TILING, "%s = %lld is outside [1, 512]", bs_name, (long long)bs);
+    if (gbs != 0 && (gbs < bs * ep || gbs % ep != 0))
+        FAIL(TILING, "globalBs = %lld must be 0 or a multiple of epWorldSize = %lld that is >= %s * epWorldSize = %lld",
+             (long long)gbs, (long long)ep, bs_sym, (long long)(bs * ep));
+    if (gbs > bs * ep && has_mask)
+        FAIL(TILING, "globalBs = %lld > %s * epWorldSize = %lld (different %s per rank) cannot be combined with "
+                     "xActiveMaskOptional", (long long)gbs, bs_sym, (long long)(bs * ep), bs_sym);
+    return 0;
+}
+
+int moe_check_win_size(const char *api, const MoeAttrs *a, int fm2) {
+    const MoeShape *sh = &a->sh;
+    uint64_t mb = moe_hccl_buffsize_mb();
+    uint64_t need = moe_hccl_window_need((uint64_t)sh->max_bs, (uint64_t)a->h, (uint64_t)a->ep, (uint64_t)sh->L,
+                                         (uint64_t)a->k, (uint64_t)sh->S, fm2);
+    if (need > mb * 1024 * 1024)
+        FAIL(TILING, "HCCL_BUFFSIZE = %llu MB is too small: this configuration needs %llu MB "
+                     "(2 * (maxBs * dispatchTokenSize * epWorldSize * localExpertNum + maxBs * combineTokenSize * "
+                     "(K + sharedExpertNum)) = %llu bytes); set HCCL_BUFFSIZE >= %llu",
+             (unsigned long long)mb, (unsigned long long)(need / (1024 * 1024) + 1), (unsigned long long)need,
+             (unsigned long long)(need / (1024 * 1024) + 1));
+    return 0;
+}
+
+#undef FAIL
+#undef NULLPTR
+#undef INVALID
+#undef TILING
+
+void moe_tensor_capture_arg(MoeTensor *dst, const struct aclTensor *t) {
+    moe_tensor_capture(dst, moe_tensor_live(t) ? t : NULL);
+    if (t && !dst->present) dst->present = 1;
+}
+
+int moe_gws_finish(int rc, const char *gws, const char *run, uint64_t ws, MoeAttrs *a, const char *groupEp,
+                   const char *groupTp, int (*fn)(aclOpExecutor *, SimStream *, void *), void *st,
+                   uint64_t *workspaceSize, aclOpExecutor **executor) {
+    if (rc) {
+        free(st);
+        return rc;
+    }
+    snprintf(a->group_ep, sizeof a->group_ep, "%s", groupEp);
+    snprintf(a->group_tp, sizeof a->group_tp, "%s", groupTp);
+    aclOpExecutor *ex = sim_executor_new(run, ws, fn, free, st);
+    if (!ex) /* sim_executor_new released the state */
+        return moe_fail(gws, ACLNN_ERR_INNER_CREATE_EXECUTOR, "could not create the executor");
+    *workspaceSize = ws;
+    *executor = ex;
+    return 0;
 }
 
 /* ---- elastic ------------------------------------------------------------------------------------ */
@@ -334,4 +505,89 @@ int moe_exchange(const char *api, SimComm *c, const int *participants, int n, vo
     else
         sim_set_error("%s: %s", api, msg);
     return SIM_ACL_ERROR_RT_AICORE_EXCEPTION;
+}
+
+/* ---- the run on the stream ------------------------------------------------------------------------ */
+int moe_run_begin(const char *api, const MoeAttrs *a, const MoeTensor *elastic, SimStream *strm, SimComm **epc,
+                  SimComm **tpc, MoeElastic *el, char *err, size_t errlen) {
+    const int dev = sim_stream_device(strm);
+    *epc = sim_comm_lookup(a->group_ep, dev);
+    *tpc = NULL;
+    if (!*epc) {
+        sim_set_error("%s: no HCCL communicator named \"%s\" has a member on device %d (groupEp)", api, a->group_ep,
+                      dev);
+        return SIM_ACL_ERROR_RT_PARAM_INVALID;
+    }
+    if (sim_comm_size(*epc) != a->ep) {
+        sim_set_error("%s: communicator \"%s\" has %d ranks but epWorldSize = %lld", api, a->group_ep,
+                      sim_comm_size(*epc), (long long)a->ep);
+        return SIM_ACL_ERROR_RT_PARAM_INVALID;
+    }
+    if (a->tp == 2) {
+        *tpc = sim_comm_lookup(a->group_tp, dev);
+        if (!*tpc || sim_comm_size(*tpc) != 2) {
+            sim_set_error("%s: %s \"%s\" on device %d (groupTp, tpWorldSize = 2)", api,
+                          *tpc ? "the TP communicator must have 2 ranks:" : "no HCCL communicator named", a->group_tp,
+                          dev);
+            return SIM_ACL_ERROR_RT_PARAM_INVALID;
+        }
+    }
+    if (moe_elastic_load(el, elastic, a->ep, a->rank, a->R, a->M, a->sh.S, err, errlen) != 0) {
+        moe_elastic_free(el);
+        sim_set_error("%s: %s", api, err);
+        return SIM_ACL_ERROR_RT_AICORE_EXCEPTION;
+    }
+    if (sim_comm_rank(*epc) != a->rank)
+        snprintf(err, errlen, "epRankId = %lld but this device is rank %d of communicator \"%s\"", (long long)a->rank,
+                 sim_comm_rank(*epc), a->group_ep);
+    if (!err[0] && *tpc && sim_comm_rank(*tpc) != a->tp_rank)
+        snprintf(err, errlen, "tpRankId = %lld but this device is rank %d of TP communicator \"%s\"",
+                 (long long)a->tp_rank, sim_comm_rank(*tpc), a->group_tp);
+    return 0;
+}
+
+void moe_pub_head(MoePubHead *h, const MoeAttrs *a, const MoeElastic *el, int32_t x_dtype) {
+    *h = (MoePubHead){.orig_rank = (int32_t)a->rank, .new_rank = (int32_t)el->me, .M = a->M, .ep = a->ep, .R = a->R,
+                      .S = a->sh.S, .Z = a->zero + a->copy + a->cnst, .tp = a->tp, .x_dtype = x_dtype,
+                      .elastic_active = el->active, .ep_eff = el->ep, .R_eff = el->R, .M_eff = el->M};
+}
+
+int moe_differs(const MoePubHead *me, const MoePubHead *p, const char *name, int64_t mine, int64_t theirs,
+                char *err, size_t n) {
+    if (mine == theirs) return 0;
+    snprintf(err, n, "%s differs between EP ranks: %lld on rank %d, %lld on rank %d (all ranks must agree)", name,
+             (long long)mine, me->orig_rank, (long long)theirs, p->orig_rank);
+    return -1;
+}
+
+/* moe_differs over n fields in order: names[i] is mine[i] here and theirs[i] on p */
+static int differs_in_order(const MoePubHead *me, const MoePubHead *p, int n, const char *const *names,
+                            const int64_t *mine, const int64_t *theirs, char *err, size_t len) {
+    for (int i = 0; i < n; i++)
+        if (moe_differs(me, p, names[i], mine[i], theirs[i], err, len)) return -1;
+    return 0;
+}
+
+int moe_differs_world(const MoePubHead *me, const MoePubHead *p, const char *x_name, char *err, size_t n) {
+    char dt[64];
+    snprintf(dt, sizeof dt, "%s dtype", x_name);
+    const char *const names[] = {dt, "moeExpertNum", "epWorldSize", "sharedExpertRankNum", "sharedExpertNum (normalised)",
+                                 "zeroExpertNum + copyExpertNum + constExpertNum"};
+    const int64_t mine[] = {me->x_dtype, me->M, me->ep, me->R, me->S, me->Z};
+    const int64_t theirs[] = {p->x_dtype, p->M, p->ep, p->R, p->S, p->Z};
+    return differs_in_order(me, p, 6, names, mine, theirs, err, n);
+}
+
+int moe_differs_elastic(const MoePubHead *me, const MoePubHead *p, char *err, size_t n) {
+    static const char *const names[] = {"elasticInfo[0] (scale-down flag)", "elasticInfo[1]", "elasticInfo[2]",
+                                        "elasticInfo[3]"};
+    const int64_t mine[] = {me->elastic_active, me->ep_eff, me->R_eff, me->M_eff};
+    const int64_t theirs[] = {p->elastic_active, p->ep_eff, p->R_eff, p->M_eff};
+    return differs_in_order(me, p, 4, names, mine, theirs, err, n);
+}
+
+int moe_peer_failed(const MoePubHead *me, const MoePubHead *p, char *err, size_t n) {
+    if (!p->err[0] || p == me) return 0;
+    snprintf(err, n, "EP rank %d failed: %.440s", p->orig_rank, p->err);
+    return 1;
 }

@@ -1,7 +1,8 @@
 /*
  * Shared op-layer helpers of the simulated MoE operators (DispatchV3, CombineV3,
- * CombineAddRmsNormV2): captured tensor arguments, call records, validation failures, derived
- * shape quantities, elastic rank maps, tensor gather/scatter, and the rendezvous wrapper.
+ * CombineAddRmsNormV2): captured tensor arguments, call records, validation failures, the attributes
+ * and derived shape quantities, the GetWorkspaceSize checks and tail the ops share, elastic rank maps,
+ * tensor gather/scatter, the rendezvous wrapper, and the start of a run with the peer comparison.
  * Compute lives in op_moe_kernels.{h,c}; the ops in op_moe_dispatch.c and op_moe_combine.c.
  */
 #ifndef ACLNN_SIM_OP_MOE_COMMON_H
@@ -54,6 +55,10 @@ void moe_str_int(MoeStr *s, const char *name, int64_t v);
 void moe_str_string(MoeStr *s, const char *name, const char *v);
 void moe_str_float(MoeStr *s, const char *name, float v);
 void moe_str_ptr(MoeStr *s, const char *name, const void *p);
+/* groupEp epWorldSize epRankId moeExpertNum groupTp tpWorldSize tpRankId expertShardType
+ * sharedExpertNum sharedExpertRankNum, the attributes every MoE op records in this order */
+void moe_str_world(MoeStr *s, const char *groupEp, int64_t ep, int64_t rank, int64_t M, const char *groupTp,
+                   int64_t tp, int64_t tp_rank, int64_t shard, int64_t S, int64_t R);
 /* sim_record_call(fn, "%s", s) and free the buffer */
 void moe_str_record(MoeStr *s, const char *fn);
 
@@ -74,8 +79,50 @@ typedef struct {
     int is_shared;        /* epRankId < R */
     int64_t A;            /* rows per TP slot */
 } MoeShape;
-void moe_shape_compute(MoeShape *sh, int64_t ep, int64_t rank, int64_t M, int64_t S_attr, int64_t R,
-                       int64_t bs, int64_t k, int64_t global_bs, int has_elastic);
+
+/* The attributes every MoE op keeps in its state, with BS, H, K and the derived shape. */
+typedef struct {
+    char group_ep[MOE_GROUP_NAME_MAX], group_tp[MOE_GROUP_NAME_MAX];
+    int64_t ep, rank, M, tp, tp_rank, S_attr, R, global_bs, zero, copy, cnst;
+    int64_t bs, h, k;
+    MoeShape sh;
+} MoeAttrs;
+void moe_attrs_init(MoeAttrs *a, int64_t ep, int64_t rank, int64_t M, int64_t tp, int64_t tp_rank, int64_t S_attr,
+                    int64_t R, int64_t global_bs, int64_t zero, int64_t copy, int64_t cnst);
+/* Sets BS, H, K and computes a->sh. */
+void moe_attrs_shape(MoeAttrs *a, int64_t bs, int64_t h, int64_t k, int has_elastic);
+
+/* ---- GetWorkspaceSize checks shared by the ops; each returns 0 or moe_fail(api, ...) ---------------- */
+int moe_in_list(int32_t dt, const int32_t *l, int n);
+/* op_api layer once groupEp is known non-empty: the group name lengths (len_status when too long),
+ * workspaceSize and executor not NULL (161001), every given tensor raw[i] live (161002). */
+int moe_check_api_args(const char *api, const char *groupEp, const char *groupTp, int len_status,
+                       const void *workspaceSize, const void *executor, const void *const *raw,
+                       const char *const *raw_names, int n_raw);
+/* Tiling: moeExpertNum + zeroExpertNum + copyExpertNum + constExpertNum fits INT32. */
+int moe_check_expert_sum(const char *api, const MoeAttrs *a);
+/* Tiling (561002): epWorldSize, tpWorldSize, epRankId, tpRankId and groupTp with TP = 2. */
+int moe_check_world(const char *api, const MoeAttrs *a, const char *groupTp);
+/* Tiling: expertShardType, sharedExpertNum, sharedExpertRankNum, moeExpertNum (m_range: the range
+ * as the op's message writes it). */
+int moe_check_experts(const char *api, const MoeAttrs *a, int64_t shard, const char *m_range);
+/* CheckAttrs: shared experts (normalised S and R both 0 or both > 0, S divides R). */
+int moe_check_shared(const char *api, const MoeAttrs *a);
+/* CheckAttrs: M divisible by ep - R; with TP = 2 one expert per MoE rank and no elasticInfo. */
+int moe_check_layout(const char *api, const MoeAttrs *a, int has_elastic);
+/* CheckAttrs: BS in [1, 512] and globalBs (bs_name: where BS comes from, bs_sym: how the op's
+ * messages write it). */
+int moe_check_bs(const char *api, const MoeAttrs *a, const char *bs_name, const char *bs_sym, int has_mask);
+/* CheckWinSize: the HCCL window (HCCL_BUFFSIZE) holds this configuration. */
+int moe_check_win_size(const char *api, const MoeAttrs *a, int fm2);
+/* Captures an argument tensor: a live one completely, a dead one only as "given" (present = 1), so
+ * the NULL checks pass and the liveness check reports it. */
+void moe_tensor_capture_arg(MoeTensor *dst, const struct aclTensor *t);
+/* End of GetWorkspaceSize. rc != 0 (a check failed): frees st and returns rc. Else keeps the group
+ * names in a, and creates the executor of `run` (ws bytes of workspace) that owns st from then on. */
+int moe_gws_finish(int rc, const char *gws, const char *run, uint64_t ws, MoeAttrs *a, const char *groupEp,
+                   const char *groupTp, int (*fn)(aclOpExecutor *, SimStream *, void *), void *st,
+                   uint64_t *workspaceSize, aclOpExecutor **executor);
 
 /* ---- elastic scale-down (dispatch-v3.md §10, combine §5) ----------------------------------------- */
 typedef struct {
@@ -98,6 +145,36 @@ void moe_elastic_free(MoeElastic *e);
  * and returns the aclError to return from the task (507015), else 0. */
 int moe_exchange(const char *api, SimComm *c, const int *participants, int n, void *payload, void **peers,
                  SimStream *s);
+
+/* ---- the run on the stream ------------------------------------------------------------------ */
+/* Start of an op's task: finds the EP communicator (and the TP one with tpWorldSize = 2), loads
+ * elasticInfo and checks the rank ids. Returns 0 with *epc, *tpc and *el set (a wrong rank id only
+ * leaves its message in err: the rank still meets its peers, so they fail too), or the status to
+ * return with the error set and nothing to release. */
+int moe_run_begin(const char *api, const MoeAttrs *a, const MoeTensor *elastic, SimStream *strm, SimComm **epc,
+                  SimComm **tpc, MoeElastic *el, char *err, size_t errlen);
+
+/* What every EP rank publishes about itself besides its data; peers compare it. */
+typedef struct {
+    char err[512];                /* non-empty: this rank failed; peers fail too */
+    int32_t orig_rank, new_rank;
+    int64_t M, ep, R, S, Z, tp;
+    int32_t x_dtype;
+    int elastic_active;
+    int64_t ep_eff, R_eff, M_eff;
+} MoePubHead;
+/* Fills the head of this rank, with an empty err. */
+void moe_pub_head(MoePubHead *h, const MoeAttrs *a, const MoeElastic *el, int32_t x_dtype);
+/* mine != theirs: "<name> differs between EP ranks ..." into err, returns -1; else 0. */
+int moe_differs(const MoePubHead *me, const MoePubHead *p, const char *name, int64_t mine, int64_t theirs,
+                char *err, size_t n);
+/* moe_differs over the dtype of the op's input x_name, moeExpertNum, epWorldSize,
+ * sharedExpertRankNum, the normalised sharedExpertNum and the special expert total, in this order. */
+int moe_differs_world(const MoePubHead *me, const MoePubHead *p, const char *x_name, char *err, size_t n);
+/* moe_differs over the elasticInfo fields. */
+int moe_differs_elastic(const MoePubHead *me, const MoePubHead *p, char *err, size_t n);
+/* Peer p (not me) failed: "EP rank <r> failed: <its message>" into err, returns 1; else 0. */
+int moe_peer_failed(const MoePubHead *me, const MoePubHead *p, char *err, size_t n);
 
 #ifdef __cplusplus
 }

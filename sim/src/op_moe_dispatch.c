@@ -25,19 +25,11 @@
 typedef struct {
     MoeTensor x, ids, scales, mask, expert_scales, elastic;
     MoeTensor expand_x, dyn_scales, assist, token_nums, ep_recv, tp_recv, expand_scales;
-    char group_ep[MOE_GROUP_NAME_MAX], group_tp[MOE_GROUP_NAME_MAX];
-    int64_t ep, rank, M, tp, tp_rank, S_attr, R, quant, global_bs, tn_type, zero, copy, cnst;
-    int64_t bs, h, k;
-    MoeShape sh;
+    MoeAttrs a;
+    int64_t quant, tn_type;
 } DispatchState;
 
 /* ================================ validation ================================================= */
-static int in_list(int32_t dt, const int32_t *l, int n) {
-    for (int i = 0; i < n; i++)
-        if (l[i] == dt) return 1;
-    return 0;
-}
-
 #define FAIL(st, ...) return moe_fail(GWS_API, st, __VA_ARGS__)
 #define NULLPTR SIM_ACLNN_ERR_PARAM_NULLPTR
 #define INVALID SIM_ACLNN_ERR_PARAM_INVALID
@@ -56,18 +48,8 @@ static int validate(const DispatchState *s, const char *groupEp, const char *gro
     if (!groupEp || !groupEp[0]) FAIL(NULLPTR, "groupEp is %s; it must name the EP communicator", groupEp ? "\"\"" : "NULL");
     if (s->quant == 2 && !s->dyn_scales.present)
         FAIL(NULLPTR, "dynamicScalesOut is NULL but quantMode = 2 (dynamic quantisation) requires it");
-    if (strnlen(groupEp, MOE_GROUP_NAME_MAX) >= MOE_GROUP_NAME_MAX)
-        FAIL(NULLPTR, "groupEp has %zu characters; the length must be in [1, 128)", strlen(groupEp));
-    if (!groupTp)
-        FAIL(NULLPTR, "groupTp is NULL; pass \"\" when there is no TP group (the real op_api calls strnlen on it "
-                      "without a NULL check)");
-    if (strnlen(groupTp, MOE_GROUP_NAME_MAX) >= MOE_GROUP_NAME_MAX)
-        FAIL(NULLPTR, "groupTp has %zu characters; the length must be < 128", strlen(groupTp));
-    if (!workspaceSize) FAIL(NULLPTR, "workspaceSize is NULL");
-    if (!executor) FAIL(NULLPTR, "executor is NULL");
-    for (int i = 0; i < n_raw; i++)
-        if (raw[i] && !moe_tensor_live(raw[i]))
-            FAIL(INVALID, "%s (%p) is not a live aclTensor (destroyed or never created)", raw_names[i], raw[i]);
+    int rc = moe_check_api_args(GWS_API, groupEp, groupTp, NULLPTR, workspaceSize, executor, raw, raw_names, n_raw);
+    if (rc) return rc;
 
     /* --- generated layer: dtypes outside the op definition (DEF) -> 161002 --- */
     {
@@ -98,51 +80,30 @@ static int validate(const DispatchState *s, const char *groupEp, const char *gro
             {&s->expand_scales, "expandScalesOut", ESC_DT, 2, "FLOAT, INT32"},
         };
         for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
-            if (tab[i].t->present && !in_list(tab[i].t->d.dtype, tab[i].l, tab[i].n))
+            if (tab[i].t->present && !moe_in_list(tab[i].t->d.dtype, tab[i].l, tab[i].n))
                 FAIL(INVALID, "%s has dtype %s (%d); the operator supports %s", tab[i].name,
                      moe_dtype_name(tab[i].t->d.dtype), (int)tab[i].t->d.dtype, tab[i].allowed);
     }
 
     /* --- tiling (TIL, A3), in evaluation order: 561002 --- */
-    const int64_t ep = s->ep, tp = s->tp;
     if (strnlen(groupEp, MOE_GROUP_NAME_MAX) == 0 || strnlen(groupEp, MOE_GROUP_NAME_MAX) >= MOE_GROUP_NAME_MAX)
         FAIL(TILING, "groupEp length must be in [1, 127]");
-    if (ep < 2 || ep > 768) FAIL(TILING, "epWorldSize = %lld is outside [2, 768]", (long long)ep);
-    if (tp < 0 || tp > 2) FAIL(TILING, "tpWorldSize = %lld is outside [0, 2]", (long long)tp);
-    if (s->rank < 0 || s->rank >= ep)
-        FAIL(TILING, "epRankId = %lld is outside [0, epWorldSize = %lld)", (long long)s->rank, (long long)ep);
-    if (tp > 1) {
-        if (s->tp_rank < 0 || s->tp_rank >= tp)
-            FAIL(TILING, "tpRankId = %lld is outside [0, tpWorldSize = %lld)", (long long)s->tp_rank, (long long)tp);
-        if (strnlen(groupTp, MOE_GROUP_NAME_MAX) == 0)
-            FAIL(TILING, "groupTp is \"\" but tpWorldSize = 2 needs the TP group name (length in [1, 127])");
-    } else if (s->tp_rank != 0) {
-        FAIL(TILING, "tpRankId = %lld must be 0 when tpWorldSize = %lld (no TP)", (long long)s->tp_rank, (long long)tp);
-    }
     /* expertShardType is checked first in CheckAndSetExpertInfo */
-    return 0;
+    return moe_check_world(GWS_API, &s->a, groupTp);
 }
 
 static int validate_tiling(const DispatchState *s, int64_t shard, const char *commAlg) {
     char b1[96];
-    const int64_t ep = s->ep, tp = s->tp, M = s->M, R = s->R;
-    if (shard != 0) FAIL(TILING, "expertShardType = %lld; only 0 (shared-expert ranks first) is supported", (long long)shard);
-    if (s->S_attr < 0 || s->S_attr > 4) FAIL(TILING, "sharedExpertNum = %lld is outside [0, 4]", (long long)s->S_attr);
-    if (R < 0 || R >= ep)
-        FAIL(TILING, "sharedExpertRankNum = %lld is outside [0, epWorldSize = %lld)", (long long)R, (long long)ep);
-    if (M <= 0 || M > 1024) FAIL(TILING, "moeExpertNum = %lld is outside (0, 1024]", (long long)M);
+    const int64_t ep = s->a.ep, tp = s->a.tp, M = s->a.M;
+    int rc = moe_check_experts(GWS_API, &s->a, shard, "(0, 1024]");
+    if (rc) return rc;
     if (s->quant < 0 || s->quant > 2) FAIL(TILING, "quantMode = %lld is outside [0, 2]", (long long)s->quant);
     if (s->tn_type != 0 && s->tn_type != 1)
         FAIL(TILING, "expertTokenNumsType = %lld; only 0 (cumulative) or 1 (counts) is supported", (long long)s->tn_type);
-    if (s->zero < 0) FAIL(TILING, "zeroExpertNum = %lld is negative", (long long)s->zero);
-    if (s->copy < 0) FAIL(TILING, "copyExpertNum = %lld is negative", (long long)s->copy);
-    if (s->cnst < 0) FAIL(TILING, "constExpertNum = %lld is negative", (long long)s->cnst);
-    {
-        int64_t sum;
-        if (__builtin_add_overflow(s->zero, s->copy, &sum) || __builtin_add_overflow(sum, s->cnst, &sum) ||
-            __builtin_add_overflow(sum, M, &sum) || sum > INT32_MAX)
-            FAIL(TILING, "moeExpertNum + zeroExpertNum + copyExpertNum + constExpertNum exceeds INT32_MAX (2147483647)");
-    }
+    if (s->a.zero < 0) FAIL(TILING, "zeroExpertNum = %lld is negative", (long long)s->a.zero);
+    if (s->a.copy < 0) FAIL(TILING, "copyExpertNum = %lld is negative", (long long)s->a.copy);
+    if (s->a.cnst < 0) FAIL(TILING, "constExpertNum = %lld is negative", (long long)s->a.cnst);
+    if ((rc = moe_check_expert_sum(GWS_API, &s->a))) return rc;
     const char *alg = commAlg ? commAlg : "";
     if (alg[0] && strcmp(alg, "fullmesh_v1") && strcmp(alg, "fullmesh_v2"))
         FAIL(TILING, "commAlg = \"%s\"; supported: NULL, \"\", \"fullmesh_v1\", \"fullmesh_v2\"", alg);
@@ -219,42 +180,24 @@ static int validate_tiling(const DispatchState *s, int64_t shard, const char *co
     }
 
     /* CheckAttrs */
-    const MoeShape *sh = &s->sh;
-    if (sh->S == 0 && R > 0)
-        FAIL(TILING, "sharedExpertRankNum = %lld but sharedExpertNum = %lld (0 after normalisation); both must be 0 or "
-                     "both > 0", (long long)R, (long long)s->S_attr);
-    if (sh->S > 0 && R == 0)
-        FAIL(TILING, "sharedExpertNum = %lld needs sharedExpertRankNum > 0 (sharedExpertNum = 1 with "
-                     "sharedExpertRankNum = 0 means no shared expert)", (long long)s->S_attr);
-    if (sh->S > 0 && R % sh->S != 0)
-        FAIL(TILING, "sharedExpertRankNum = %lld is not divisible by sharedExpertNum = %lld", (long long)R, (long long)sh->S);
+    const MoeShape *sh = &s->a.sh;
+    if ((rc = moe_check_shared(GWS_API, &s->a))) return rc;
     if (fm2 && s->elastic.present) FAIL(TILING, "commAlg = \"fullmesh_v2\" cannot be combined with elasticInfoOptional");
-    if (fm2 && s->zero + s->copy + s->cnst > 0)
+    if (fm2 && s->a.zero + s->a.copy + s->a.cnst > 0)
         FAIL(TILING, "commAlg = \"fullmesh_v2\" cannot be combined with zero/copy/const experts");
     if (fm2 && s->mask.present) FAIL(TILING, "commAlg = \"fullmesh_v2\" cannot be combined with xActiveMaskOptional");
     if (fm2 && tp == 2) FAIL(TILING, "commAlg = \"fullmesh_v2\" cannot be combined with tpWorldSize = 2");
-    if (M % (ep - R) != 0)
-        FAIL(TILING, "moeExpertNum = %lld is not divisible by epWorldSize - sharedExpertRankNum = %lld", (long long)M,
-             (long long)(ep - R));
-    if (tp > 1 && sh->L > 1)
-        FAIL(TILING, "tpWorldSize = 2 needs one MoE expert per rank, but moeExpertNum / (epWorldSize - "
-                     "sharedExpertRankNum) = %lld", (long long)sh->L);
-    if (tp > 1 && s->elastic.present) FAIL(TILING, "elasticInfoOptional is not supported with tpWorldSize = 2");
-    const int64_t bs = moe_dim(&s->x, 0), h = moe_dim(&s->x, 1);
-    if (bs < 1 || bs > 512) FAIL(TILING, "x dim0 (BS) = %lld is outside [1, 512]", (long long)bs);
-    if (s->global_bs != 0 && (s->global_bs < bs * ep || s->global_bs % ep != 0))
-        FAIL(TILING, "globalBs = %lld must be 0 or a multiple of epWorldSize = %lld that is >= BS * epWorldSize = %lld",
-             (long long)s->global_bs, (long long)ep, (long long)(bs * ep));
-    if (s->global_bs > bs * ep && s->mask.present)
-        FAIL(TILING, "globalBs = %lld > BS * epWorldSize = %lld (different BS per rank) cannot be combined with "
-                     "xActiveMaskOptional", (long long)s->global_bs, (long long)(bs * ep));
-    if (s->global_bs > bs * ep && fm2)
+    if ((rc = moe_check_layout(GWS_API, &s->a, s->elastic.present)) ||
+        (rc = moe_check_bs(GWS_API, &s->a, "x dim0 (BS)", "BS", s->mask.present)))
+        return rc;
+    const int64_t bs = s->a.bs, h = s->a.h;
+    if (s->a.global_bs > bs * ep && fm2)
         FAIL(TILING, "globalBs = %lld > BS * epWorldSize (different BS per rank) cannot be combined with "
-                     "commAlg = \"fullmesh_v2\"", (long long)s->global_bs);
+                     "commAlg = \"fullmesh_v2\"", (long long)s->a.global_bs);
 
     /* CheckTensorShape */
     if (h < 1024 || h > 8192) FAIL(TILING, "x dim1 (H) = %lld is outside [1024, 8192]", (long long)h);
-    const int64_t k = moe_dim(&s->ids, 1), mz = M + s->zero + s->copy + s->cnst;
+    const int64_t k = moe_dim(&s->ids, 1), mz = M + s->a.zero + s->a.copy + s->a.cnst;
     if (moe_dim(&s->ids, 0) != bs)
         FAIL(TILING, "expertIds dim0 = %lld differs from x dim0 (BS) = %lld", (long long)moe_dim(&s->ids, 0), (long long)bs);
     if (k <= 0 || k > 16 || k > mz)
@@ -300,29 +243,14 @@ static int validate_tiling(const DispatchState *s, int64_t shard, const char *co
                  (long long)tp);
     }
     /* CheckWinSize */
-    {
-        uint64_t mb = moe_hccl_buffsize_mb();
-        uint64_t need = moe_hccl_window_need((uint64_t)sh->max_bs, (uint64_t)h, (uint64_t)ep, (uint64_t)sh->L,
-                                             (uint64_t)k, (uint64_t)sh->S, fm2);
-        if (need > mb * 1024 * 1024)
-            FAIL(TILING, "HCCL_BUFFSIZE = %llu MB is too small: this configuration needs %llu MB "
-                         "(2 * (maxBs * dispatchTokenSize * epWorldSize * localExpertNum + maxBs * combineTokenSize * "
-                         "(K + sharedExpertNum)) = %llu bytes); set HCCL_BUFFSIZE >= %llu",
-                 (unsigned long long)mb, (unsigned long long)(need / (1024 * 1024) + 1), (unsigned long long)need,
-                 (unsigned long long)(need / (1024 * 1024) + 1));
-    }
-    return 0;
+    return moe_check_win_size(GWS_API, &s->a, fm2);
 }
 
 /* ================================ execution ================================================== */
 typedef struct {
-    char err[512];                /* non-empty: this rank failed; peers fail too */
-    int32_t orig_rank, new_rank;
+    MoePubHead hd;                /* first: peers are compared through it */
     MoeDispatchSrc src;
-    int64_t h, k, M, ep, R, S, Z, quant, global_bs, tp, bs;
-    int32_t x_dtype;
-    int elastic_active;
-    int64_t ep_eff, R_eff, M_eff;
+    int64_t h, k, quant, global_bs, bs;
 } DispatchPub;
 
 typedef struct {
@@ -333,32 +261,18 @@ typedef struct {
     const int32_t *ep_recv;
 } DispatchTpPub;
 
-static void state_free(void *p) { free(p); }
-
 #define RUN_ERR(...) snprintf(err, sizeof err, __VA_ARGS__)
 
 static int check_consistency(const DispatchPub *me, const DispatchPub *p, char *err, size_t n) {
-#define CMP(f, name)                                                                                           \
-    if (me->f != p->f) {                                                                                       \
-        snprintf(err, n, "%s differs between EP ranks: %lld on rank %d, %lld on rank %d (all ranks must agree)", \
-                 name, (long long)me->f, me->orig_rank, (long long)p->f, p->orig_rank);                        \
-        return -1;                                                                                             \
-    }
+#define CMP(f, name) \
+    if (moe_differs(&me->hd, &p->hd, name, me->f, p->f, err, n)) return -1
     CMP(h, "H (x dim1)");
     CMP(k, "K (expertIds dim1)");
-    CMP(x_dtype, "x dtype");
-    CMP(M, "moeExpertNum");
-    CMP(ep, "epWorldSize");
-    CMP(R, "sharedExpertRankNum");
-    CMP(S, "sharedExpertNum (normalised)");
-    CMP(Z, "zeroExpertNum + copyExpertNum + constExpertNum");
+    if (moe_differs_world(&me->hd, &p->hd, "x", err, n)) return -1;
     CMP(quant, "quantMode");
     CMP(global_bs, "globalBs");
-    CMP(tp, "tpWorldSize");
-    CMP(elastic_active, "elasticInfo[0] (scale-down flag)");
-    CMP(ep_eff, "elasticInfo[1]");
-    CMP(R_eff, "elasticInfo[2]");
-    CMP(M_eff, "elasticInfo[3]");
+    CMP(hd.tp, "tpWorldSize");
+    if (moe_differs_elastic(&me->hd, &p->hd, err, n)) return -1;
     if (me->global_bs == 0) CMP(bs, "BS (x dim0) with globalBs = 0");
 #undef CMP
     return 0;
@@ -369,44 +283,15 @@ static int dispatch_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
     DispatchState *st = (DispatchState *)ex->state;
     char err[512] = "";
     int status = SIM_ACL_ERROR_RT_AICORE_EXCEPTION;
-    const int dev = sim_stream_device(strm);
-    SimComm *epc = sim_comm_lookup(st->group_ep, dev);
-    if (!epc) {
-        sim_set_error("%s: no HCCL communicator named \"%s\" has a member on device %d (groupEp)", RUN_API,
-                      st->group_ep, dev);
-        return SIM_ACL_ERROR_RT_PARAM_INVALID;
-    }
-    if (sim_comm_size(epc) != st->ep) {
-        sim_set_error("%s: communicator \"%s\" has %d ranks but epWorldSize = %lld", RUN_API, st->group_ep,
-                      sim_comm_size(epc), (long long)st->ep);
-        return SIM_ACL_ERROR_RT_PARAM_INVALID;
-    }
-    SimComm *tpc = NULL;
-    if (st->tp == 2) {
-        tpc = sim_comm_lookup(st->group_tp, dev);
-        if (!tpc || sim_comm_size(tpc) != 2) {
-            sim_set_error("%s: %s \"%s\" on device %d (groupTp, tpWorldSize = 2)", RUN_API,
-                          tpc ? "the TP communicator must have 2 ranks:" : "no HCCL communicator named", st->group_tp, dev);
-            return SIM_ACL_ERROR_RT_PARAM_INVALID;
-        }
-    }
+    SimComm *epc, *tpc;
     MoeElastic el;
-    if (moe_elastic_load(&el, &st->elastic, st->ep, st->rank, st->R, st->M, st->sh.S, err, sizeof err) != 0) {
-        moe_elastic_free(&el);
-        sim_set_error("%s: %s", RUN_API, err);
-        return SIM_ACL_ERROR_RT_AICORE_EXCEPTION;
-    }
-    if (sim_comm_rank(epc) != st->rank)
-        RUN_ERR("epRankId = %lld but this device is rank %d of communicator \"%s\"", (long long)st->rank,
-                sim_comm_rank(epc), st->group_ep);
-    if (!err[0] && tpc && sim_comm_rank(tpc) != st->tp_rank)
-        RUN_ERR("tpRankId = %lld but this device is rank %d of TP communicator \"%s\"", (long long)st->tp_rank,
-                sim_comm_rank(tpc), st->group_tp);
+    const int begin = moe_run_begin(RUN_API, &st->a, &st->elastic, strm, &epc, &tpc, &el, err, sizeof err);
+    if (begin) return begin;
 
     /* ---- publish inputs ---- */
     DispatchPub pub;
     memset(&pub, 0, sizeof pub);
-    const int64_t bs = st->bs, h = st->h, k = st->k;
+    const int64_t bs = st->a.bs, h = st->a.h, k = st->a.k;
     int own_x = 0, own_ids = 0, own_sc = 0, own_mask = 0;
     void *x = NULL, *ids = NULL, *sc = NULL, *mask = NULL;
     if (!err[0]) {
@@ -416,8 +301,7 @@ static int dispatch_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
         if (st->mask.present) mask = moe_gather(&st->mask, 0, moe_numel(&st->mask), &own_mask);
         if (!x || !ids || (st->scales.present && !sc) || (st->mask.present && !mask)) RUN_ERR("out of host memory");
     }
-    pub.orig_rank = (int32_t)st->rank;
-    pub.new_rank = (int32_t)el.me;
+    moe_pub_head(&pub.hd, &st->a, &el, st->x.d.dtype);
     pub.src = (MoeDispatchSrc){.bs = bs, .h = h, .k = k, .x_is_bf16 = st->x.d.dtype == ACL_BF16,
                                .x = (const uint16_t *)x, .expert_ids = (const int32_t *)ids,
                                .scales = (const float *)sc, .mask = (const uint8_t *)mask,
@@ -425,19 +309,8 @@ static int dispatch_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
     pub.h = h;
     pub.k = k;
     pub.bs = bs;
-    pub.M = st->M;
-    pub.ep = st->ep;
-    pub.R = st->R;
-    pub.S = st->sh.S;
-    pub.Z = st->zero + st->copy + st->cnst;
     pub.quant = st->quant;
-    pub.global_bs = st->global_bs;
-    pub.tp = st->tp;
-    pub.x_dtype = st->x.d.dtype;
-    pub.elastic_active = el.active;
-    pub.ep_eff = el.ep;
-    pub.R_eff = el.R;
-    pub.M_eff = el.M;
+    pub.global_bs = st->a.global_bs;
     /* expert ids of the pairs that will be routed must name a MoE expert of the (new) world */
     if (!err[0]) {
         const int32_t *id = (const int32_t *)ids;
@@ -447,19 +320,19 @@ static int dispatch_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
                 if (pub.src.mask_ndim == 1 && t >= np) break;
                 if (pub.src.mask_ndim == 2 && !pub.src.mask[t * k + j]) continue;
                 int64_t e = id[t * k + j];
-                if (e < 0 || (pub.Z == 0 && e >= el.M)) {
+                if (e < 0 || (pub.hd.Z == 0 && e >= el.M)) {
                     RUN_ERR("expertIds[%lld][%lld] = %lld on EP rank %lld is outside [0, %lld)%s; the real kernel "
                             "would send the token to a non-existent rank",
-                            (long long)t, (long long)j, (long long)e, (long long)st->rank,
-                            (long long)(pub.Z ? st->M + pub.Z : el.M),
+                            (long long)t, (long long)j, (long long)e, (long long)st->a.rank,
+                            (long long)(pub.hd.Z ? st->a.M + pub.hd.Z : el.M),
                             el.active ? " (new expert ids after the elastic scale-down)" : "");
                     break;
                 }
             }
     }
-    if (err[0]) snprintf(pub.err, sizeof pub.err, "%.500s", err);
+    if (err[0]) snprintf(pub.hd.err, sizeof pub.hd.err, "%.500s", err);
 
-    void **peers = (void **)calloc((size_t)st->ep, sizeof(void *));
+    void **peers = (void **)calloc((size_t)st->a.ep, sizeof(void *));
     int xrc = moe_exchange(RUN_API, epc, el.part, el.n_part, &pub, peers, strm);
     if (xrc) {
         status = xrc;
@@ -470,16 +343,12 @@ static int dispatch_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
     for (int i = 0; i < el.n_part && !err[0]; i++) {
         const DispatchPub *p = (const DispatchPub *)peers[el.part[i]];
         if (!p) continue;
-        if (p->err[0] && p != &pub) {
-            RUN_ERR("EP rank %d failed: %.440s", p->orig_rank, p->err);
-            break;
-        }
-        if (check_consistency(&pub, p, err, sizeof err)) break;
-        if (p->new_rank >= 0 && p->new_rank < el.ep) srcs[p->new_rank] = &p->src;
+        if (moe_peer_failed(&pub.hd, &p->hd, err, sizeof err) || check_consistency(&pub, p, err, sizeof err)) break;
+        if (p->hd.new_rank >= 0 && p->hd.new_rank < el.ep) srcs[p->hd.new_rank] = &p->src;
     }
     /* ---- compute own rows ---- */
-    MoeDispatchCfg cfg = {.ep = el.ep, .R = el.R, .S = st->sh.S, .M = el.M, .L = el.L, .rpse = el.rpse,
-                          .z_total = pub.Z, .k = k, .h = h, .quant_mode = (int)st->quant,
+    MoeDispatchCfg cfg = {.ep = el.ep, .R = el.R, .S = st->a.sh.S, .M = el.M, .L = el.L, .rpse = el.rpse,
+                          .z_total = pub.hd.Z, .k = k, .h = h, .quant_mode = (int)st->quant,
                           .token_nums_type = (int)st->tn_type};
     MoeDispatchOut o;
     memset(&o, 0, sizeof o);
@@ -489,11 +358,11 @@ static int dispatch_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
         const int64_t cap = moe_dim(&st->expand_x, 0);
         if (o.need_rows > cap)
             RUN_ERR("EP rank %lld receives %lld rows but expandXOut has only %lld rows (duplicate expert ids in a "
-                    "token?)", (long long)st->rank, (long long)o.need_rows, (long long)cap);
+                    "token?)", (long long)st->a.rank, (long long)o.need_rows, (long long)cap);
         else if (o.need_ep_recv > moe_dim(&st->ep_recv, 0) || o.need_token_nums > moe_dim(&st->token_nums, 0))
             RUN_ERR("the scale-down world needs %lld epRecvCounts and %lld expertTokenNums entries on rank %lld but "
                     "the tensors hold %lld and %lld (the docs require localExpertNum to stay unchanged)",
-                    (long long)o.need_ep_recv, (long long)o.need_token_nums, (long long)st->rank,
+                    (long long)o.need_ep_recv, (long long)o.need_token_nums, (long long)st->a.rank,
                     (long long)moe_dim(&st->ep_recv, 0), (long long)moe_dim(&st->token_nums, 0));
     }
     if (!err[0]) {
@@ -556,8 +425,8 @@ static int dispatch_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
             if (st->quant == 2) moe_scatter(&st->dyn_scales, o.n_rows, n_peer, peer->scales);
             moe_scatter(&st->ep_recv, el.ep, peer->n_ep_recv, peer->ep_recv);
             int32_t tr[2];
-            tr[st->tp_rank] = (int32_t)o.n_rows;
-            tr[1 - st->tp_rank] = (int32_t)n_peer;
+            tr[st->a.tp_rank] = (int32_t)o.n_rows;
+            tr[1 - st->a.tp_rank] = (int32_t)n_peer;
             moe_scatter(&st->tp_recv, 0, 2, tr);
             o.token_nums[0] = o.n_rows + n_peer; /* TP needs L == 1: one entry */
             moe_scatter(&st->token_nums, 0, 1, o.token_nums);
@@ -612,16 +481,8 @@ SIM_API aclnnStatus aclnnMoeDistributeDispatchV3GetWorkspaceSize(
     moe_str_tensor(&r, "xActiveMaskOptional", xActiveMaskOptional);
     moe_str_tensor(&r, "expertScalesOptional", expertScalesOptional);
     moe_str_tensor(&r, "elasticInfoOptional", elasticInfoOptional);
-    moe_str_string(&r, "groupEp", groupEp);
-    moe_str_int(&r, "epWorldSize", epWorldSize);
-    moe_str_int(&r, "epRankId", epRankId);
-    moe_str_int(&r, "moeExpertNum", moeExpertNum);
-    moe_str_string(&r, "groupTp", groupTp);
-    moe_str_int(&r, "tpWorldSize", tpWorldSize);
-    moe_str_int(&r, "tpRankId", tpRankId);
-    moe_str_int(&r, "expertShardType", expertShardType);
-    moe_str_int(&r, "sharedExpertNum", sharedExpertNum);
-    moe_str_int(&r, "sharedExpertRankNum", sharedExpertRankNum);
+    moe_str_world(&r, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId, expertShardType,
+                  sharedExpertNum, sharedExpertRankNum);
     moe_str_int(&r, "quantMode", quantMode);
     moe_str_int(&r, "globalBs", globalBs);
     moe_str_int(&r, "expertTokenNumsType", expertTokenNumsType);
@@ -648,53 +509,26 @@ SIM_API aclnnStatus aclnnMoeDistributeDispatchV3GetWorkspaceSize(
                                "expertTokenNumsOut", "epRecvCountsOut", "tpRecvCountsOut", "expandScalesOut"};
     DispatchState *st = (DispatchState *)calloc(1, sizeof *st);
     if (!st) return moe_fail(GWS_API, ACLNN_ERR_INNER_CREATE_EXECUTOR, "out of host memory");
-    /* capture only live descriptors (a dead pointer is reported by validate) */
-    const aclTensor *tin[] = {x, expertIds, scalesOptional, xActiveMaskOptional, expertScalesOptional,
-                              elasticInfoOptional, expandXOut, dynamicScalesOut, assistInfoForCombineOut,
-                              expertTokenNumsOut, epRecvCountsOut, tpRecvCountsOut, expandScalesOut};
     MoeTensor *tdst[] = {&st->x, &st->ids, &st->scales, &st->mask, &st->expert_scales, &st->elastic,
                          &st->expand_x, &st->dyn_scales, &st->assist, &st->token_nums, &st->ep_recv, &st->tp_recv,
                          &st->expand_scales};
-    for (int i = 0; i < 13; i++) moe_tensor_capture(tdst[i], moe_tensor_live(tin[i]) ? tin[i] : NULL);
-    for (int i = 0; i < 13; i++)
-        if (tin[i] && !tdst[i]->present) tdst[i]->present = 1; /* keep "given" for the NULL checks */
-    st->ep = epWorldSize;
-    st->rank = epRankId;
-    st->M = moeExpertNum;
-    st->tp = tpWorldSize;
-    st->tp_rank = tpRankId;
-    st->S_attr = sharedExpertNum;
-    st->R = sharedExpertRankNum;
+    for (int i = 0; i < 13; i++) moe_tensor_capture_arg(tdst[i], (const aclTensor *)raw[i]);
+    moe_attrs_init(&st->a, epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, sharedExpertNum,
+                   sharedExpertRankNum, globalBs, zeroExpertNum, copyExpertNum, constExpertNum);
     st->quant = quantMode;
-    st->global_bs = globalBs;
     st->tn_type = expertTokenNumsType;
-    st->zero = zeroExpertNum;
-    st->copy = copyExpertNum;
-    st->cnst = constExpertNum;
 
     int rc = validate(st, groupEp, groupTp, raw, raw_names, 13, workspaceSize, executor);
     if (!rc) {
-        st->bs = moe_ndim(&st->x) >= 1 ? moe_dim(&st->x, 0) : 0;
-        st->h = moe_ndim(&st->x) >= 2 ? moe_dim(&st->x, 1) : 0;
-        st->k = moe_ndim(&st->ids) >= 2 ? moe_dim(&st->ids, 1) : 0;
-        moe_shape_compute(&st->sh, st->ep, st->rank, st->M, st->S_attr, st->R, st->bs, st->k, st->global_bs,
-                          st->elastic.present);
+        moe_attrs_shape(&st->a, moe_ndim(&st->x) >= 1 ? moe_dim(&st->x, 0) : 0,
+                        moe_ndim(&st->x) >= 2 ? moe_dim(&st->x, 1) : 0,
+                        moe_ndim(&st->ids) >= 2 ? moe_dim(&st->ids, 1) : 0, st->elastic.present);
         rc = validate_tiling(st, expertShardType, commAlg);
     }
-    if (rc) {
-        free(st);
-        return rc;
-    }
-    snprintf(st->group_ep, sizeof st->group_ep, "%s", groupEp);
-    snprintf(st->group_tp, sizeof st->group_tp, "%s", groupTp);
     /* workspace of the A3 tiling: 16 MiB + 512 * aivNum^2 (TIL SetWorkSpace), unused by the simulator */
     const uint64_t ws = 16ull * 1024 * 1024 + 512ull * MOE_AIV_NUM * MOE_AIV_NUM;
-    aclOpExecutor *ex = sim_executor_new(RUN_API, ws, dispatch_run, state_free, st);
-    if (!ex) /* sim_executor_new released the state */
-        return moe_fail(GWS_API, ACLNN_ERR_INNER_CREATE_EXECUTOR, "could not create the executor");
-    *workspaceSize = ws;
-    *executor = ex;
-    return 0;
+    return moe_gws_finish(rc, GWS_API, RUN_API, ws, &st->a, groupEp, groupTp, dispatch_run, st, workspaceSize,
+                          executor);
 }
 
 SIM_API aclnnStatus aclnnMoeDistributeDispatchV3(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,

@@ -136,6 +136,30 @@ static void emit_row(const MoeDispatchCfg *c, const MoeDispatchSrc *s, int64_t s
     o->assist[3 * row + 2] = (int32_t)kslot;
 }
 
+/* Walks the (src, t, k) pairs routed to the local experts base .. base+L-1 of a MoE rank, in source,
+ * token, k order. Without fill: counts them per block b = (e - base) * ep + src into cnt. With fill:
+ * emits each one as row fill[b]++. Returns the number of pairs. */
+static int64_t local_pairs(const MoeDispatchCfg *c, const MoeDispatchSrc *const *srcs, int64_t base, int64_t *cnt,
+                              int64_t *fill, MoeDispatchOut *o) {
+    const int64_t ep = c->ep, L = c->L;
+    int64_t total = 0;
+    for (int64_t src = 0; src < ep; src++) {
+        const MoeDispatchSrc *s = srcs[src];
+        if (!s) continue;
+        int64_t np = moe_mask_prefix(s->mask, s->mask_ndim, s->bs);
+        for (int64_t t = 0; t < s->bs; t++)
+            for (int64_t k = 0; k < s->k; k++) {
+                int64_t e = s->expert_ids[t * s->k + k];
+                if (e < base || e >= base + L || !src_pair_valid(s, c, t, k, np)) continue;
+                int64_t b = (e - base) * ep + src;
+                if (fill) emit_row(c, s, src, t, k, c->S + e, fill[b]++, o);
+                else cnt[b]++;
+                total++;
+            }
+    }
+    return total;
+}
+
 int moe_dispatch_receive(const MoeDispatchCfg *c, const MoeDispatchSrc *const *srcs, int64_t me,
                          MoeDispatchOut *o) {
     const int64_t ep = c->ep;
@@ -184,19 +208,7 @@ int moe_dispatch_receive(const MoeDispatchCfg *c, const MoeDispatchSrc *const *s
     const int64_t base = (me - c->R) * L;
     const int64_t nb = L * ep;
     int64_t *cnt = (int64_t *)calloc((size_t)nb, sizeof(int64_t));
-    int64_t total = 0;
-    for (int64_t src = 0; src < ep; src++) {
-        const MoeDispatchSrc *s = srcs[src];
-        if (!s) continue;
-        int64_t np = moe_mask_prefix(s->mask, s->mask_ndim, s->bs);
-        for (int64_t t = 0; t < s->bs; t++)
-            for (int64_t k = 0; k < s->k; k++) {
-                int64_t e = s->expert_ids[t * s->k + k];
-                if (e < base || e >= base + L || !src_pair_valid(s, c, t, k, np)) continue;
-                cnt[(e - base) * ep + src]++;
-                total++;
-            }
-    }
+    const int64_t total = local_pairs(c, srcs, base, cnt, NULL, o);
     o->need_rows = total;
     if (total > o->cap_rows || nb > o->ep_recv_cap || L > o->token_nums_cap) {
         free(cnt);
@@ -209,18 +221,7 @@ int moe_dispatch_receive(const MoeDispatchCfg *c, const MoeDispatchSrc *const *s
         cum += cnt[b];
         o->ep_recv[b] = (int32_t)cum;
     }
-    for (int64_t src = 0; src < ep; src++) {
-        const MoeDispatchSrc *s = srcs[src];
-        if (!s) continue;
-        int64_t np = moe_mask_prefix(s->mask, s->mask_ndim, s->bs);
-        for (int64_t t = 0; t < s->bs; t++)
-            for (int64_t k = 0; k < s->k; k++) {
-                int64_t e = s->expert_ids[t * s->k + k];
-                if (e < base || e >= base + L || !src_pair_valid(s, c, t, k, np)) continue;
-                int64_t b = (e - base) * ep + src;
-                emit_row(c, s, src, t, k, c->S + e, fill[b]++, o);
-            }
-    }
+    local_pairs(c, srcs, base, cnt, fill, o);
     int64_t run = 0;
     for (int64_t j = 0; j < L; j++) {
         int64_t cj = 0;

@@ -14,46 +14,10 @@
 #include "aclnn/aclnn_base.h"
 #include "aclnnop/aclnn_distribute_barrier_v2.h"
 #include "aclsim.h"
+#include "check_common.h"
 #include "hccl/hccl.h"
 
-#define CHECK(cond)                                                                 \
-    do {                                                                            \
-        if (!(cond)) {                                                              \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                  \
-            exit(1);                                                                \
-        }                                                                           \
-    } while (0)
-#define CHECK_EQ(a, b)                                                              \
-    do {                                                                            \
-        long long va_ = (long long)(a), vb_ = (long long)(b);                       \
-        if (va_ != vb_) {                                                           \
-            printf("FAIL %s:%d: %s == %lld, expected %s == %lld\n", __FILE__, __LINE__, #a, va_, #b, vb_); \
-            exit(1);                                                                \
-        }                                                                           \
-    } while (0)
-
-static void check_msg(const char *word, int line)
-{
-    const char *m = aclGetRecentErrMsg();
-    if (!m || !strstr(m, word)) {
-        printf("FAIL %s:%d: error message %s does not mention \"%s\"\n", __FILE__, line, m ? m : "NULL", word);
-        exit(1);
-    }
-}
-#define CHECK_MSG(word) check_msg(word, __LINE__)
-
-static void check_no_leaks(void)
-{
-    int64_t counts[ACLSIM_OBJ_KIND_COUNT];
-    aclsimLiveObjects(counts, ACLSIM_OBJ_KIND_COUNT);
-    for (int i = 0; i < ACLSIM_OBJ_KIND_COUNT; i++) {
-        if (counts[i] != 0) {
-            printf("FAIL %s:%d: %lld live object(s) of kind %s\n", __FILE__, __LINE__, (long long)counts[i],
-                   aclsimObjectKindName(i));
-            exit(1);
-        }
-    }
-}
+#define CHECK_MSG(word) check_msg(word, __FILE__, __LINE__)
 
 static double now_ms(void)
 {
@@ -72,6 +36,34 @@ static aclTensor *make_tensor(const void *host, int64_t n, aclDataType dt, size_
     if (aclrtMalloc(dev, bytes ? bytes : 1, ACL_MEM_MALLOC_HUGE_FIRST) != 0) return NULL;
     if (host && aclrtMemcpy(*dev, bytes, host, bytes, ACL_MEMCPY_HOST_TO_DEVICE) != 0) return NULL;
     return aclCreateTensor(shape, nd, host ? dt : ACL_BF16, NULL, 0, ACL_FORMAT_ND, shape, nd, *dev);
+}
+
+/* A 2-rank group on devices 0 and 1 whose rank 0 the calling thread drives: on device 0, with a new
+ * stream, an xRef tensor and room for one barrier call (workspace, its size, the executor). */
+typedef struct {
+    HcclComm comms[2];
+    aclrtStream s;
+    char group[128];
+    void *xd;
+    aclTensor *x;
+    void *wsp;
+    uint64_t ws;
+    aclOpExecutor *ex;
+} Pair;
+
+static void pair_open(Pair *p)
+{
+    int32_t devices[2] = {0, 1};
+    CHECK_EQ(HcclCommInitAll(2, devices, p->comms), 0);
+    CHECK_EQ(aclrtSetDevice(0), 0);
+    p->s = NULL;
+    CHECK_EQ(aclrtCreateStream(&p->s), 0);
+    CHECK_EQ(HcclGetCommName(p->comms[0], p->group), 0);
+    p->xd = NULL;
+    p->x = make_tensor(NULL, 0, ACL_BF16, 2, &p->xd);
+    p->wsp = NULL;
+    p->ws = 0;
+    p->ex = NULL;
 }
 
 /* ---- one rank of a barrier scenario -------------------------------------------------------------- */
@@ -322,37 +314,27 @@ static void case_hang(void)
 /* SynchronizeStreamWithTimeout reports 507046 while the barrier waits; destroying the stream cancels it. */
 static void case_sync_timeout(void)
 {
-    int32_t devices[2] = {0, 1};
-    HcclComm comms[2];
-    CHECK_EQ(HcclCommInitAll(2, devices, comms), 0);
-    CHECK_EQ(aclrtSetDevice(0), 0);
-    aclrtStream s = NULL;
-    CHECK_EQ(aclrtCreateStream(&s), 0);
-    char group[128];
-    CHECK_EQ(HcclGetCommName(comms[0], group), 0);
-    void *xd = NULL, *wsp = NULL;
-    aclTensor *x = make_tensor(NULL, 0, ACL_BF16, 2, &xd);
-    uint64_t ws = 0;
-    aclOpExecutor *ex = NULL;
-    CHECK_EQ(aclnnDistributeBarrierV2GetWorkspaceSize(x, NULL, NULL, group, 2, &ws, &ex), 0);
-    CHECK_EQ(ws, 16 << 20);
-    CHECK_EQ(aclrtMalloc(&wsp, ws, ACL_MEM_MALLOC_HUGE_FIRST), 0);
-    CHECK_EQ(aclnnDistributeBarrierV2(wsp, ws, ex, s), 0);
-    CHECK_EQ(aclDestroyTensor(x), 0); /* descriptors may go right after the launch */
+    Pair p;
+    pair_open(&p);
+    CHECK_EQ(aclnnDistributeBarrierV2GetWorkspaceSize(p.x, NULL, NULL, p.group, 2, &p.ws, &p.ex), 0);
+    CHECK_EQ(p.ws, 16 << 20);
+    CHECK_EQ(aclrtMalloc(&p.wsp, p.ws, ACL_MEM_MALLOC_HUGE_FIRST), 0);
+    CHECK_EQ(aclnnDistributeBarrierV2(p.wsp, p.ws, p.ex, p.s), 0);
+    CHECK_EQ(aclDestroyTensor(p.x), 0); /* descriptors may go right after the launch */
     double t0 = now_ms();
-    CHECK_EQ(aclrtSynchronizeStreamWithTimeout(s, 200), ACL_ERROR_RT_STREAM_SYNC_TIMEOUT);
+    CHECK_EQ(aclrtSynchronizeStreamWithTimeout(p.s, 200), ACL_ERROR_RT_STREAM_SYNC_TIMEOUT);
     double dt = now_ms() - t0;
     CHECK(dt >= 180.0 && dt < 3000.0);
     CHECK_MSG("timed out");
-    CHECK_EQ(aclrtSynchronizeStreamWithTimeout(s, 0), ACL_ERROR_RT_STREAM_SYNC_TIMEOUT);
+    CHECK_EQ(aclrtSynchronizeStreamWithTimeout(p.s, 0), ACL_ERROR_RT_STREAM_SYNC_TIMEOUT);
     (void)aclGetRecentErrMsg();
     t0 = now_ms();
-    CHECK_EQ(aclrtDestroyStream(s), 0); /* cancels the waiting barrier */
+    CHECK_EQ(aclrtDestroyStream(p.s), 0); /* cancels the waiting barrier */
     CHECK(now_ms() - t0 < 3000.0);
 
     /* HcclBarrier: same story, and aclrtResetDevice cancels the default stream's wait */
     CHECK_EQ(aclrtSetDevice(0), 0);
-    CHECK_EQ(HcclBarrier(comms[0], NULL), HCCL_SUCCESS);
+    CHECK_EQ(HcclBarrier(p.comms[0], NULL), HCCL_SUCCESS);
     CHECK_EQ(aclrtSynchronizeStreamWithTimeout(NULL, 100), ACL_ERROR_RT_STREAM_SYNC_TIMEOUT);
     (void)aclGetRecentErrMsg();
     t0 = now_ms();
@@ -360,12 +342,12 @@ static void case_sync_timeout(void)
     CHECK_EQ(aclrtResetDevice(0), 0);
     CHECK(now_ms() - t0 < 3000.0);
     HcclResult ae = HCCL_SUCCESS;
-    CHECK_EQ(HcclGetCommAsyncError(comms[0], &ae), 0);
+    CHECK_EQ(HcclGetCommAsyncError(p.comms[0], &ae), 0);
     CHECK_EQ(ae, HCCL_E_INTERNAL); /* the cancelled barrier */
-    CHECK_EQ(aclrtFree(wsp), 0); /* buffers outlive a device reset */
-    aclrtFree(xd);
-    CHECK_EQ(HcclCommDestroy(comms[0]), 0);
-    CHECK_EQ(HcclCommDestroy(comms[1]), 0);
+    CHECK_EQ(aclrtFree(p.wsp), 0); /* buffers outlive a device reset */
+    aclrtFree(p.xd);
+    CHECK_EQ(HcclCommDestroy(p.comms[0]), 0);
+    CHECK_EQ(HcclCommDestroy(p.comms[1]), 0);
     check_no_leaks();
 }
 
@@ -385,7 +367,7 @@ static void expect_gws(int line, const aclTensor *x, const aclTensor *to, const 
         CHECK(ex != NULL && wsize == (16u << 20));
         CHECK_EQ(aclDestroyAclOpExecutor(ex), 0);
     } else {
-        check_msg(word, line);
+        check_msg(word, __FILE__, line);
     }
 }
 #define EXPECT_GWS(x, to, el, group, ws, want, word) expect_gws(__LINE__, x, to, el, group, ws, want, word)
@@ -481,58 +463,48 @@ static void case_validate(void)
 /* Second-phase misuse and run-time failures. */
 static void case_launch(void)
 {
-    int32_t devices[2] = {0, 1};
-    HcclComm comms[2];
-    CHECK_EQ(HcclCommInitAll(2, devices, comms), 0);
-    CHECK_EQ(aclrtSetDevice(0), 0);
-    aclrtStream s = NULL;
-    CHECK_EQ(aclrtCreateStream(&s), 0);
-    char group[128];
-    CHECK_EQ(HcclGetCommName(comms[0], group), 0);
-    void *xd = NULL, *wsp = NULL;
-    aclTensor *x = make_tensor(NULL, 0, ACL_BF16, 2, &xd);
-    uint64_t ws = 0;
-    aclOpExecutor *ex = NULL;
+    Pair p;
+    pair_open(&p);
     char host_ws[64];
 
-    CHECK_EQ(aclnnDistributeBarrierV2(NULL, 0, NULL, s), ACLNN_ERR_PARAM_NULLPTR);
+    CHECK_EQ(aclnnDistributeBarrierV2(NULL, 0, NULL, p.s), ACLNN_ERR_PARAM_NULLPTR);
     CHECK_MSG("executor is NULL");
-    CHECK_EQ(aclnnDistributeBarrierV2GetWorkspaceSize(x, NULL, NULL, group, 2, &ws, &ex), 0);
-    CHECK_EQ(aclrtMalloc(&wsp, ws, ACL_MEM_MALLOC_HUGE_FIRST), 0);
-    CHECK_EQ(aclnnDistributeBarrierV2(NULL, ws, ex, s), ACLNN_ERR_PARAM_NULLPTR); /* consumes ex */
+    CHECK_EQ(aclnnDistributeBarrierV2GetWorkspaceSize(p.x, NULL, NULL, p.group, 2, &p.ws, &p.ex), 0);
+    CHECK_EQ(aclrtMalloc(&p.wsp, p.ws, ACL_MEM_MALLOC_HUGE_FIRST), 0);
+    CHECK_EQ(aclnnDistributeBarrierV2(NULL, p.ws, p.ex, p.s), ACLNN_ERR_PARAM_NULLPTR); /* consumes ex */
     CHECK_MSG("workspace is NULL");
-    CHECK_EQ(aclnnDistributeBarrierV2(wsp, ws, ex, s), ACLNN_ERR_PARAM_INVALID);  /* already consumed */
+    CHECK_EQ(aclnnDistributeBarrierV2(p.wsp, p.ws, p.ex, p.s), ACLNN_ERR_PARAM_INVALID);  /* already consumed */
     CHECK_MSG("not a live executor");
-    CHECK_EQ(aclnnDistributeBarrierV2GetWorkspaceSize(x, NULL, NULL, group, 2, &ws, &ex), 0);
-    CHECK_EQ(aclnnDistributeBarrierV2(wsp, ws - 1, ex, s), ACLNN_ERR_PARAM_INVALID);
+    CHECK_EQ(aclnnDistributeBarrierV2GetWorkspaceSize(p.x, NULL, NULL, p.group, 2, &p.ws, &p.ex), 0);
+    CHECK_EQ(aclnnDistributeBarrierV2(p.wsp, p.ws - 1, p.ex, p.s), ACLNN_ERR_PARAM_INVALID);
     CHECK_MSG("smaller");
-    CHECK_EQ(aclnnDistributeBarrierV2GetWorkspaceSize(x, NULL, NULL, group, 2, &ws, &ex), 0);
-    CHECK_EQ(aclnnDistributeBarrierV2(host_ws, ws, ex, s), ACLNN_ERR_PARAM_INVALID);
+    CHECK_EQ(aclnnDistributeBarrierV2GetWorkspaceSize(p.x, NULL, NULL, p.group, 2, &p.ws, &p.ex), 0);
+    CHECK_EQ(aclnnDistributeBarrierV2(host_ws, p.ws, p.ex, p.s), ACLNN_ERR_PARAM_INVALID);
     CHECK_MSG("device buffer");
-    CHECK_EQ(aclnnDistributeBarrierV2GetWorkspaceSize(x, NULL, NULL, group, 2, &ws, &ex), 0);
-    CHECK_EQ(aclnnDistributeBarrierV2(wsp, ws, ex, (aclrtStream)host_ws), ACLNN_ERR_RUNTIME_ERROR);
+    CHECK_EQ(aclnnDistributeBarrierV2GetWorkspaceSize(p.x, NULL, NULL, p.group, 2, &p.ws, &p.ex), 0);
+    CHECK_EQ(aclnnDistributeBarrierV2(p.wsp, p.ws, p.ex, (aclrtStream)host_ws), ACLNN_ERR_RUNTIME_ERROR);
     CHECK_MSG("not a live stream");
 
     /* run-time failures surface at synchronize as 507015 with a message */
-    CHECK_EQ(aclnnDistributeBarrierV2GetWorkspaceSize(x, NULL, NULL, "no_such_group", 2, &ws, &ex), 0);
-    CHECK_EQ(aclnnDistributeBarrierV2(wsp, ws, ex, s), 0);
-    CHECK_EQ(aclrtSynchronizeStream(s), ACL_ERROR_RT_AICORE_EXCEPTION);
+    CHECK_EQ(aclnnDistributeBarrierV2GetWorkspaceSize(p.x, NULL, NULL, "no_such_group", 2, &p.ws, &p.ex), 0);
+    CHECK_EQ(aclnnDistributeBarrierV2(p.wsp, p.ws, p.ex, p.s), 0);
+    CHECK_EQ(aclrtSynchronizeStream(p.s), ACL_ERROR_RT_AICORE_EXCEPTION);
     CHECK_MSG("no_such_group");
-    CHECK_EQ(aclnnDistributeBarrierV2GetWorkspaceSize(x, NULL, NULL, group, 4, &ws, &ex), 0);
-    CHECK_EQ(aclnnDistributeBarrierV2(wsp, ws, ex, s), 0);
-    CHECK_EQ(aclrtSynchronizeStream(s), ACL_ERROR_RT_AICORE_EXCEPTION);
+    CHECK_EQ(aclnnDistributeBarrierV2GetWorkspaceSize(p.x, NULL, NULL, p.group, 4, &p.ws, &p.ex), 0);
+    CHECK_EQ(aclnnDistributeBarrierV2(p.wsp, p.ws, p.ex, p.s), 0);
+    CHECK_EQ(aclrtSynchronizeStream(p.s), ACL_ERROR_RT_AICORE_EXCEPTION);
     CHECK_MSG("worldSize=4 but group");
-    CHECK_EQ(aclrtSynchronizeStream(s), 0); /* the error was reported once */
+    CHECK_EQ(aclrtSynchronizeStream(p.s), 0); /* the error was reported once */
 
     int64_t counts[ACLSIM_OBJ_KIND_COUNT];
     aclsimLiveObjects(counts, ACLSIM_OBJ_KIND_COUNT);
     CHECK_EQ(counts[ACLSIM_OBJ_EXECUTOR], 0); /* every consumed executor was released */
-    CHECK_EQ(aclDestroyTensor(x), 0);
-    CHECK_EQ(aclrtFree(xd), 0);
-    CHECK_EQ(aclrtFree(wsp), 0);
-    CHECK_EQ(aclrtDestroyStream(s), 0);
-    CHECK_EQ(HcclCommDestroy(comms[0]), 0);
-    CHECK_EQ(HcclCommDestroy(comms[1]), 0);
+    CHECK_EQ(aclDestroyTensor(p.x), 0);
+    CHECK_EQ(aclrtFree(p.xd), 0);
+    CHECK_EQ(aclrtFree(p.wsp), 0);
+    CHECK_EQ(aclrtDestroyStream(p.s), 0);
+    CHECK_EQ(HcclCommDestroy(p.comms[0]), 0);
+    CHECK_EQ(HcclCommDestroy(p.comms[1]), 0);
     CHECK_EQ(aclrtResetDevice(0), 0);
     check_no_leaks();
 }

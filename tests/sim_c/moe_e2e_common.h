@@ -171,6 +171,15 @@ static int untouched(const void *p, size_t bytes) {
     return 1;
 }
 
+/* free(p) and clear p */
+#define FREE_NULL(p) (free(p), (p) = NULL)
+
+/* the outcome of a one-call wrapper */
+typedef struct {
+    int gws, run;   /* GetWorkspaceSize status; run + synchronize status, -1 when GetWorkspaceSize failed */
+    char msg[1024]; /* aclGetRecentErrMsg of the failing phase */
+} CallStatus;
+
 /* run a prepared executor on this thread's device stream and synchronise; returns the run status */
 static int launch(aclnnStatus (*fn)(void *, uint64_t, aclOpExecutor *, aclrtStream), uint64_t ws,
                   aclOpExecutor *ex, int dev, char *msg, size_t msglen) {
@@ -184,6 +193,18 @@ static int launch(aclnnStatus (*fn)(void *, uint64_t, aclOpExecutor *, aclrtStre
     }
     if (wsp) aclrtFree(wsp);
     return rc;
+}
+
+/* after GetWorkspaceSize returned st->gws: launch the executor, or keep the GetWorkspaceSize error */
+static void call_finish(CallStatus *st, aclnnStatus (*fn)(void *, uint64_t, aclOpExecutor *, aclrtStream), uint64_t ws,
+                        aclOpExecutor *ex, int dev) {
+    st->run = -1;
+    if (st->gws == 0) {
+        st->run = launch(fn, ws, ex, dev, st->msg, sizeof st->msg);
+    } else {
+        const char *m = aclGetRecentErrMsg();
+        snprintf(st->msg, sizeof st->msg, "%s", m ? m : "");
+    }
 }
 
 /* ---- DispatchV3 --------------------------------------------------------------------------------- */
@@ -209,21 +230,16 @@ typedef struct {
     float *dyn;
     int32_t *assist, *er, *tr;
     int64_t *tn;
-    int gws, run;
-    char msg[1024];
+    CallStatus st;
 } DCall;
 
 static void dcall_free(DCall *c) {
-    free(c->expand_x);
-    free(c->dyn);
-    free(c->assist);
-    free(c->er);
-    free(c->tr);
-    free(c->tn);
-    c->expand_x = NULL;
-    c->dyn = NULL;
-    c->assist = c->er = c->tr = NULL;
-    c->tn = NULL;
+    FREE_NULL(c->expand_x);
+    FREE_NULL(c->dyn);
+    FREE_NULL(c->assist);
+    FREE_NULL(c->er);
+    FREE_NULL(c->tr);
+    FREE_NULL(c->tn);
 }
 
 static void do_dispatch(DCall *c) {
@@ -243,17 +259,11 @@ static void do_dispatch(DCall *c) {
     DT xs = dt_1d(NULL, ACL_FLOAT, c->ex_rows, SENTINEL);
     uint64_t ws = 0;
     aclOpExecutor *exe = NULL;
-    c->gws = aclnnMoeDistributeDispatchV3GetWorkspaceSize(
+    c->st.gws = aclnnMoeDistributeDispatchV3GetWorkspaceSize(
         x.t, ids.t, sc.t, mk.t, es.t, el.t, c->group_ep, c->ep, c->rank, c->M, c->group_tp, c->tp, c->tp_rank, 0, c->S,
         c->R, c->quant, c->gbs, c->tn_type, c->comm_alg, c->zero, c->copy, c->cnst, ex.t, dyn.t, as.t, tn.t, er.t, tr.t,
         xs.t, &ws, &exe);
-    c->run = -1;
-    if (c->gws == 0) {
-        c->run = launch(aclnnMoeDistributeDispatchV3, ws, exe, c->dev, c->msg, sizeof c->msg);
-    } else {
-        const char *m = aclGetRecentErrMsg();
-        snprintf(c->msg, sizeof c->msg, "%s", m ? m : "");
-    }
+    call_finish(&c->st, aclnnMoeDistributeDispatchV3, ws, exe, c->dev);
     c->expand_x = dt_read(&ex);
     c->dyn = (float *)dt_read(&dyn);
     c->assist = (int32_t *)dt_read(&as);
@@ -294,16 +304,13 @@ typedef struct {
     /* outputs */
     uint16_t *x_out, *y_out;
     float *rstd;
-    int gws, run;
-    char msg[1024];
+    CallStatus st;
 } CCall;
 
 static void ccall_free(CCall *c) {
-    free(c->x_out);
-    free(c->y_out);
-    free(c->rstd);
-    c->x_out = c->y_out = NULL;
-    c->rstd = NULL;
+    FREE_NULL(c->x_out);
+    FREE_NULL(c->y_out);
+    FREE_NULL(c->rstd);
 }
 
 static void do_combine(CCall *c) {
@@ -329,25 +336,18 @@ static void do_combine(CCall *c) {
         xo = dt_3d(NULL, c->xdt, c->bs, 1, c->h, SENTINEL);
         yo = dt_3d(NULL, c->xdt, c->bs, 1, c->h, SENTINEL);
         rs = dt_3d(NULL, ACL_FLOAT, c->bs, 1, 1, SENTINEL);
-        c->gws = aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
+        c->st.gws = aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
             ex.t, ids.t, as.t, es.t, w.t, res.t, gam.t, ts.t, mk.t, NULL, NULL, NULL, NULL, sx.t, el.t, ox.t, a1.t, a2.t,
             v.t, c->group_ep, c->ep, c->rank, c->M, c->group_tp, c->tp, c->tp_rank, 0, c->S, c->R, c->gbs, 0, c->cqm, 0,
             NULL, c->eps, c->zero, c->copy, c->cnst, yo.t, rs.t, xo.t, &ws, &exe);
     } else {
         xo = dt_2d(NULL, c->xdt, c->bs, c->h, SENTINEL);
-        c->gws = aclnnMoeDistributeCombineV3GetWorkspaceSize(
+        c->st.gws = aclnnMoeDistributeCombineV3GetWorkspaceSize(
             ex.t, ids.t, as.t, es.t, w.t, ts.t, mk.t, NULL, NULL, NULL, NULL, sx.t, el.t, ox.t, a1.t, a2.t, v.t,
             c->group_ep, c->ep, c->rank, c->M, c->group_tp, c->tp, c->tp_rank, 0, c->S, c->R, c->gbs, 0, c->cqm, 0, NULL,
             c->zero, c->copy, c->cnst, xo.t, &ws, &exe);
     }
-    c->run = -1;
-    if (c->gws == 0) {
-        c->run = launch(c->arn ? aclnnMoeDistributeCombineAddRmsNormV2 : aclnnMoeDistributeCombineV3, ws, exe, c->dev,
-                        c->msg, sizeof c->msg);
-    } else {
-        const char *m = aclGetRecentErrMsg();
-        snprintf(c->msg, sizeof c->msg, "%s", m ? m : "");
-    }
+    call_finish(&c->st, c->arn ? aclnnMoeDistributeCombineAddRmsNormV2 : aclnnMoeDistributeCombineV3, ws, exe, c->dev);
     c->x_out = (uint16_t *)dt_read(&xo);
     if (c->arn) {
         c->y_out = (uint16_t *)dt_read(&yo);

@@ -10,6 +10,8 @@
 #include "moe_spec_examples.h"
 
 #define H 1024
+/* the label of token t of EP rank r in the scenarios that fill x with fill_label_rows(x, bs, H, 16r + 1) */
+#define X_(r_, t_) (16.0f * (r_) + (t_) + 1)
 
 static void fill_label_rows(uint16_t *x, int64_t bs, int64_t h, float base) {
     for (int64_t t = 0; t < bs; t++)
@@ -23,12 +25,15 @@ static float row_label(const uint16_t *r, int64_t h) {
     return fb(r[0]);
 }
 
-static void dcall_base(DCall *d, const Group *g, int64_t ep, int64_t rank, int64_t M, int64_t bs, int64_t k) {
+static void dcall_base(DCall *d, const Group *g, int64_t ep, int64_t rank, int64_t M, int64_t bs, int64_t k,
+                       const uint16_t *x, const int32_t *ids) {
     memset(d, 0, sizeof *d);
     d->bs = bs;
     d->h = H;
     d->k = k;
     d->xdt = ACL_BF16;
+    d->x = x;
+    d->ids = ids;
     d->group_ep = g->name;
     d->group_tp = "";
     d->ep = ep;
@@ -38,12 +43,102 @@ static void dcall_base(DCall *d, const Group *g, int64_t ep, int64_t rank, int64
     d->dev = (int)rank;
 }
 
+/* output sizes: expandXOut rows and the lengths of assistInfoForCombineOut, expertTokenNumsOut, epRecvCountsOut */
+static void dcall_out(DCall *d, int64_t ex_rows, int64_t assist_len, int64_t tn_len, int64_t er_len) {
+    d->ex_rows = ex_rows;
+    d->assist_len = assist_len;
+    d->tn_len = tn_len;
+    d->er_len = er_len;
+}
+
+/* A combine of what dispatch d received (in place in d->expand_x): d's world, shapes, ids, mask,
+ * elasticInfo and special experts, weights w and tpSendCounts tp_send (tpWorldSize = ts_len entries). */
+static void ccall_from(CCall *c, const DCall *d, const float *w, const int32_t *tp_send, int64_t ts_len) {
+    memset(c, 0, sizeof *c);
+    c->xdt = d->xdt;
+    c->bs = d->bs;
+    c->h = d->h;
+    c->k = d->k;
+    c->expand_x = (const uint16_t *)d->expand_x;
+    c->ex_rows = d->ex_rows;
+    c->ids = d->ids;
+    c->w = w;
+    c->assist = d->assist;
+    c->assist_len = d->assist_len;
+    c->ep_send = d->er;
+    c->es_len = d->er_len;
+    c->tp_send = tp_send;
+    c->ts_len = ts_len;
+    c->tp = ts_len;
+    c->mask = d->mask;
+    c->mask_nd = d->mask_nd;
+    c->elastic = d->elastic;
+    c->elastic_len = d->elastic_len;
+    c->group_ep = d->group_ep;
+    c->group_tp = d->group_tp;
+    c->ep = d->ep;
+    c->rank = d->rank;
+    c->M = d->M;
+    c->tp_rank = d->tp_rank;
+    c->S = d->S;
+    c->R = d->R;
+    c->gbs = d->gbs;
+    c->zero = d->zero;
+    c->copy = d->copy;
+    c->cnst = d->cnst;
+    c->dev = d->dev;
+}
+
+/* the inputs of the copy / const experts: oriX, constExpertAlpha1, constExpertAlpha2, constExpertV */
+static void ccall_special(CCall *c, const uint16_t *ori_x, const uint16_t *a1, const uint16_t *a2, const uint16_t *v) {
+    c->ori_x = ori_x;
+    c->a1 = a1;
+    c->a2 = a2;
+    c->v = v;
+}
+
+/* the inputs of the AddRmsNorm tail: residualX, gamma, normEps 1e-6 */
+static void ccall_norm(CCall *c, const uint16_t *residual, const uint16_t *gamma) {
+    c->residual = residual;
+    c->gamma = gamma;
+    c->eps = 1e-6f;
+}
+
+/* one check: both phases of a call passed */
+static int call_ok(const char *what, int64_t rank, const CallStatus *st) {
+    CHECK(st->gws == 0 && st->run == 0, "%s r%lld: status gws %d run %d: %s", what, (long long)rank, st->gws, st->run,
+          st->msg);
+    return st->gws == 0 && st->run == 0;
+}
+
+/* tpSendCounts with tpWorldSize = 1 */
+static const int32_t TP1_SEND[1] = {0};
+
+/* do_combine, and one check that both phases passed */
+static int combine_ok(CCall *c, const char *what) {
+    do_combine(c);
+    return call_ok(what, c->rank, &c->st);
+}
+
+/* fp32 sum of xv * w[j] over the k slots of a token, in slot order, skipping the slots its mask row m masks
+ * (m == NULL: none): what combine gives for a constant row xv through the identity FFN */
+static float weighted(float xv, const float *w, const uint8_t *m, int k) {
+    float acc = 0.0f;
+    for (int j = 0; j < k; j++)
+        if (!m || m[j]) acc = acc + xv * w[j];
+    return acc;
+}
+
+/* one check: xOut token t of combine c is a constant row of value want */
+static void check_token(const char *what, const CCall *c, int64_t t, float want) {
+    float got = row_label(c->x_out + t * c->h, c->h);
+    CHECK(got == want, "%s r%lld t%lld: %g want %g", what, (long long)c->rank, (long long)t, got, want);
+}
+
 /* expected dispatch result: rows (labels), triples, epRecvCounts, tokenNums */
 static void expect_rows(const char *what, const DCall *d, int n, const float *labels, const int *triples, int nb,
                         const int *er, int ntn, const long *tn) {
-    CHECK(d->gws == 0 && d->run == 0, "%s rank %lld: status gws %d run %d: %s", what, (long long)d->rank, d->gws,
-          d->run, d->msg);
-    if (d->gws || d->run) return;
+    if (!call_ok(what, d->rank, &d->st)) return;
     const uint16_t *ex = (const uint16_t *)d->expand_x;
     for (int i = 0; i < n; i++) {
         float l = row_label(ex + (int64_t)i * d->h, d->h);
@@ -68,14 +163,27 @@ static void expect_rows(const char *what, const DCall *d, int n, const float *la
               (long long)d->tn[j], tn[j]);
 }
 
-/* ====================== A: CS §10 world (CombineV3 + AddRmsNormV2, H = 1024) ===================== */
+/* ---- worlds of one EP group ------------------------------------------------------------------------ */
 typedef struct {
     Group g;
-    const uint8_t *mask1; /* rank 1's 1-D mask (CS §10.4) or NULL */
-} ScA;
+    int arn;              /* D: AddRmsNormV2 instead of CombineV3 */
+    const uint8_t *mask1; /* A: rank 1's 1-D mask (CS §10.4) or NULL */
+    int mode;             /* J: 0 rank 0 has an out-of-range id; 1 only rank 0 launches */
+    DCall d[2];           /* J: the dispatch results */
+} Sc;
 
+static const int DEVS[MAXDEV] = {0, 1, 2, 3, 4, 5, 6, 7};
+
+/* one EP group over devices 0..n-1; fn runs on the devices run[0..n_run), or on all n when run is NULL */
+static void run_world(Sc *sc, int n, const int *run, int n_run, RankFn fn) {
+    group_make(&sc->g, n, DEVS);
+    run_ranks(run ? n_run : n, run ? run : DEVS, fn, sc);
+    group_free(&sc->g);
+}
+
+/* ====================== A: CS §10 world (CombineV3 + AddRmsNormV2, H = 1024) ===================== */
 static void sc_a_rank(int r, void *arg) {
-    ScA *sc = (ScA *)arg;
+    Sc *sc = (Sc *)arg;
     const int bs = 3, k = 2;
     uint16_t *x = malloc(sizeof(uint16_t) * bs * H), *res = malloc(sizeof(uint16_t) * bs * H), gam[H];
     for (int t = 0; t < bs; t++)
@@ -86,18 +194,12 @@ static void sc_a_rank(int r, void *arg) {
     for (int i = 0; i < H; i++) gam[i] = bf(GAMMA10[i % 4]);
     const uint8_t *mask = (r == 1 && sc->mask1) ? sc->mask1 : NULL;
     DCall d;
-    dcall_base(&d, &sc->g, 4, r, 4, bs, k);
-    d.x = x;
-    d.ids = IDS10[r];
+    dcall_base(&d, &sc->g, 4, r, 4, bs, k, x, IDS10[r]);
     d.mask = mask;
     d.mask_nd = 1;
-    d.ex_rows = 12;
-    d.assist_len = 12 * 128;
-    d.tn_len = 1;
-    d.er_len = 4;
-    d.tp_len = 0;
+    dcall_out(&d, 12, 12 * 128, 1, 4);
     do_dispatch(&d);
-    CHECK(d.gws == 0 && d.run == 0, "A dispatch rank %d: %d %d %s", r, d.gws, d.run, d.msg);
+    call_ok("A dispatch", r, &d.st);
     int n = d.er[3];
     if (!sc->mask1) {
         for (int b = 0; b < 4; b++)
@@ -111,36 +213,10 @@ static void sc_a_rank(int r, void *arg) {
     const int32_t zero_tp = 0;
     for (int arn = 0; arn < 2; arn++) {
         CCall c;
-        memset(&c, 0, sizeof c);
+        ccall_from(&c, &d, W10[r], &zero_tp, 0);
         c.arn = arn;
-        c.xdt = ACL_BF16;
-        c.bs = bs;
-        c.h = H;
-        c.k = k;
-        c.expand_x = ffn;
-        c.ex_rows = 12;
-        c.ids = IDS10[r];
-        c.w = W10[r];
-        c.assist = d.assist;
-        c.assist_len = 12 * 128;
-        c.ep_send = d.er;
-        c.es_len = 4;
-        c.tp_send = &zero_tp;
-        c.ts_len = 0;
-        c.mask = mask;
-        c.mask_nd = 1;
-        c.residual = res;
-        c.gamma = gam;
-        c.eps = 1e-6f;
-        c.group_ep = sc->g.name;
-        c.group_tp = "";
-        c.ep = 4;
-        c.rank = r;
-        c.M = 4;
-        c.dev = r;
-        do_combine(&c);
-        CHECK(c.gws == 0 && c.run == 0, "A %s rank %d: %d %d %s", arn ? "ARN" : "CV3", r, c.gws, c.run, c.msg);
-        if (!c.gws && !c.run) {
+        ccall_norm(&c, res, gam);
+        if (combine_ok(&c, arn ? "A ARN" : "A CV3")) {
             for (int t = 0; t < bs; t++) {
                 if (mask && t == 2) {
                     CHECK(untouched(c.x_out + t * H, H * 2), "A mask: r1 t2 xOut must stay unwritten");
@@ -169,17 +245,28 @@ static void sc_a_rank(int r, void *arg) {
 }
 
 static void scenario_a(const uint8_t *mask1) {
-    ScA sc = {.mask1 = mask1};
-    const int devs[4] = {0, 1, 2, 3};
-    group_make(&sc.g, 4, devs);
-    run_ranks(4, devs, sc_a_rank, &sc);
-    group_free(&sc.g);
+    Sc sc = {.mask1 = mask1};
+    run_world(&sc, 4, NULL, 0, sc_a_rank);
 }
 
 /* ====================== B: TP = 2 (DS §14.7) + combine with the TP reduce-scatter ================= */
 typedef struct {
     Group ep[2], tp[2];
 } ScB;
+
+/* global rank g = 2e + t: EP rank e of slice t, TP rank t of TP group e, on device g */
+static void sc_b_dispatch(DCall *d, ScB *sc, int g, const uint16_t *x, const int32_t *ids, int64_t quant) {
+    const int e = g / 2, t = g % 2;
+    dcall_base(d, &sc->ep[t], 2, e, 2, 2, 1, x, ids);
+    d->dev = g;
+    d->group_tp = sc->tp[e].name;
+    d->tp = 2;
+    d->tp_rank = t;
+    d->quant = quant;
+    dcall_out(d, 8, 4 * 128, 1, 4);
+    d->tp_len = 2;
+    do_dispatch(d);
+}
 
 static void sc_b_rank(int g, void *arg) {
     ScB *sc = (ScB *)arg;
@@ -188,19 +275,7 @@ static void sc_b_rank(int g, void *arg) {
     uint16_t x[2 * H];
     fill_label_rows(x, 2, H, (float)(t * 64 + e * 16 + 1)); /* A_e[t'] = 16e+t'+1, B_e[t'] = 64+16e+t'+1 */
     DCall d;
-    dcall_base(&d, &sc->ep[t], 2, e, 2, 2, 1);
-    d.dev = g;
-    d.x = x;
-    d.ids = ids[t][e];
-    d.group_tp = sc->tp[e].name;
-    d.tp = 2;
-    d.tp_rank = t;
-    d.ex_rows = 8;
-    d.assist_len = 4 * 128;
-    d.tn_len = 1;
-    d.er_len = 4;
-    d.tp_len = 2;
-    do_dispatch(&d);
+    sc_b_dispatch(&d, sc, g, x, ids[t][e], 0);
 #define A_(e_, t_) (16.0f * (e_) + (t_) + 1)
 #define B_(e_, t_) (64.0f + 16.0f * (e_) + (t_) + 1)
     const float l00[] = {A_(0, 0), A_(1, 1), B_(1, 0)}, l01[] = {B_(1, 0), A_(0, 0), A_(1, 1)};
@@ -213,7 +288,7 @@ static void sc_b_rank(int g, void *arg) {
     const int N[4] = {3, 3, 5, 5}, OWN[4] = {2, 1, 2, 3};
     const int TPW[4][2] = {{2, 1}, {2, 1}, {2, 3}, {2, 3}};
     expect_rows("B", &d, N[g], L[g], NULL, 4, ER[g], 1, (long[]){N[g]});
-    for (int i = 0; i < OWN[g] && d.run == 0; i++)
+    for (int i = 0; i < OWN[g] && d.st.run == 0; i++)
         CHECK(d.assist[3 * i] == TR[g][3 * i] && d.assist[3 * i + 1] == TR[g][3 * i + 1] &&
                   d.assist[3 * i + 2] == TR[g][3 * i + 2], "B (%d,%d) triple %d", e, t, i);
     CHECK(untouched(d.assist + 3 * OWN[g], (size_t)(4 * 128 - 3 * OWN[g]) * 4), "B: no triples for the peer rows");
@@ -221,54 +296,15 @@ static void sc_b_rank(int g, void *arg) {
     /* identity FFN, w = 1: the TP add doubles every row, so xOut = 2 x */
     const float w[2] = {1.0f, 1.0f};
     CCall c;
-    memset(&c, 0, sizeof c);
-    c.xdt = ACL_BF16;
-    c.bs = 2;
-    c.h = H;
-    c.k = 1;
-    c.expand_x = (uint16_t *)d.expand_x;
-    c.ex_rows = 8;
-    c.ids = ids[t][e];
-    c.w = w;
-    c.assist = d.assist;
-    c.assist_len = 4 * 128;
-    c.ep_send = d.er;
-    c.es_len = 4;
-    c.tp_send = d.tr;
-    c.ts_len = 2;
-    c.group_ep = sc->ep[t].name;
-    c.group_tp = sc->tp[e].name;
-    c.ep = 2;
-    c.rank = e;
-    c.M = 2;
-    c.tp = 2;
-    c.tp_rank = t;
-    c.dev = g;
-    do_combine(&c);
-    CHECK(c.gws == 0 && c.run == 0, "B combine (%d,%d): %d %d %s", e, t, c.gws, c.run, c.msg);
-    for (int tok = 0; tok < 2 && !c.run; tok++)
-        CHECK(row_label(c.x_out + tok * H, H) == 2.0f * fb(x[tok * H]), "B combine (%d,%d) token %d: %g", e, t, tok,
-              row_label(c.x_out + tok * H, H));
+    ccall_from(&c, &d, w, d.tr, 2);
+    combine_ok(&c, "B combine");
+    for (int tok = 0; tok < 2 && !c.st.run; tok++) check_token("B combine", &c, tok, 2.0f * fb(x[tok * H]));
     ccall_free(&c);
     dcall_free(&d);
 
     /* quant mode 2 with TP: int8 rows and dynamicScales follow the same self-then-peer layout */
-    dcall_base(&d, &sc->ep[t], 2, e, 2, 2, 1);
-    d.dev = g;
-    d.x = x;
-    d.ids = ids[t][e];
-    d.group_tp = sc->tp[e].name;
-    d.tp = 2;
-    d.tp_rank = t;
-    d.quant = 2;
-    d.ex_rows = 8;
-    d.assist_len = 4 * 128;
-    d.tn_len = 1;
-    d.er_len = 4;
-    d.tp_len = 2;
-    do_dispatch(&d);
-    CHECK(d.gws == 0 && d.run == 0, "B quant (%d,%d): %d %d %s", e, t, d.gws, d.run, d.msg);
-    if (!d.run) {
+    sc_b_dispatch(&d, sc, g, x, ids[t][e], 2);
+    if (call_ok("B quant", g, &d.st)) {
         const int8_t *q = (const int8_t *)d.expand_x;
         int bad = 0;
         for (int i = 0; i < N[g] * H; i++) bad += q[i] != 127;
@@ -290,8 +326,7 @@ static void scenario_b(void) {
     group_make(&sc.ep[1], 2, ep1);
     group_make(&sc.tp[0], 2, tp0);
     group_make(&sc.tp[1], 2, tp1);
-    const int devs[4] = {0, 1, 2, 3};
-    run_ranks(4, devs, sc_b_rank, &sc);
+    run_ranks(4, DEVS, sc_b_rank, &sc);
     for (int i = 0; i < 2; i++) {
         group_free(&sc.ep[i]);
         group_free(&sc.tp[i]);
@@ -299,27 +334,22 @@ static void scenario_b(void) {
 }
 
 /* ====================== C: shared expert + L = 2 (DS §14.4), quant mode 2, combine ================= */
-typedef struct {
-    Group g;
-} ScC;
+/* rank 0 is the shared-expert rank (6 rows), ranks 1 and 2 hold two MoE experts each */
+static void sc_c_dispatch(DCall *d, Sc *sc, int r, const uint16_t *x, const int32_t *ids) {
+    dcall_base(d, &sc->g, 3, r, 4, 2, 2, x, ids);
+    d->S = 1;
+    d->R = 1;
+    dcall_out(d, r == 0 ? 6 : 12, (r == 0 ? 6 : 12) * 128, r == 0 ? 1 : 2, r == 0 ? 3 : 6);
+}
 
 static void sc_c_rank(int r, void *arg) {
-    ScC *sc = (ScC *)arg;
+    Sc *sc = (Sc *)arg;
     static const int32_t ids[3][4] = {{0, 3, 2, 1}, {1, 0, 3, 2}, {0, 2, 1, 3}};
     uint16_t x[2 * H];
     fill_label_rows(x, 2, H, (float)(r * 16 + 1));
     DCall d;
-    dcall_base(&d, &sc->g, 3, r, 4, 2, 2);
-    d.x = x;
-    d.ids = ids[r];
-    d.S = 1;
-    d.R = 1;
-    d.ex_rows = r == 0 ? 6 : 12;
-    d.assist_len = d.ex_rows * 128;
-    d.tn_len = r == 0 ? 1 : 2;
-    d.er_len = r == 0 ? 3 : 6;
+    sc_c_dispatch(&d, sc, r, x, ids[r]);
     do_dispatch(&d);
-#define X_(r_, t_) (16.0f * (r_) + (t_) + 1)
     if (r == 0)
         expect_rows("C", &d, 6, (float[]){X_(0, 0), X_(0, 1), X_(1, 0), X_(1, 1), X_(2, 0), X_(2, 1)},
                     (int[]){0, 0, 2, 0, 1, 2, 1, 0, 2, 1, 1, 2, 2, 0, 2, 2, 1, 2}, 3, (int[]){2, 4, 6}, 1, (long[]){6});
@@ -334,41 +364,10 @@ static void sc_c_rank(int r, void *arg) {
     /* combine, identity FFN: w0 x + w1 x + x (shared, unweighted) */
     const float w[4] = {0.25f, 0.5f, 0.25f, 0.5f};
     CCall c;
-    memset(&c, 0, sizeof c);
-    c.xdt = ACL_BF16;
-    c.bs = 2;
-    c.h = H;
-    c.k = 2;
-    c.expand_x = (uint16_t *)d.expand_x;
-    c.ex_rows = d.ex_rows;
-    c.ids = ids[r];
-    c.w = w;
-    c.assist = d.assist;
-    c.assist_len = d.assist_len;
-    c.ep_send = d.er;
-    c.es_len = d.er_len;
-    const int32_t one = 0;
-    c.tp_send = &one;
-    c.ts_len = 1;
-    c.tp = 1;
-    c.group_ep = sc->g.name;
-    c.group_tp = "";
-    c.ep = 3;
-    c.rank = r;
-    c.M = 4;
-    c.S = 1;
-    c.R = 1;
-    c.dev = r;
-    do_combine(&c);
-    CHECK(c.gws == 0 && c.run == 0, "C combine r%d: %d %d %s", r, c.gws, c.run, c.msg);
-    for (int t = 0; t < 2 && !c.run; t++) {
-        float xv = X_(r, t), acc = 0.0f;
-        acc = acc + xv * 0.25f;
-        acc = acc + xv * 0.5f;
-        acc = acc + xv;
-        CHECK(row_label(c.x_out + t * H, H) == fb(bf(acc)), "C combine r%d t%d: %g want %g", r, t,
-              row_label(c.x_out + t * H, H), fb(bf(acc)));
-    }
+    ccall_from(&c, &d, w, TP1_SEND, 1);
+    combine_ok(&c, "C combine");
+    for (int t = 0; t < 2 && !c.st.run; t++)
+        check_token("C combine", &c, t, fb(bf(weighted(X_(r, t), w + 2 * t, NULL, 2) + X_(r, t))));
     ccall_free(&c);
     dcall_free(&d);
 
@@ -379,21 +378,12 @@ static void sc_c_rank(int r, void *arg) {
     float *scales = malloc(sizeof(float) * 5 * H);
     for (int si = 0; si < 5; si++)
         for (int i = 0; i < H; i++) scales[si * H + i] = (float)(1 << si);
-    dcall_base(&d, &sc->g, 3, r, 4, 2, 2);
-    d.x = xq;
-    d.ids = ids[r];
-    d.S = 1;
-    d.R = 1;
+    sc_c_dispatch(&d, sc, r, xq, ids[r]);
     d.quant = 2;
     d.scales = scales;
     d.scales_rows = 5;
-    d.ex_rows = r == 0 ? 6 : 12;
-    d.assist_len = d.ex_rows * 128;
-    d.tn_len = r == 0 ? 1 : 2;
-    d.er_len = r == 0 ? 3 : 6;
     do_dispatch(&d);
-    CHECK(d.gws == 0 && d.run == 0, "C quant r%d: %d %d %s", r, d.gws, d.run, d.msg);
-    if (!d.run) {
+    if (call_ok("C quant", r, &d.st)) {
         const int8_t *q = (const int8_t *)d.expand_x;
         int bad = 0;
         for (int i = 0; i < 6 * H; i++) bad += q[i] != (int8_t[]){127, -64, 32, 24}[i % 4];
@@ -414,21 +404,13 @@ static void sc_c_rank(int r, void *arg) {
 }
 
 static void scenario_c(void) {
-    ScC sc;
-    const int devs[3] = {0, 1, 2};
-    group_make(&sc.g, 3, devs);
-    run_ranks(3, devs, sc_c_rank, &sc);
-    group_free(&sc.g);
+    Sc sc = {0};
+    run_world(&sc, 3, NULL, 0, sc_c_rank);
 }
 
 /* ====================== D: special experts (DS §14.5, CS §6) ====================================== */
-typedef struct {
-    Group g;
-    int arn;
-} ScD;
-
 static void sc_d_rank(int r, void *arg) {
-    ScD *sc = (ScD *)arg;
+    Sc *sc = (Sc *)arg;
     static const int32_t ids[4][4] = {{0, 4, 5, 6}, {6, 1, 2, 3}, {4, 5, 1, 2}, {3, 0, 6, 4}};
     uint16_t x[2 * H], a1[1] = {bf(2.0f)}, a2[1] = {bf(-1.0f)}, v[H], res[2 * H], gam[H];
     fill_label_rows(x, 2, H, (float)(r * 16 + 1));
@@ -438,56 +420,22 @@ static void sc_d_rank(int r, void *arg) {
     }
     memset(res, 0, sizeof res);
     DCall d;
-    dcall_base(&d, &sc->g, 4, r, 4, 2, 2);
-    d.x = x;
-    d.ids = ids[r];
+    dcall_base(&d, &sc->g, 4, r, 4, 2, 2, x, ids[r]);
     d.zero = d.copy = d.cnst = 1;
-    d.ex_rows = 8;
-    d.assist_len = 8 * 128;
-    d.tn_len = 1;
-    d.er_len = 4;
+    dcall_out(&d, 8, 8 * 128, 1, 4);
     do_dispatch(&d);
     static const float L[4][2] = {{X_(0, 0), X_(3, 0)}, {X_(1, 0), X_(2, 1)}, {X_(1, 1), X_(2, 1)}, {X_(1, 1), X_(3, 0)}};
     static const int TR[4][6] = {{0, 0, 0, 3, 0, 1}, {1, 0, 1, 2, 1, 0}, {1, 1, 0, 2, 1, 1}, {1, 1, 1, 3, 0, 0}};
     static const int ER[4][4] = {{1, 1, 1, 2}, {0, 1, 2, 2}, {0, 1, 2, 2}, {0, 1, 1, 2}};
     if (!sc->arn) expect_rows("D", &d, 2, L[r], TR[r], 4, ER[r], 1, (long[]){2});
     const float w[4] = {0.5f, 0.25f, 0.5f, 0.25f};
-    const int32_t one = 0;
     CCall c;
-    memset(&c, 0, sizeof c);
+    ccall_from(&c, &d, w, TP1_SEND, 1);
     c.arn = sc->arn;
-    c.xdt = ACL_BF16;
-    c.bs = 2;
-    c.h = H;
-    c.k = 2;
-    c.expand_x = (uint16_t *)d.expand_x;
-    c.ex_rows = 8;
-    c.ids = ids[r];
-    c.w = w;
-    c.assist = d.assist;
-    c.assist_len = 8 * 128;
-    c.ep_send = d.er;
-    c.es_len = 4;
-    c.tp_send = &one;
-    c.ts_len = 1;
-    c.tp = 1;
-    c.ori_x = x;
-    c.a1 = a1;
-    c.a2 = a2;
-    c.v = v;
-    c.residual = res;
-    c.gamma = gam;
-    c.eps = 1e-6f;
-    c.zero = c.copy = c.cnst = 1;
-    c.group_ep = sc->g.name;
-    c.group_tp = "";
-    c.ep = 4;
-    c.rank = r;
-    c.M = 4;
-    c.dev = r;
-    do_combine(&c);
-    CHECK(c.gws == 0 && c.run == 0, "D combine r%d: %d %d %s", r, c.gws, c.run, c.msg);
-    for (int t = 0; t < 2 && !c.run; t++) {
+    ccall_special(&c, x, a1, a2, v);
+    ccall_norm(&c, res, gam);
+    combine_ok(&c, "D combine");
+    for (int t = 0; t < 2 && !c.st.run; t++) {
         float xv = X_(r, t), acc = 0.0f;
         for (int k = 0; k < 2; k++) {
             int id = ids[r][t * 2 + k];
@@ -495,45 +443,32 @@ static void sc_d_rank(int r, void *arg) {
             if (id < 4 || id == 5) acc = acc + xv * wk;             /* MoE (identity FFN) or copy */
             else if (id == 6) acc = acc + ((xv * 2.0f) + (1.0f * -1.0f)) * wk; /* const */
         }
-        float want = sc->arn ? fb(bf(acc + 0.0f)) : fb(bf(acc));
-        CHECK(row_label(c.x_out + t * H, H) == want, "D %s r%d t%d: %g want %g", sc->arn ? "ARN xOut" : "CV3", r, t,
-              row_label(c.x_out + t * H, H), want);
+        check_token(sc->arn ? "D ARN xOut" : "D CV3", &c, t, sc->arn ? fb(bf(acc + 0.0f)) : fb(bf(acc)));
     }
     ccall_free(&c);
     dcall_free(&d);
 }
 
 static void scenario_d(int arn) {
-    ScD sc = {.arn = arn};
-    const int devs[4] = {0, 1, 2, 3};
-    group_make(&sc.g, 4, devs);
-    run_ranks(4, devs, sc_d_rank, &sc);
-    group_free(&sc.g);
+    Sc sc = {.arn = arn};
+    run_world(&sc, 4, NULL, 0, sc_d_rank);
 }
 
 /* ====================== E: elastic scale-down (DS §14.6) ========================================== */
-typedef struct {
-    Group g;
-} ScE;
 static const int32_t ELASTIC_E[12] = {1, 3, 0, 3, 0, 1, -1, 2, 0, 1, 3, -1};
 
 static void sc_e_rank(int i, void *arg) {
-    ScE *sc = (ScE *)arg;
+    Sc *sc = (Sc *)arg;
     static const int orig_of[3] = {0, 1, 3};
     static const int32_t ids[4][4] = {{0, 1, 2, 0}, {1, 2, 0, 1}, {0}, {2, 0, 1, 2}};
     const int r = orig_of[i];
     uint16_t x[2 * H];
     fill_label_rows(x, 2, H, (float)(r * 16 + 1));
     DCall d;
-    dcall_base(&d, &sc->g, 4, r, 4, 2, 2);
-    d.x = x;
-    d.ids = ids[r];
+    dcall_base(&d, &sc->g, 4, r, 4, 2, 2, x, ids[r]);
     d.elastic = ELASTIC_E;
     d.elastic_len = 12;
-    d.ex_rows = 8;
-    d.assist_len = 8 * 128;
-    d.tn_len = 1;
-    d.er_len = 4;
+    dcall_out(&d, 8, 8 * 128, 1, 4);
     do_dispatch(&d);
     static const float L[3][4] = {{X_(0, 0), X_(0, 1), X_(1, 1), X_(3, 0)},
                                   {X_(0, 0), X_(1, 0), X_(1, 1), X_(3, 1)},
@@ -544,138 +479,64 @@ static void sc_e_rank(int i, void *arg) {
     static const int ER[3][3] = {{2, 3, 4}, {1, 3, 4}, {1, 2, 4}};
     expect_rows("E", &d, 4, L[i], TR[i], 3, ER[i], 1, (long[]){4});
     const float w[4] = {0.25f, 0.5f, 0.25f, 0.5f};
-    const int32_t one = 0;
     CCall c;
-    memset(&c, 0, sizeof c);
-    c.xdt = ACL_BF16;
-    c.bs = 2;
-    c.h = H;
-    c.k = 2;
-    c.expand_x = (uint16_t *)d.expand_x;
-    c.ex_rows = 8;
-    c.ids = ids[r];
-    c.w = w;
-    c.assist = d.assist;
-    c.assist_len = 8 * 128;
-    c.ep_send = d.er;
-    c.es_len = 4;
-    c.tp_send = &one;
-    c.ts_len = 1;
-    c.tp = 1;
-    c.elastic = ELASTIC_E;
-    c.elastic_len = 12;
-    c.group_ep = sc->g.name;
-    c.group_tp = "";
-    c.ep = 4;
-    c.rank = r;
-    c.M = 4;
-    c.dev = r;
-    do_combine(&c);
-    CHECK(c.gws == 0 && c.run == 0, "E combine r%d: %d %d %s", r, c.gws, c.run, c.msg);
-    for (int t = 0; t < 2 && !c.run; t++) {
-        float xv = X_(r, t), acc = 0.0f;
-        acc = acc + xv * 0.25f;
-        acc = acc + xv * 0.5f;
-        CHECK(row_label(c.x_out + t * H, H) == fb(bf(acc)), "E combine r%d t%d", r, t);
-    }
+    ccall_from(&c, &d, w, TP1_SEND, 1);
+    combine_ok(&c, "E combine");
+    for (int t = 0; t < 2 && !c.st.run; t++)
+        check_token("E combine", &c, t, fb(bf(weighted(X_(r, t), w + 2 * t, NULL, 2))));
     ccall_free(&c);
     dcall_free(&d);
 }
 
 static void scenario_e(void) {
-    ScE sc;
-    const int devs[4] = {0, 1, 2, 3}, alive[3] = {0, 1, 3};
-    group_make(&sc.g, 4, devs);
-    run_ranks(3, alive, sc_e_rank, &sc);
-    group_free(&sc.g);
+    Sc sc = {0};
+    const int alive[3] = {0, 1, 3};
+    run_world(&sc, 4, alive, 3, sc_e_rank);
 }
 
 /* ====================== F: int8 communication quantisation (CS §7) ================================ */
-typedef struct {
-    Group g;
-} ScF;
-
 static void sc_f_rank(int r, void *arg) {
-    ScF *sc = (ScF *)arg;
+    Sc *sc = (Sc *)arg;
     static const int32_t ids[2][2] = {{0, 1}, {1, 0}};
     static const float pat[8] = {1, -2, 0.5f, 100, 3, 0, -0.1015625f, 64};
     static const float deq[8] = {0.7890625f, -2.375f, 0.7890625f, 100, 3.15625f, 0, 0, 64};
     uint16_t x[2 * H];
     for (int i = 0; i < 2 * H; i++) x[i] = bf(pat[i % 8]);
     DCall d;
-    dcall_base(&d, &sc->g, 2, r, 2, 2, 1);
-    d.x = x;
-    d.ids = ids[r];
-    d.ex_rows = 4;
-    d.assist_len = 4 * 128;
-    d.tn_len = 1;
-    d.er_len = 2;
+    dcall_base(&d, &sc->g, 2, r, 2, 2, 1, x, ids[r]);
+    dcall_out(&d, 4, 4 * 128, 1, 2);
     do_dispatch(&d);
-    CHECK(d.gws == 0 && d.run == 0, "F dispatch r%d: %s", r, d.msg);
+    call_ok("F dispatch", r, &d.st);
     const float w[2] = {1.0f, 1.0f};
-    const int32_t one = 0;
     CCall c;
-    memset(&c, 0, sizeof c);
-    c.xdt = ACL_BF16;
-    c.bs = 2;
-    c.h = H;
-    c.k = 1;
-    c.expand_x = (uint16_t *)d.expand_x;
-    c.ex_rows = 4;
-    c.ids = ids[r];
-    c.w = w;
-    c.assist = d.assist;
-    c.assist_len = 4 * 128;
-    c.ep_send = d.er;
-    c.es_len = 2;
-    c.tp_send = &one;
-    c.ts_len = 1;
-    c.tp = 1;
+    ccall_from(&c, &d, w, TP1_SEND, 1);
     c.cqm = 2;
-    c.group_ep = sc->g.name;
-    c.group_tp = "";
-    c.ep = 2;
-    c.rank = r;
-    c.M = 2;
-    c.dev = r;
-    do_combine(&c);
-    CHECK(c.gws == 0 && c.run == 0, "F combine r%d: %d %d %s", r, c.gws, c.run, c.msg);
+    combine_ok(&c, "F combine");
     int bad = 0;
-    for (int i = 0; i < 2 * H && !c.run; i++) bad += c.x_out[i] != bf(deq[i % 8]);
+    for (int i = 0; i < 2 * H && !c.st.run; i++) bad += c.x_out[i] != bf(deq[i % 8]);
     CHECK(bad == 0, "F int8 combine r%d: %d mismatches", r, bad);
     ccall_free(&c);
     dcall_free(&d);
 }
 
 static void scenario_f(void) {
-    ScF sc;
-    const int devs[2] = {0, 1};
-    group_make(&sc.g, 2, devs);
-    run_ranks(2, devs, sc_f_rank, &sc);
-    group_free(&sc.g);
+    Sc sc = {0};
+    run_world(&sc, 2, NULL, 0, sc_f_rank);
 }
 
 /* ====================== G: 2-D mask (DS §14.3) + combine ========================================== */
-typedef struct {
-    Group g;
-} ScG;
 static const int32_t IDS141[4][6] = {{0, 1, 2, 3, 1, 2}, {3, 0, 0, 2, 1, 3}, {1, 0, 3, 1, 2, 0}, {2, 3, 0, 1, 3, 2}};
 
 static void sc_g_rank(int r, void *arg) {
-    ScG *sc = (ScG *)arg;
+    Sc *sc = (Sc *)arg;
     static const uint8_t m2[4][6] = {{1, 0, 0, 0, 1, 1}, {1, 1, 0, 1, 1, 0}, {0, 0, 1, 1, 0, 1}, {1, 1, 1, 1, 1, 1}};
     uint16_t x[3 * H];
     fill_label_rows(x, 3, H, (float)(r * 16 + 1));
     DCall d;
-    dcall_base(&d, &sc->g, 4, r, 4, 3, 2);
-    d.x = x;
-    d.ids = IDS141[r];
+    dcall_base(&d, &sc->g, 4, r, 4, 3, 2, x, IDS141[r]);
     d.mask = m2[r];
     d.mask_nd = 2;
-    d.ex_rows = 12;
-    d.assist_len = 12 * 128;
-    d.tn_len = 1;
-    d.er_len = 4;
+    dcall_out(&d, 12, 12 * 128, 1, 4);
     do_dispatch(&d);
     static const float L[4][4] = {{X_(0, 0), X_(1, 0), X_(2, 2), X_(3, 1)},
                                   {X_(0, 2), X_(1, 2), X_(2, 1), X_(3, 1)},
@@ -688,55 +549,23 @@ static void sc_g_rank(int r, void *arg) {
     static const int ER[4][4] = {{1, 2, 3, 4}, {1, 2, 3, 4}, {1, 2, 2, 4}, {0, 1, 2, 4}};
     expect_rows("G", &d, 4, L[r], TR[r], 4, ER[r], 1, (long[]){4});
     const float w[6] = {0.25f, 0.5f, 0.25f, 0.5f, 0.25f, 0.5f};
-    const int32_t one = 0;
     CCall c;
-    memset(&c, 0, sizeof c);
-    c.xdt = ACL_BF16;
-    c.bs = 3;
-    c.h = H;
-    c.k = 2;
-    c.expand_x = (uint16_t *)d.expand_x;
-    c.ex_rows = 12;
-    c.ids = IDS141[r];
-    c.w = w;
-    c.assist = d.assist;
-    c.assist_len = 12 * 128;
-    c.ep_send = d.er;
-    c.es_len = 4;
-    c.tp_send = &one;
-    c.ts_len = 1;
-    c.tp = 1;
-    c.mask = m2[r];
-    c.mask_nd = 2;
-    c.group_ep = sc->g.name;
-    c.group_tp = "";
-    c.ep = 4;
-    c.rank = r;
-    c.M = 4;
-    c.dev = r;
-    do_combine(&c);
-    CHECK(c.gws == 0 && c.run == 0, "G combine r%d: %d %d %s", r, c.gws, c.run, c.msg);
-    for (int t = 0; t < 3 && !c.run; t++) {
+    ccall_from(&c, &d, w, TP1_SEND, 1);
+    combine_ok(&c, "G combine");
+    for (int t = 0; t < 3 && !c.st.run; t++) {
         if (!m2[r][2 * t] && !m2[r][2 * t + 1]) {
             CHECK(untouched(c.x_out + t * H, H * 2), "G r%d t%d: token with an all-false mask row is not written", r, t);
             continue;
         }
-        float xv = X_(r, t), acc = 0.0f;
-        if (m2[r][2 * t]) acc = acc + xv * 0.25f;
-        if (m2[r][2 * t + 1]) acc = acc + xv * 0.5f;
-        CHECK(row_label(c.x_out + t * H, H) == fb(bf(acc)), "G combine r%d t%d: %g want %g", r, t,
-              row_label(c.x_out + t * H, H), fb(bf(acc)));
+        check_token("G combine", &c, t, fb(bf(weighted(X_(r, t), w + 2 * t, m2[r] + 2 * t, 2))));
     }
     ccall_free(&c);
     dcall_free(&d);
 }
 
 static void scenario_g(void) {
-    ScG sc;
-    const int devs[4] = {0, 1, 2, 3};
-    group_make(&sc.g, 4, devs);
-    run_ranks(4, devs, sc_g_rank, &sc);
-    group_free(&sc.g);
+    Sc sc = {0};
+    run_world(&sc, 4, NULL, 0, sc_g_rank);
 }
 
 /* ====================== H: the seeds' configurations (8 ranks, H = 7168) ========================== */
@@ -761,20 +590,15 @@ static void sc_h_rank(int r, void *arg) {
     const int64_t M = sc->arn_seed ? 8 : 7, R = sc->arn_seed ? 0 : 1, S = sc->arn_seed ? 0 : 1;
     const int shared_rank = !sc->arn_seed && r == 0;
     DCall d;
-    dcall_base(&d, &sc->ep, 8, r, M, bs, k);
+    dcall_base(&d, &sc->ep, 8, r, M, bs, k, x, ids);
     d.h = SH;
-    d.x = x;
-    d.ids = ids;
     d.expert_scales = w;
     d.group_tp = sc->tp[r].name;
     d.tp = 1;
     d.S = S;
     d.R = R;
     d.gbs = bs * 8;
-    d.ex_rows = 64;
-    d.assist_len = 64 * 128;
-    d.tn_len = 1;
-    d.er_len = 8;
+    dcall_out(&d, 64, 64 * 128, 1, 8);
     d.tp_len = 1;
     d.comm_alg = NULL;
     if (sc->arn_seed) {
@@ -782,7 +606,7 @@ static void sc_h_rank(int r, void *arg) {
         d.copy = 8;
         d.cnst = 10;
         do_dispatch(&d); /* warm-up without elastic on all 8 ranks */
-        CHECK(d.gws == 0 && d.run == 0, "H ARN seed warm-up dispatch r%d: %d %d %s", r, d.gws, d.run, d.msg);
+        call_ok("H ARN seed warm-up dispatch", r, &d.st);
         dcall_free(&d);
     }
     static const int32_t el[20] = {1, 4, 0, 4, 0, 1, -1, -1, -1, -1, 2, 3, 0, 1, 6, 7, -1, -1, -1, -1};
@@ -795,63 +619,27 @@ static void sc_h_rank(int r, void *arg) {
         d.elastic_len = 20;
     }
     do_dispatch(&d);
-    CHECK(d.gws == 0 && d.run == 0, "H seed dispatch r%d: %d %d %s", r, d.gws, d.run, d.msg);
+    call_ok("H seed dispatch", r, &d.st);
     CHECK(untouched(d.tr, 4), "H seed: tpRecvCounts untouched with tpWorldSize = 1");
     if (shared_rank) CHECK(d.er[7] == 64 && d.tn[0] == 64, "H barrier seed: shared rank gets every token");
     CCall c;
-    memset(&c, 0, sizeof c);
+    ccall_from(&c, &d, w, d.tr, 1);
     c.arn = sc->arn_seed;
-    c.xdt = ACL_BF16;
-    c.bs = bs;
-    c.h = SH;
-    c.k = k;
-    c.expand_x = (uint16_t *)d.expand_x;
-    c.ex_rows = 64;
-    c.ids = ids;
-    c.w = w;
-    c.assist = d.assist;
-    c.assist_len = 64 * 128;
-    c.ep_send = d.er;
-    c.es_len = 8;
-    c.tp_send = d.tr;
-    c.ts_len = 1;
-    c.tp = 1;
-    c.group_ep = sc->ep.name;
-    c.group_tp = sc->tp[r].name;
-    c.ep = 8;
-    c.rank = r;
-    c.M = M;
-    c.S = S;
-    c.R = R;
-    c.gbs = bs * 8;
-    c.dev = r;
     uint16_t *ones = malloc(sizeof(uint16_t) * bs * SH), *zeros = calloc((size_t)10 * SH, sizeof(uint16_t));
     for (int i = 0; i < bs * SH; i++) ones[i] = bf(1.0f);
     if (sc->arn_seed) {
-        c.zero = 7;
-        c.copy = 8;
-        c.cnst = 10;
-        c.elastic = el;
-        c.elastic_len = 20;
         c.shared_x = ones;
         c.shared_x_3d = 1;
-        c.ori_x = ones;
-        c.a1 = zeros;
-        c.a2 = zeros;
-        c.v = zeros;
-        c.residual = ones;
-        c.gamma = ones;
-        c.eps = 1e-6f;
+        ccall_special(&c, ones, zeros, zeros, zeros);
+        ccall_norm(&c, ones, ones);
     }
-    do_combine(&c);
-    CHECK(c.gws == 0 && c.run == 0, "H seed combine r%d: %d %d %s", r, c.gws, c.run, c.msg);
-    if (!c.run) {
+    combine_ok(&c, "H seed combine");
+    if (!c.st.run) {
         float acc = 0.0f;
         for (int j = 0; j < k; j++) acc = acc + 1.0f * 0.1f;
         acc = acc + 1.0f; /* shared expert row (barrier seed) or sharedExpertX (ARN seed) */
         if (sc->arn_seed) acc = acc + 1.0f; /* residual */
-        CHECK(row_label(c.x_out, SH) == fb(bf(acc)), "H seed r%d: xOut %g want %g", r, row_label(c.x_out, SH),
-              fb(bf(acc)));
+        check_token("H seed", &c, 0, fb(bf(acc)));
         if (sc->arn_seed) CHECK(row_label(c.y_out, SH) == 1.0f, "H ARN seed r%d: y %g", r, row_label(c.y_out, SH));
     }
     ccall_free(&c);
@@ -863,86 +651,66 @@ static void sc_h_rank(int r, void *arg) {
 
 static void scenario_h(int arn_seed) {
     ScH sc = {.arn_seed = arn_seed};
-    const int devs[8] = {0, 1, 2, 3, 4, 5, 6, 7};
-    group_make(&sc.ep, 8, devs);
-    for (int i = 0; i < 8; i++) group_make(&sc.tp[i], 1, &devs[i]);
-    run_ranks(8, devs, sc_h_rank, &sc);
+    group_make(&sc.ep, 8, DEVS);
+    for (int i = 0; i < 8; i++) group_make(&sc.tp[i], 1, &DEVS[i]);
+    run_ranks(8, DEVS, sc_h_rank, &sc);
     group_free(&sc.ep);
     for (int i = 0; i < 8; i++) group_free(&sc.tp[i]);
 }
 
 /* ====================== K: different BS per rank (globalBs) ======================================= */
-typedef struct {
-    Group g;
-} ScK;
-
 static void sc_k_rank(int r, void *arg) {
-    ScK *sc = (ScK *)arg;
+    Sc *sc = (Sc *)arg;
     static const int32_t ids[2][2] = {{1}, {0, 1}};
     const int bs = r == 0 ? 1 : 2;
     uint16_t x[2 * H];
     fill_label_rows(x, bs, H, (float)(r * 16 + 1));
     DCall d;
-    dcall_base(&d, &sc->g, 2, r, 2, bs, 1);
-    d.x = x;
-    d.ids = ids[r];
+    dcall_base(&d, &sc->g, 2, r, 2, bs, 1, x, ids[r]);
     d.gbs = 4;
-    d.ex_rows = 4;
-    d.assist_len = 4 * 128;
-    d.tn_len = 1;
-    d.er_len = 2;
+    dcall_out(&d, 4, 4 * 128, 1, 2);
     do_dispatch(&d);
     if (r == 0) expect_rows("K", &d, 1, (float[]){X_(1, 0)}, (int[]){1, 0, 0}, 2, (int[]){0, 1}, 1, (long[]){1});
     else expect_rows("K", &d, 2, (float[]){X_(0, 0), X_(1, 1)}, (int[]){0, 0, 0, 1, 1, 0}, 2, (int[]){1, 2}, 1, (long[]){2});
     const float w[2] = {0.5f, 0.5f};
-    const int32_t one = 0;
     CCall c;
-    memset(&c, 0, sizeof c);
-    c.xdt = ACL_BF16;
-    c.bs = bs;
-    c.h = H;
-    c.k = 1;
-    c.expand_x = (uint16_t *)d.expand_x;
-    c.ex_rows = 4;
-    c.ids = ids[r];
-    c.w = w;
-    c.assist = d.assist;
-    c.assist_len = 4 * 128;
-    c.ep_send = d.er;
-    c.es_len = 2;
-    c.tp_send = &one;
-    c.ts_len = 1;
-    c.tp = 1;
-    c.gbs = 4;
-    c.group_ep = sc->g.name;
-    c.group_tp = "";
-    c.ep = 2;
-    c.rank = r;
-    c.M = 2;
-    c.dev = r;
-    do_combine(&c);
-    CHECK(c.gws == 0 && c.run == 0, "K combine r%d: %d %d %s", r, c.gws, c.run, c.msg);
-    for (int t = 0; t < bs && !c.run; t++)
-        CHECK(row_label(c.x_out + t * H, H) == X_(r, t) * 0.5f, "K combine r%d t%d", r, t);
+    ccall_from(&c, &d, w, TP1_SEND, 1);
+    combine_ok(&c, "K combine");
+    for (int t = 0; t < bs && !c.st.run; t++) check_token("K combine", &c, t, X_(r, t) * 0.5f);
     ccall_free(&c);
     dcall_free(&d);
 }
 
 static void scenario_k(void) {
-    ScK sc;
-    const int devs[2] = {0, 1};
-    group_make(&sc.g, 2, devs);
-    run_ranks(2, devs, sc_k_rank, &sc);
-    group_free(&sc.g);
+    Sc sc = {0};
+    run_world(&sc, 2, NULL, 0, sc_k_rank);
 }
 
 /* ====================== I: validation status codes and call records ============================== */
+/* the tensors the combine validation cases choose from */
+typedef struct {
+    DT ex, ex16, ti, as, es, w, ts, el, xo, res, gam, yo, rs, xo3, yo16, xo316;
+} CombineArgs;
+
+/* CombineV3 GetWorkspaceSize on group "grp" (ep 2, rank 0, M 2, tp 1), optional tpSendCounts / elasticInfo */
+static int cv3_gws(const CombineArgs *a, const aclTensor *ts, const aclTensor *el, uint64_t *ws, aclOpExecutor **exe) {
+    return aclnnMoeDistributeCombineV3GetWorkspaceSize(a->ex.t, a->ti.t, a->as.t, a->es.t, a->w.t, ts, NULL, NULL, NULL,
+                                                       NULL, NULL, NULL, el, NULL, NULL, NULL, NULL, "grp", 2, 0, 2, "",
+                                                       1, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, a->xo.t, ws, exe);
+}
+
+/* CombineAddRmsNormV2 GetWorkspaceSize in the same world, with expandX ex, zeroExpertNum and outputs yOut, xOut */
+static int arn_gws(const CombineArgs *a, const aclTensor *ex, int64_t zero, aclTensor *yo, aclTensor *xo,
+                   uint64_t *ws, aclOpExecutor **exe) {
+    return aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
+        ex, a->ti.t, a->as.t, a->es.t, a->w.t, a->res.t, a->gam.t, a->ts.t, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+        NULL, NULL, NULL, "grp", 2, 0, 2, "", 1, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 1e-6f, zero, 0, 0, yo, a->rs.t, xo, ws, exe);
+}
+
 static void validation(void) {
     CHECK(aclrtSetCurrentContext(g_ctx[0]) == 0, "ctx");
     int32_t ids[2] = {0, 1};
     uint16_t x[2 * H] = {0};
-    DCall d;
-    Group fake = {.name = "no_such_group"};
     struct {
         const char *what;
         int expect;
@@ -959,14 +727,6 @@ static void validation(void) {
         {"tp0 small expandX", 561002, "expandXOut dim0"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        dcall_base(&d, &fake, 2, 0, 2, 1, 1);
-        d.x = x;
-        d.ids = ids;
-        d.ex_rows = 2;
-        d.assist_len = 2 * 128;
-        d.tn_len = 1;
-        d.er_len = 2;
-        d.dev = 0;
         uint64_t ws = 0;
         aclOpExecutor *exe = NULL;
         aclDataType xdt = ACL_BF16;
@@ -1010,47 +770,35 @@ static void validation(void) {
 
     /* combine: tpSendCounts NULL, CV3 elastic length, ARN fp16, ARN record with normEps, negative special */
     {
-        DT ex = dt_2d(NULL, ACL_BF16, 2, H, 0), ex16 = dt_2d(NULL, ACL_FLOAT16, 2, H, 0),
-           ti = dt_2d(ids, ACL_INT32, 1, 1, 0), as = dt_1d(NULL, ACL_INT32, 256, 0), es = dt_1d(NULL, ACL_INT32, 2, 0),
-           w = dt_2d(NULL, ACL_FLOAT, 1, 1, 0), ts = dt_1d(NULL, ACL_INT32, 1, 0), el = dt_1d(NULL, ACL_INT32, 7, 0),
-           xo = dt_2d(NULL, ACL_BF16, 1, H, 0), res = dt_3d(NULL, ACL_BF16, 1, 1, H, 0),
-           gam = dt_1d(NULL, ACL_BF16, H, 0), yo = dt_3d(NULL, ACL_BF16, 1, 1, H, 0),
-           rs = dt_3d(NULL, ACL_FLOAT, 1, 1, 1, 0), xo3 = dt_3d(NULL, ACL_BF16, 1, 1, H, 0),
-           yo16 = dt_3d(NULL, ACL_FLOAT16, 1, 1, H, 0), xo316 = dt_3d(NULL, ACL_FLOAT16, 1, 1, H, 0);
+        CombineArgs a = {
+            .ex = dt_2d(NULL, ACL_BF16, 2, H, 0), .ex16 = dt_2d(NULL, ACL_FLOAT16, 2, H, 0),
+            .ti = dt_2d(ids, ACL_INT32, 1, 1, 0), .as = dt_1d(NULL, ACL_INT32, 256, 0), .es = dt_1d(NULL, ACL_INT32, 2, 0),
+            .w = dt_2d(NULL, ACL_FLOAT, 1, 1, 0), .ts = dt_1d(NULL, ACL_INT32, 1, 0), .el = dt_1d(NULL, ACL_INT32, 7, 0),
+            .xo = dt_2d(NULL, ACL_BF16, 1, H, 0), .res = dt_3d(NULL, ACL_BF16, 1, 1, H, 0),
+            .gam = dt_1d(NULL, ACL_BF16, H, 0), .yo = dt_3d(NULL, ACL_BF16, 1, 1, H, 0),
+            .rs = dt_3d(NULL, ACL_FLOAT, 1, 1, 1, 0), .xo3 = dt_3d(NULL, ACL_BF16, 1, 1, H, 0),
+            .yo16 = dt_3d(NULL, ACL_FLOAT16, 1, 1, H, 0), .xo316 = dt_3d(NULL, ACL_FLOAT16, 1, 1, H, 0)};
         uint64_t ws = 0;
         aclOpExecutor *exe = NULL;
-        int rc = aclnnMoeDistributeCombineV3GetWorkspaceSize(ex.t, ti.t, as.t, es.t, w.t, NULL, NULL, NULL, NULL, NULL,
-                                                             NULL, NULL, NULL, NULL, NULL, NULL, NULL, "grp", 2, 0, 2,
-                                                             "", 1, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, xo.t, &ws,
-                                                             &exe);
+        int rc = cv3_gws(&a, NULL, NULL, &ws, &exe);
         const char *m = aclGetRecentErrMsg();
         CHECK(rc == 561002 && m && strstr(m, "tpSendCounts"), "CV3 tpSendCounts NULL: %d %s", rc, m ? m : "");
-        rc = aclnnMoeDistributeCombineV3GetWorkspaceSize(ex.t, ti.t, as.t, es.t, w.t, ts.t, NULL, NULL, NULL, NULL, NULL,
-                                                         NULL, el.t, NULL, NULL, NULL, NULL, "grp", 2, 0, 2, "", 1, 0, 0,
-                                                         0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, xo.t, &ws, &exe);
+        rc = cv3_gws(&a, a.ts.t, a.el.t, &ws, &exe);
         m = aclGetRecentErrMsg();
         CHECK(rc == 561002 && m && strstr(m, "elasticInfo") && strstr(m, "real CombineV3"), "CV3 elastic length: %d %s",
               rc, m ? m : "");
-        rc = aclnnMoeDistributeCombineV3GetWorkspaceSize(ex.t, ti.t, as.t, es.t, w.t, ts.t, NULL, NULL, NULL, NULL, NULL,
-                                                         NULL, NULL, NULL, NULL, NULL, NULL, "grp", 2, 0, 2, "", 1, 0, 0,
-                                                         0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, xo.t, &ws, &exe);
+        rc = cv3_gws(&a, a.ts.t, NULL, &ws, &exe);
         CHECK(rc == 0, "CV3 ok: %d %s", rc, aclGetRecentErrMsg());
         if (rc == 0) {
             CHECK(ws == 16777216ull + 48ull * 10240, "combine workspace %llu", (unsigned long long)ws);
             CHECK(aclDestroyAclOpExecutor(exe) == 0, "destroy");
         }
-        rc = aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
-            ex16.t, ti.t, as.t, es.t, w.t, res.t, gam.t, ts.t, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-            NULL, "grp", 2, 0, 2, "", 1, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 1e-6f, 0, 0, 0, yo16.t, rs.t, xo316.t, &ws, &exe);
+        rc = arn_gws(&a, a.ex16.t, 0, a.yo16.t, a.xo316.t, &ws, &exe);
         CHECK(rc == 161002, "ARN fp16 expandX: %d", rc);
-        rc = aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
-            ex.t, ti.t, as.t, es.t, w.t, res.t, gam.t, ts.t, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-            NULL, "grp", 2, 0, 2, "", 1, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 1e-6f, -3, 0, 0, yo.t, rs.t, xo3.t, &ws, &exe);
+        rc = arn_gws(&a, a.ex.t, -3, a.yo.t, a.xo3.t, &ws, &exe);
         m = aclGetRecentErrMsg();
         CHECK(rc == 561002 && m && strstr(m, "zeroExpertNum"), "ARN negative zeroExpertNum: %d %s", rc, m ? m : "");
-        rc = aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
-            ex.t, ti.t, as.t, es.t, w.t, res.t, gam.t, ts.t, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-            NULL, "grp", 2, 0, 2, "", 1, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 1e-6f, 0, 0, 0, yo.t, rs.t, xo3.t, &ws, &exe);
+        rc = arn_gws(&a, a.ex.t, 0, a.yo.t, a.xo3.t, &ws, &exe);
         CHECK(rc == 0, "ARN ok: %d %s", rc, aclGetRecentErrMsg());
         char rec[8192];
         aclsimLastCall(rec, sizeof rec);
@@ -1058,57 +806,45 @@ static void validation(void) {
                   strstr(rec, "yOut=T(27,[1,1,1024]) rstdOut=T(0,[1,1,1]) xOut=T(27,[1,1,1024])"),
               "ARN record: %s", rec);
         if (rc == 0) CHECK(aclDestroyAclOpExecutor(exe) == 0, "destroy");
-        DT *all[] = {&ex, &ex16, &ti, &as, &es, &w, &ts, &el, &xo, &res, &gam, &yo, &rs, &xo3, &yo16, &xo316};
+        DT *all[] = {&a.ex, &a.ex16, &a.ti, &a.as, &a.es, &a.w, &a.ts, &a.el, &a.xo, &a.res, &a.gam, &a.yo, &a.rs,
+                     &a.xo3, &a.yo16, &a.xo316};
         for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) dt_free(all[j]);
     }
 }
 
 /* ====================== J: run-time errors: bad ids propagate, a missing rank times out ============ */
-typedef struct {
-    Group g;
-    int mode; /* 0: rank 0 has an out-of-range id; 1: only rank 0 launches */
-    DCall d[2];
-} ScJ;
-
 static void sc_j_rank(int r, void *arg) {
-    ScJ *sc = (ScJ *)arg;
+    Sc *sc = (Sc *)arg;
     if (sc->mode == 1 && r == 1) return;
     int32_t ids[2] = {r == 0 && sc->mode == 0 ? 5 : 0, 1};
     uint16_t x[2 * H];
     fill_label_rows(x, 2, H, 1.0f);
     DCall *d = &sc->d[r];
-    dcall_base(d, &sc->g, 2, r, 2, 2, 1);
-    d->x = x;
-    d->ids = ids;
-    d->ex_rows = 4;
-    d->assist_len = 4 * 128;
-    d->tn_len = 1;
-    d->er_len = 2;
+    dcall_base(d, &sc->g, 2, r, 2, 2, 1, x, ids);
+    dcall_out(d, 4, 4 * 128, 1, 2);
     do_dispatch(d);
 }
 
 static void scenario_j(void) {
-    const int devs[2] = {0, 1};
     for (int mode = 0; mode < 2; mode++) {
-        ScJ sc;
+        Sc sc;
         memset(&sc, 0, sizeof sc);
         sc.mode = mode;
-        group_make(&sc.g, 2, devs);
         if (mode == 1) setenv("ACLNN_SIM_HANG_TIMEOUT_MS", "300", 1);
-        run_ranks(2, devs, sc_j_rank, &sc);
+        run_world(&sc, 2, NULL, 0, sc_j_rank);
         if (mode == 0) {
-            CHECK(sc.d[0].gws == 0 && sc.d[0].run == 507015 && strstr(sc.d[0].msg, "expertIds[0][0] = 5"),
-                  "J bad id: rank 0 %d %s", sc.d[0].run, sc.d[0].msg);
-            CHECK(sc.d[1].run == 507015 && strstr(sc.d[1].msg, "EP rank 0 failed"), "J bad id: rank 1 %d %s",
-                  sc.d[1].run, sc.d[1].msg);
+            CHECK(sc.d[0].st.gws == 0 && sc.d[0].st.run == 507015 && strstr(sc.d[0].st.msg, "expertIds[0][0] = 5"),
+                  "J bad id: rank 0 %d %s", sc.d[0].st.run, sc.d[0].st.msg);
+            CHECK(sc.d[1].st.run == 507015 && strstr(sc.d[1].st.msg, "EP rank 0 failed"), "J bad id: rank 1 %d %s",
+                  sc.d[1].st.run, sc.d[1].st.msg);
             CHECK(untouched(sc.d[1].expand_x, 4 * H * 2), "J: failed dispatch writes nothing");
         } else {
-            CHECK(sc.d[0].run == 507015 && strstr(sc.d[0].msg, "hang"), "J timeout: %d %s", sc.d[0].run, sc.d[0].msg);
+            CHECK(sc.d[0].st.run == 507015 && strstr(sc.d[0].st.msg, "hang"), "J timeout: %d %s", sc.d[0].st.run,
+                  sc.d[0].st.msg);
             unsetenv("ACLNN_SIM_HANG_TIMEOUT_MS");
         }
         dcall_free(&sc.d[0]);
         dcall_free(&sc.d[1]);
-        group_free(&sc.g);
     }
 }
 

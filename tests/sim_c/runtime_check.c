@@ -12,23 +12,8 @@
 #include "acl/acl.h"
 #include "aclnn/aclnn_base.h"
 #include "aclsim.h"
+#include "check_common.h"
 #include "hccl/hccl.h"
-
-#define CHECK(cond)                                                                 \
-    do {                                                                            \
-        if (!(cond)) {                                                              \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                  \
-            exit(1);                                                                \
-        }                                                                           \
-    } while (0)
-#define CHECK_EQ(a, b)                                                              \
-    do {                                                                            \
-        long long va_ = (long long)(a), vb_ = (long long)(b);                       \
-        if (va_ != vb_) {                                                           \
-            printf("FAIL %s:%d: %s == %lld, expected %s == %lld\n", __FILE__, __LINE__, #a, va_, #b, vb_); \
-            exit(1);                                                                \
-        }                                                                           \
-    } while (0)
 
 static char g_call[16384];
 
@@ -48,33 +33,15 @@ static const char *last_call(void)
     } while (0)
 
 /* The message of the last failure must exist, mention `word`, and be cleared by reading it. */
-static void check_msg(const char *word, int line)
+static void check_msg_cleared(const char *word, int line)
 {
-    const char *m = aclGetRecentErrMsg();
-    if (!m || !strstr(m, word)) {
-        printf("FAIL %s:%d: error message %s%s%s does not mention \"%s\"\n", __FILE__, line, m ? "\"" : "",
-               m ? m : "NULL", m ? "\"" : "", word);
-        exit(1);
-    }
+    check_msg(word, __FILE__, line);
     if (aclGetRecentErrMsg() != NULL) {
         printf("FAIL %s:%d: aclGetRecentErrMsg did not clear the message\n", __FILE__, line);
         exit(1);
     }
 }
-#define CHECK_MSG(word) check_msg(word, __LINE__)
-
-static void check_no_leaks(void)
-{
-    int64_t counts[ACLSIM_OBJ_KIND_COUNT];
-    CHECK_EQ(aclsimLiveObjects(counts, ACLSIM_OBJ_KIND_COUNT), ACLSIM_OBJ_KIND_COUNT);
-    for (int i = 0; i < ACLSIM_OBJ_KIND_COUNT; i++) {
-        if (counts[i] != 0) {
-            printf("FAIL %s:%d: %lld live object(s) of kind %s\n", __FILE__, __LINE__, (long long)counts[i],
-                   aclsimObjectKindName(i));
-            exit(1);
-        }
-    }
-}
+#define CHECK_MSG(word) check_msg_cleared(word, __LINE__)
 
 /* ---------------------------------------------------------------------------------------------- */
 
