@@ -199,3 +199,22 @@ check_exports libopapi.so "${required_ops[@]}"
 
 echo "Installed the aclnn_py CANN simulator in $OUT"
 echo "  use it with: source $OUT/bin/setenv.bash"
+
+# ---- tools: sim/tools/*.c -> bin/<name> and bin/lib<name>.so, host programs linked against this tree -------
+# (e.g. bin/bench_driver, the C baseline of benchmarks/binding.py). Rebuilt when the source or libopapi changes.
+for tool in "$ROOT"/sim/tools/*.c; do
+    [[ -e "$tool" ]] || continue
+    name="$(basename "${tool%.c}")"
+    for out in "$OUT/bin/$name" "$OUT/bin/lib$name.so"; do
+        [[ -f "$out" && "$out" -nt "$tool" && "$out" -nt "$LIB/libopapi.so" ]] && continue
+        echo "  CC    ${tool#"$ROOT"/} -> bin/$(basename "$out")"
+        tflags=(-std=gnu11 -O2 -g -pthread -Wall -Wextra)
+        [[ "${SIM_WERROR:-0}" == "1" ]] && tflags+=(-Werror)
+        [[ "$out" == *.so ]] && tflags+=(-shared -fPIC)
+        # shellcheck disable=SC2086
+        "$CC" "${tflags[@]}" ${SIM_CFLAGS:-} -I"$OUT/include" "$tool" \
+            -o "$out.tmp" -L"$LIB" -Wl,--disable-new-dtags -Wl,-rpath,'$ORIGIN/../lib64' \
+            -lascendcl -lnnopbase -lopapi -lhccl -lop_common
+        mv -f "$out.tmp" "$out"
+    done
+done

@@ -28,7 +28,7 @@ def require_rank(op: str) -> RankContext:
 
 def resolve_stream(stream: Any):
     """``stream`` if given, else the rank's stream inside a World, else the default stream."""
-    from ..runtime.device import Stream
+    Stream = _runtime().Stream
     if stream is not None:
         return stream if isinstance(stream, Stream) else Stream(int(stream), owned=False)
     ctx = current_rank()
@@ -46,6 +46,25 @@ def host(x: Any) -> Any:
     return np.asarray(x)
 
 
+class _Runtime:
+    """The runtime classes, imported on first device use (importing aclnn_py never requires CANN)."""
+
+    def __init__(self) -> None:
+        from ..runtime.device import Stream
+        from ..runtime.tensor import DeviceTensor
+        self.Stream, self.DeviceTensor = Stream, DeviceTensor
+
+
+_rt: Optional[_Runtime] = None
+
+
+def _runtime() -> _Runtime:
+    global _rt
+    if _rt is None:
+        _rt = _Runtime()
+    return _rt
+
+
 class Temporaries:
     """Device copies made for one call; freed on exit, or deferred to the stream when ``sync=False``."""
 
@@ -55,7 +74,7 @@ class Temporaries:
 
     def device(self, x: Any, dtype=None):
         """``x`` as a DeviceTensor (uploaded if it is host data); ``None`` stays ``None``."""
-        from ..runtime.tensor import DeviceTensor
+        DeviceTensor = _runtime().DeviceTensor
         if x is None or isinstance(x, DeviceTensor):
             return x
         t = DeviceTensor.from_numpy(np.asarray(x, dtype=dtype))
@@ -63,8 +82,7 @@ class Temporaries:
         return t
 
     def zeros(self, spec) -> Any:
-        from ..runtime.tensor import DeviceTensor
-        t = DeviceTensor.zeros(spec.shape, spec.dtype)
+        t = _runtime().DeviceTensor.zeros(spec.shape, spec.dtype)
         self.items.append(t)
         return t
 

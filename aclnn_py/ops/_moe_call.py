@@ -1,15 +1,18 @@
 """Machinery shared by the three MoE wrappers: names, ABI checks, device and reference execution."""
 from __future__ import annotations
 
+import os
 import re
+from collections import abc
 from functools import lru_cache
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from ..errors import ACLNN_ERR_INNER_FIND_KERNEL_ERROR, ACLNN_ERR_INNER_TILING_ERROR, AclnnError, CollectiveError
 from ..layout import parse_elastic_info
 from ..runtime import abi
+from ..validate.buffsize import ENV_NAME
 from ._call import Temporaries, host, require_rank, resolve_stream
 
 # The header each operator is declared in, relative to $home/include (spec/abi.md §2.4 hazard).
@@ -83,22 +86,188 @@ def _exports(lib, name: str) -> bool:
         return False
 
 
+@lru_cache(maxsize=None)
+def _device_plan(op_name: str) -> Dict[str, Tuple[str, bool]]:
+    """snake_case keyword -> (C parameter name, is a tensor) for ``op_name``, built once."""
+    kinds = dict(abi.OPS[op_name].params)
+    return {snake(c): (c, kind == abi.TENSOR) for c, kind in kinds.items()}
+
+
 def run_on_device(op_name: str, kwargs: Mapping[str, Any], outputs: Mapping[str, Any], stream: Any,
-                  sync: bool) -> Dict[str, Any]:
-    """Upload inputs, allocate zero-filled outputs, run both phases; returns the output DeviceTensors."""
-    from ..runtime.twophase import run_two_phase
-    check_installed_abi(op_name)
-    kmap = keyword_map(op_name)
+                  sync: bool, *, out: Any = None) -> Dict[str, Any]:
+    """Upload inputs, allocate zero-filled outputs, run both phases; returns the output DeviceTensors.
+
+    ``outputs``: ``{name: TensorSpec}`` of the operator's outputs. ``out`` (optional): the caller's
+    preallocated output DeviceTensors (a mapping or NamedTuple with those names, or one tensor for a
+    single output) with exactly those shapes and dtypes; they are written in place and returned, with
+    no allocation and no zero-fill (elements the kernel does not write keep their contents, as with
+    preallocated tensors on hardware).
+    """
+    if not _checked.get(op_name):
+        check_installed_abi(op_name)
+    rt = _device_runtime()
+    device_tensor = rt.DeviceTensor
+    plan = _device_plan(op_name)
     stream = resolve_stream(stream)
     with Temporaries(stream, sync) as tmp:
         values: Dict[str, Any] = {}
+        tensors = []
         for key, value in kwargs.items():
-            c = kmap[key]
-            values[c] = tmp.device(value) if dict(abi.OPS[op_name].params)[c] == abi.TENSOR else value
-        outs = {name: tmp.zeros(spec) for name, spec in outputs.items()}
-        values.update({kmap[name]: t for name, t in outs.items()})
-        run_two_phase(op_name, values, stream, sync=sync)
-        return {name: tmp.keep(t) for name, t in outs.items()}
+            c, is_tensor = plan[key]
+            if is_tensor and value is not None:
+                if type(value) is not device_tensor:
+                    value = tmp.device(value)
+                tensors.append(value)
+            values[c] = value
+        if out is None:
+            outs = {name: tmp.zeros(spec) for name, spec in outputs.items()}
+        else:
+            outs = caller_outputs(op_name, outputs, out)
+        for name, t in outs.items():
+            values[plan[name][0]] = t
+        reuse = None
+        if out is not None and not tmp.items and rt.active_executor_reuse() is not None:
+            # every tensor is the caller's: the call may be replayed (see ReuseExecutors)
+            tensors.extend(outs.values())
+            reuse = (op_name, tuple(values), tuple(values.values()), tuple([(t.handle, t.ptr) for t in tensors]))
+        rt.run_two_phase(op_name, values, stream, sync=sync, reuse=reuse)
+        return {name: tmp.keep(t) for name, t in outs.items()} if out is None else outs
+
+
+class _DeviceRuntime:
+    """Runtime pieces of the device path, imported on first use (importing aclnn_py never needs CANN)."""
+
+    def __init__(self) -> None:
+        from ..runtime.tensor import DeviceTensor
+        from ..runtime.twophase import active_executor_reuse, run_two_phase
+        self.DeviceTensor, self.run_two_phase = DeviceTensor, run_two_phase
+        self.active_executor_reuse = active_executor_reuse
+
+
+_rt: Optional[_DeviceRuntime] = None
+
+
+def _device_runtime() -> _DeviceRuntime:
+    global _rt
+    if _rt is None:
+        _rt = _DeviceRuntime()
+    return _rt
+
+
+def caller_outputs(op_name: str, outputs: Mapping[str, Any], out: Any) -> Dict[str, Any]:
+    """``out`` as ``{name: DeviceTensor}`` after checking it matches ``outputs`` (shapes and dtypes)."""
+    device_tensor = _device_runtime().DeviceTensor
+    if hasattr(out, "_fields"):
+        def get(name, _out=out):
+            return getattr(_out, name, None)
+    elif isinstance(out, dict) or isinstance(out, abc.Mapping):
+        get = out.get
+    elif len(outputs) == 1:
+        def get(name, _out=out):
+            return _out
+    else:
+        raise TypeError(f"{op_name}: out= must be a mapping or NamedTuple of {', '.join(outputs)}")
+    res = {}
+    for name, spec in outputs.items():
+        t = get(name)
+        if not isinstance(t, device_tensor) or t.handle is None:
+            raise TypeError(f"{op_name}: out['{name}'] must be a live DeviceTensor of shape {tuple(spec.shape)} "
+                            f"and dtype {spec.dtype}; got {t!r}")
+        if t.shape != spec.shape or t.dtype != spec.dtype:
+            raise AclnnError(ACLNN_ERR_INNER_TILING_ERROR, op_name,
+                             f"out['{name}'] has shape {t.shape} and dtype {t.dtype}; this call writes "
+                             f"shape {tuple(spec.shape)} dtype {spec.dtype}")
+        res[name] = t
+    return res
+
+
+# ---- memoised validation ----------------------------------------------------------------------------
+_MEMO_MAX = 1024           # entries; the memo is cleared when full
+_MEMO_VALUE_BYTES = 4096   # host arrays up to this size are keyed by value; larger ones are never memoised
+_memo: Dict[tuple, Any] = {}
+
+
+class _Uncacheable(Exception):
+    pass
+
+
+_PLAIN = frozenset((str, int, type(None)))
+
+
+def _arg_key(v: Any) -> Any:
+    """What validation can read of one argument: the value of a scalar/str, the shape, dtype and format of
+    a tensor, and the contents of a (small) host array."""
+    t = type(v)
+    if t in _PLAIN:                       # str / int / None keep their type in the key through the value
+        return v
+    if t is _device_runtime().DeviceTensor:
+        d = v.__dict__                    # a format set on the instance is part of what the rules read
+        return (t, v.shape, v.acl_dtype, d.get("format"), d.get("acl_format"))
+    if isinstance(v, (bool, float, bytes, np.generic)) or (isinstance(v, (int, str)) and t not in _PLAIN):
+        return (t, v)                     # True/1/1.0 compare equal: the type tells them apart
+    if isinstance(v, np.ndarray):
+        if v.nbytes > _MEMO_VALUE_BYTES or v.dtype.hasobject:
+            raise _Uncacheable
+        return (t, v.shape, v.dtype, v.tobytes())
+    shape, dtype = getattr(v, "shape", None), getattr(v, "dtype", None)
+    if shape is None or dtype is None:
+        raise _Uncacheable       # lists and other array-likes: validated every time
+    return (t, tuple(shape), np.dtype(dtype), getattr(v, "format", None), getattr(v, "acl_format", None))
+
+
+def validate_call(validator: Callable[..., Any], kwargs: Mapping[str, Any], **extra: Any) -> Any:
+    """``validator(**kwargs, **extra)``, memoised on everything the rules read.
+
+    The validators in :mod:`aclnn_py.validate` are pure functions of the attribute values, the shape /
+    dtype / format of every tensor, the contents of host ``numpy`` arrays and ``HCCL_BUFFSIZE``; the key
+    holds all of these (and the validator itself), so any change re-runs every rule. A call that fails
+    is never memoised (it raises again, with the same status, every time). Device tensors are keyed by
+    metadata only, exactly as the rules check them. Host arrays larger than 4 KiB, lists and unknown
+    array-likes make the call bypass the memo.
+    """
+    outputs = extra.get("outputs")
+    if outputs is not None and hasattr(outputs, "_asdict"):   # a results NamedTuple -> {name: tensor}
+        extra["outputs"] = outputs._asdict()
+    try:
+        key = (validator, os.environ.get(ENV_NAME), tuple(kwargs), tuple([_arg_key(v) for v in kwargs.values()]),
+               tuple(extra), tuple([_arg_key_out(v) for v in extra.values()]))
+    except _Uncacheable:
+        return validator(**kwargs, **extra)
+    try:
+        return _memo[key]
+    except KeyError:
+        pass
+    result = validator(**kwargs, **extra)
+    if len(_memo) >= _MEMO_MAX:
+        _memo.clear()
+    _memo[key] = result
+    return result
+
+
+def _arg_key_out(v: Any) -> Any:
+    if type(v) is dict or isinstance(v, abc.Mapping):
+        return tuple((k, _arg_key(t)) for k, t in v.items())
+    return _arg_key(v)
+
+
+@lru_cache(maxsize=512)
+def output_specs(specs_fn: Callable[..., dict], *args: Any) -> dict:
+    """``specs_fn(*args)`` (a :mod:`aclnn_py.layout` ``*_output_specs`` function), memoised: the same
+    layout, H and dtypes always give the same shapes. The dict is shared: read it, never modify it."""
+    return specs_fn(*args)
+
+
+def fill_outputs(out: Any, result: Any) -> Any:
+    """Copy a reference-backend ``result`` into the caller's ``out`` (host arrays or device tensors) and
+    return ``out``, so ``out=`` works the same on both backends."""
+    from ..runtime.tensor import DeviceTensor
+    pairs = (zip(out, result) if hasattr(out, "_fields") else [(out, result)])
+    for dst, src in pairs:
+        if isinstance(dst, DeviceTensor):
+            dst.copy_from(np.asarray(src))
+        else:
+            np.copyto(dst, src)
+    return out
 
 
 # ---- reference backend ------------------------------------------------------------------------

@@ -5,15 +5,21 @@ validates them with the rules the op documents, then runs on the rank's backend:
 (CANN or the simulator) with outputs allocated and zero-filled at the shapes torch_npu uses, or
 the numpy reference, meeting the other ranks of its World. Results are NamedTuples of tensors
 with ``.numpy()``; the caller owns them (``free()`` or ``with``).
+
+``out=`` (optional) takes preallocated outputs (the same NamedTuple, or the one tensor of CombineV3)
+to write in place: no allocation and no zero-fill on the device (elements the kernel does not write
+keep their contents), which is what a steady-state decode loop wants. Validation is memoised on
+everything its rules read (:func:`aclnn_py.ops._moe_call.validate_call`), so repeated calls with the
+same shapes and attributes skip it, and any change re-runs every rule.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from .. import layout, reference, validate
 from ..results import CombineAddRmsNormOutputs, DispatchOutputs
 from ._call import active_backend
-from ._moe_call import as_host_tensor, run_on_device, run_on_reference
+from ._moe_call import as_host_tensor, fill_outputs, output_specs, run_on_device, run_on_reference, validate_call
 
 DISPATCH = "aclnnMoeDistributeDispatchV3"
 COMBINE = "aclnnMoeDistributeCombineV3"
@@ -36,7 +42,7 @@ def moe_distribute_dispatch_v3(
         group_tp: str = "", tp_world_size: int = 0, tp_rank_id: int = 0, expert_shard_type: int = 0,
         shared_expert_num: int = 1, shared_expert_rank_num: int = 0, quant_mode: int = 0, global_bs: int = 0,
         expert_token_nums_type: int = 1, comm_alg: str = "", zero_expert_num: int = 0, copy_expert_num: int = 0,
-        const_expert_num: int = 0, stream: Any = None, sync: bool = True) -> DispatchOutputs:
+        const_expert_num: int = 0, stream: Any = None, sync: bool = True, out: Any = None) -> DispatchOutputs:
     """Send each token to its top-k experts' ranks (and shared experts); one rank's call.
 
     x: (Bs, H) bf16/fp16; expert_ids: (Bs, K) int32; scales: (S+M, H) fp32 (quant_mode 2);
@@ -53,17 +59,13 @@ def moe_distribute_dispatch_v3(
                   quant_mode=quant_mode, global_bs=global_bs, expert_token_nums_type=expert_token_nums_type,
                   comm_alg=comm_alg, zero_expert_num=zero_expert_num, copy_expert_num=copy_expert_num,
                   const_expert_num=const_expert_num)
-    validate.moe_distribute_dispatch_v3(**kwargs)
+    lay = validate_call(validate.moe_distribute_dispatch_v3, kwargs, outputs=out)
     if active_backend() == "reference":
-        return run_on_reference(DISPATCH, kwargs, DISPATCH_TENSORS, reference.moe_distribute_dispatch_v3,
-                                lambda out: DispatchOutputs(*map(as_host_tensor, out)))
-    bs, h = _dims(x)
-    lay = layout.MoeLayout(ep_world_size=ep_world_size, ep_rank_id=ep_rank_id, moe_expert_num=moe_expert_num,
-                           bs=bs, k=_dims(expert_ids)[1], tp_world_size=tp_world_size,
-                           shared_expert_num=shared_expert_num, shared_expert_rank_num=shared_expert_rank_num,
-                           global_bs=global_bs, elastic=elastic_info is not None)
-    specs = layout.dispatch_output_specs(lay, h, x.dtype, quant_mode)
-    outs = run_on_device(DISPATCH, kwargs, specs, stream, sync)
+        res = run_on_reference(DISPATCH, kwargs, DISPATCH_TENSORS, reference.moe_distribute_dispatch_v3,
+                               lambda o: DispatchOutputs(*map(as_host_tensor, o)))
+        return res if out is None else fill_outputs(out, res)
+    specs = output_specs(layout.dispatch_output_specs, lay, _dims(x)[1], x.dtype, quant_mode)
+    outs = run_on_device(DISPATCH, kwargs, specs, stream, sync, out=out)
     return DispatchOutputs(**outs)
 
 
@@ -75,7 +77,8 @@ def moe_distribute_combine_v3(
         const_expert_v: Any = None, group_tp: str = "", tp_world_size: int = 0, tp_rank_id: int = 0,
         expert_shard_type: int = 0, shared_expert_num: int = 1, shared_expert_rank_num: int = 0,
         global_bs: int = 0, comm_quant_mode: int = 0, comm_alg: str = "", zero_expert_num: int = 0,
-        copy_expert_num: int = 0, const_expert_num: int = 0, stream: Any = None, sync: bool = True) -> Any:
+        copy_expert_num: int = 0, const_expert_num: int = 0, stream: Any = None, sync: bool = True,
+        out: Any = None) -> Any:
     """Return each expert row to its token's rank and sum it there (fp32, ascending k); one rank's call.
 
     The first four tensors are dispatch's expand_x (after the FFN), expert_ids (Bs, K) int32,
@@ -95,13 +98,13 @@ def moe_distribute_combine_v3(
         shared_expert_num=shared_expert_num, shared_expert_rank_num=shared_expert_rank_num, global_bs=global_bs,
         comm_quant_mode=comm_quant_mode, comm_alg=comm_alg, zero_expert_num=zero_expert_num,
         copy_expert_num=copy_expert_num, const_expert_num=const_expert_num)
-    validate.moe_distribute_combine_v3(**kwargs)
+    validate_call(validate.moe_distribute_combine_v3, kwargs, outputs=out)
     if active_backend() == "reference":
-        return run_on_reference(COMBINE, kwargs, COMBINE_TENSORS, reference.moe_distribute_combine_v3,
-                                as_host_tensor)
-    bs, h = _dims(expert_ids)[0], _dims(expand_x)[1]
-    specs = layout.combine_output_specs(bs, h, expand_x.dtype)
-    return run_on_device(COMBINE, kwargs, specs, stream, sync)["x"]
+        res = run_on_reference(COMBINE, kwargs, COMBINE_TENSORS, reference.moe_distribute_combine_v3,
+                               as_host_tensor)
+        return res if out is None else fill_outputs(out, res)
+    specs = output_specs(layout.combine_output_specs, _dims(expert_ids)[0], _dims(expand_x)[1], expand_x.dtype)
+    return run_on_device(COMBINE, kwargs, specs, stream, sync, out=out)["x"]
 
 
 def moe_distribute_combine_add_rms_norm_v2(
@@ -113,7 +116,8 @@ def moe_distribute_combine_add_rms_norm_v2(
         group_tp: str = "", tp_world_size: int = 0, tp_rank_id: int = 0, expert_shard_type: int = 0,
         shared_expert_num: int = 1, shared_expert_rank_num: int = 0, global_bs: int = 0, comm_quant_mode: int = 0,
         comm_alg: str = "", norm_eps: float = 1e-6, zero_expert_num: int = 0, copy_expert_num: int = 0,
-        const_expert_num: int = 0, stream: Any = None, sync: bool = True) -> CombineAddRmsNormOutputs:
+        const_expert_num: int = 0, stream: Any = None, sync: bool = True,
+        out: Any = None) -> CombineAddRmsNormOutputs:
     """CombineV3, then ``x = combined + residual_x`` and ``y = RMSNorm(x) * gamma``; one rank's call.
 
     residual_x: (Bs, 1, H) bf16; gamma: (H,) bf16; norm_eps is passed to C as float32.
@@ -132,14 +136,15 @@ def moe_distribute_combine_add_rms_norm_v2(
         shared_expert_rank_num=shared_expert_rank_num, global_bs=global_bs, comm_quant_mode=comm_quant_mode,
         comm_alg=comm_alg, norm_eps=norm_eps, zero_expert_num=zero_expert_num, copy_expert_num=copy_expert_num,
         const_expert_num=const_expert_num)
-    validate.moe_distribute_combine_add_rms_norm_v2(**kwargs)
+    validate_call(validate.moe_distribute_combine_add_rms_norm_v2, kwargs, outputs=out)
     if active_backend() == "reference":
-        return run_on_reference(ADD_RMS_NORM, kwargs, ADD_RMS_NORM_TENSORS,
-                                reference.moe_distribute_combine_add_rms_norm_v2,
-                                lambda out: CombineAddRmsNormOutputs(*map(as_host_tensor, out)))
-    bs, h = _dims(expert_ids)[0], _dims(expand_x)[1]
-    specs = layout.add_rms_norm_output_specs(bs, h, expand_x.dtype)
-    return CombineAddRmsNormOutputs(**run_on_device(ADD_RMS_NORM, kwargs, specs, stream, sync))
+        res = run_on_reference(ADD_RMS_NORM, kwargs, ADD_RMS_NORM_TENSORS,
+                               reference.moe_distribute_combine_add_rms_norm_v2,
+                               lambda o: CombineAddRmsNormOutputs(*map(as_host_tensor, o)))
+        return res if out is None else fill_outputs(out, res)
+    specs = output_specs(layout.add_rms_norm_output_specs, _dims(expert_ids)[0], _dims(expand_x)[1],
+                         expand_x.dtype)
+    return CombineAddRmsNormOutputs(**run_on_device(ADD_RMS_NORM, kwargs, specs, stream, sync, out=out))
 
 
 def _default_tp_send_counts(tp_send_counts: Any, tp_world_size: int) -> Any:

@@ -29,7 +29,7 @@ from ..validate import dispatch as _validate
 from .routing import EpWorld, active_pairs, ep_world
 
 OP = _validate.OP
-_CHUNK_ELEMS = 1 << 22   # float32 elements per quantisation chunk (16 MiB of temporaries)
+_QUANT_ROWS_BYTES = 1 << 20   # float32 working set per quantisation chunk (1 MiB: stays in L2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -44,22 +44,41 @@ def dynamic_quant(rows: np.ndarray, smooth: Optional[np.ndarray] = None):
     ``int8 = rint(x*smooth*q)`` (ties to even) and ``scale = float32(1) / q`` (not ``amax/127``).
     A row whose amax is 0 (or not finite) is undefined on hardware; here it gives int8 0.
     """
-    xf = np.asarray(rows).astype(np.float32)
+    rows = np.asarray(rows)
+    n, h = rows.shape
+    out_q = np.empty((n, h), dtype=np.int8)
+    out_s = np.empty(n, dtype=np.float32)
+    _quant_into(rows, smooth, out_q, out_s, np.empty((n, h), dtype=np.float32))
+    return out_q, out_s
+
+
+def _quant_into(rows: np.ndarray, smooth: Optional[np.ndarray], out_q: np.ndarray, out_s: np.ndarray,
+                scratch: np.ndarray) -> None:
+    """:func:`dynamic_quant` of ``rows`` (n, H) written into ``out_q`` (n, H) int8 and ``out_s`` (n,).
+
+    ``scratch``: float32 with at least n rows of H (the float32 working copy; sized to stay in cache).
+    Same float32 operations, in the same order, as the documented formula; chunking is exact because
+    every operation is elementwise or a per-row max/min.
+    """
+    n = rows.shape[0]
+    xf = scratch[:n]
+    np.copyto(xf, rows, casting="unsafe")      # exact widening (bf16/fp16 -> fp32)
     if smooth is not None:
         np.multiply(xf, smooth, out=xf)
     if xf.shape[1]:   # max |x| without an |x| temporary (exact); the outer abs turns -0.0 into +0.0
         amax = np.abs(np.maximum(xf.max(axis=1), -xf.min(axis=1)))
     else:
-        amax = np.zeros(xf.shape[0], np.float32)
+        amax = np.zeros(n, np.float32)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         q = np.float32(127.0) / amax
         np.multiply(xf, q[:, None], out=xf)
         np.rint(xf, out=xf)
-        scale = np.float32(1.0) / q
+        np.divide(np.float32(1.0), q, out=out_s)
     bad = ~np.isfinite(q)
     if bad.any():
         xf[bad] = 0
-    return xf.astype(np.int8), scale.astype(np.float32, copy=False)
+    with np.errstate(invalid="ignore"):
+        np.copyto(out_q, xf, casting="unsafe")  # float32 -> int8, as astype(np.int8)
 
 
 def _quant_rows_chunked(x: np.ndarray, row_idx: np.ndarray, smooth_src: Optional[np.ndarray],
@@ -67,13 +86,32 @@ def _quant_rows_chunked(x: np.ndarray, row_idx: np.ndarray, smooth_src: Optional
                         dst: np.ndarray) -> None:
     """Quantise ``x[row_idx]`` (smoothed by ``smooth_src[smooth_idx]``) into ``out_q[dst]``, in chunks."""
     h = x.shape[1]
-    step = max(1, _CHUNK_ELEMS // max(h, 1))
+    step = max(1, _QUANT_ROWS_BYTES // max(4 * h, 1))
+    scratch = np.empty((min(step, row_idx.size), h), np.float32)
+    q = np.empty((scratch.shape[0], h), np.int8)
+    s = np.empty(scratch.shape[0], np.float32)
     for a in range(0, row_idx.size, step):
         ri = row_idx[a:a + step]
         sm = smooth_src[smooth_idx[a:a + step]] if smooth_src is not None else None
-        q, s = dynamic_quant(x[ri], sm)
-        out_q[dst[a:a + step]] = q
-        out_s[dst[a:a + step]] = s
+        m = ri.size
+        _quant_into(x[ri], sm, q[:m], s[:m], scratch)
+        out_q[dst[a:a + step]] = q[:m]
+        out_s[dst[a:a + step]] = s[:m]
+
+
+def _quant_all_rows(x_list: List[np.ndarray], row0: np.ndarray, h: int):
+    """Quantise every token of every source once (no smoothing), straight into ``q_all`` / ``s_all`` slices."""
+    total = int(row0[-1])
+    q_all = np.empty((total, h), dtype=np.int8)
+    s_all = np.empty(total, dtype=np.float32)
+    step = max(1, _QUANT_ROWS_BYTES // max(4 * h, 1))
+    scratch = np.empty((max(1, min(step, total)), h), np.float32)
+    for n, x in enumerate(x_list):
+        base, bs = int(row0[n]), x.shape[0]
+        for a in range(0, bs, step):
+            b = min(bs, a + step)
+            _quant_into(x[a:b], None, q_all[base + a:base + b], s_all[base + a:base + b], scratch)
+    return q_all, s_all
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,11 +377,7 @@ def _payload_source(quant_mode: int, xs, scs, gs, ent, order, row0):
     x_list = [np.asarray(xs[g]) for g in gs]
     if all(scs[g] is None for g in gs):
         # no smoothing: the int8 row depends on the token only -> quantise each token once
-        x_all = np.concatenate(x_list)
-        q_all = np.empty(x_all.shape, dtype=np.int8)
-        s_all = np.empty(x_all.shape[0], dtype=np.float32)
-        rows = np.arange(x_all.shape[0])
-        _quant_rows_chunked(x_all, rows, None, None, q_all, s_all, rows)
+        q_all, s_all = _quant_all_rows(x_list, row0, x_list[0].shape[1])
         return q_all, ent["row"][order], s_all
     # smoothing: one quantisation per entry (token, smooth row), computed per source rank
     n_ent = ent["dest"].size

@@ -9,26 +9,51 @@ import numpy as np
 
 from ..dtypes import to_acl
 from . import abi
+from . import library as _library
 from .device import acl_init
 
 MIN_ALLOCATION = 32  # aclrtMalloc of 0 bytes is not portable; empty tensors get a small buffer
+
+_lib_ready = None   # the CannLibrary once aclInit has run (the library is process-wide and never unloaded)
+
+
+def _acl():
+    """:func:`acl_init` without its lock once the runtime is initialised (the per-tensor hot path)."""
+    global _lib_ready
+    lib = _lib_ready
+    if lib is None or lib is not _library._library:
+        lib = _lib_ready = acl_init()
+    return lib
+
+
+def fn(lib, name: str):
+    """``getattr(lib, name)`` for a bound C function, without ``CannLibrary.__getattr__``'s cost on the hot
+    path (an instance attribute, e.g. a test's monkeypatch, still wins, as with normal attribute access)."""
+    d = lib.__dict__
+    f = d.get(name)
+    if f is None:
+        fns = d.get("_fns")
+        f = fns.get(name) if fns is not None else None
+        if f is None:
+            f = getattr(lib, name)
+    return f
 
 
 class DeviceBuffer:
     """Raw device memory (e.g. an operator workspace)."""
 
     def __init__(self, nbytes: int) -> None:
-        self._lib = acl_init()
+        self._lib = lib = _acl()
         self.nbytes = int(nbytes)
         p = ctypes.c_void_p()
-        self._lib.aclrtMalloc(ctypes.byref(p), max(self.nbytes, MIN_ALLOCATION), abi.ACL_MEM_MALLOC_HUGE_FIRST)
+        fn(lib, "aclrtMalloc")(ctypes.byref(p), max(self.nbytes, MIN_ALLOCATION), abi.ACL_MEM_MALLOC_HUGE_FIRST)
         self.ptr: Optional[int] = p.value
 
     def free(self) -> None:
         """Release the memory (idempotent)."""
         if self.ptr is not None:
             ptr, self.ptr = self.ptr, None
-            self._lib.aclrtFree(ptr)
+            fn(self._lib, "aclrtFree")(ptr)
 
     def __enter__(self):
         return self
@@ -58,6 +83,22 @@ def row_major_strides(shape: Sequence[int]) -> list:
     return strides[::-1]
 
 
+_descriptor_arrays: dict = {}
+
+
+def _dims_and_strides(shape: tuple):
+    """``(int64_t dims[], int64_t strides[])`` of a row-major shape, made once per shape (read-only to C)."""
+    arrays = _descriptor_arrays.get(shape)
+    if arrays is None:
+        arrays = (abi.int64_array(shape or (1,)), abi.int64_array(row_major_strides(shape) or (1,)))
+        if len(_descriptor_arrays) < 4096:
+            _descriptor_arrays[shape] = arrays
+    return arrays
+
+
+_ACL_DTYPES: dict = {}   # numpy dtype -> aclDataType value
+
+
 class DeviceTensor(DeviceBuffer):
     """A device tensor owning its buffer and descriptor. Shapes in elements, dtype numpy/ml_dtypes.
 
@@ -66,19 +107,22 @@ class DeviceTensor(DeviceBuffer):
     """
 
     def __init__(self, shape: Sequence[int], dtype, *, zero: bool = True) -> None:
-        self.shape = tuple(int(d) for d in shape)
-        self.dtype = np.dtype(dtype)
-        self.acl_dtype = int(to_acl(self.dtype))
+        self.shape = shape = tuple(int(d) for d in shape)
+        self.dtype = dt = np.dtype(dtype)
+        acl_dtype = _ACL_DTYPES.get(dt)
+        if acl_dtype is None:
+            acl_dtype = _ACL_DTYPES.setdefault(dt, int(to_acl(dt)))
+        self.acl_dtype = acl_dtype
         self.handle: Optional[int] = None
-        super().__init__(math.prod(self.shape) * self.dtype.itemsize)
+        super().__init__(math.prod(shape) * dt.itemsize)
         try:
-            alloc = max(self.nbytes, MIN_ALLOCATION)
+            lib = self._lib
             if zero:
-                self._lib.aclrtMemset(self.ptr, alloc, 0, alloc)
-            dims = abi.int64_array(self.shape or (1,))
-            strides = abi.int64_array(row_major_strides(self.shape) or (1,))
-            self.handle = self._lib.aclCreateTensor(dims, len(self.shape), self.acl_dtype, strides, 0,
-                                                    abi.ACL_FORMAT_ND, dims, len(self.shape), self.ptr)
+                alloc = max(self.nbytes, MIN_ALLOCATION)
+                fn(lib, "aclrtMemset")(self.ptr, alloc, 0, alloc)
+            dims, strides = _dims_and_strides(shape)
+            self.handle = fn(lib, "aclCreateTensor")(dims, len(shape), acl_dtype, strides, 0, abi.ACL_FORMAT_ND,
+                                                     dims, len(shape), self.ptr)
         except BaseException:
             DeviceBuffer.free(self)
             raise
@@ -109,15 +153,15 @@ class DeviceTensor(DeviceBuffer):
         if host.shape != self.shape:
             raise ValueError(f"copy_from: shape {host.shape} != tensor shape {self.shape}")
         if self.nbytes:
-            self._lib.aclrtMemcpy(self.ptr, self.nbytes, host.ctypes.data, self.nbytes,
-                                  abi.ACL_MEMCPY_HOST_TO_DEVICE)
+            fn(self._lib, "aclrtMemcpy")(self.ptr, self.nbytes, host.ctypes.data, self.nbytes,
+                                         abi.ACL_MEMCPY_HOST_TO_DEVICE)
 
     def numpy(self) -> np.ndarray:
         """A host copy of the tensor."""
         out = np.empty(self.shape, self.dtype)
         if self.nbytes:
-            self._lib.aclrtMemcpy(out.ctypes.data, self.nbytes, self.ptr, self.nbytes,
-                                  abi.ACL_MEMCPY_DEVICE_TO_HOST)
+            fn(self._lib, "aclrtMemcpy")(out.ctypes.data, self.nbytes, self.ptr, self.nbytes,
+                                         abi.ACL_MEMCPY_DEVICE_TO_HOST)
         return out
 
     def free(self) -> None:
@@ -125,7 +169,7 @@ class DeviceTensor(DeviceBuffer):
         if self.handle is not None:
             handle, self.handle = self.handle, None
             try:
-                self._lib.aclDestroyTensor(handle)
+                fn(self._lib, "aclDestroyTensor")(handle)
             finally:
                 DeviceBuffer.free(self)
         else:

@@ -1,0 +1,132 @@
+"""Figure 1: reference dispatch / combine throughput against the memory-bandwidth floor, and peak memory.
+
+For each configuration (DeepSeek-style: H 7168, K 8, 256 experts, bf16) the world-level reference
+``aclnn_py.reference.moe_distribute_dispatch_v3`` (quant_mode 0 and 2) and ``moe_distribute_combine_v3``
+run interleaved with two copy floors of the rows they move (``ep * BS * K`` rows):
+
+* **warm floor**: ``np.copyto`` of those bytes into a destination that is already resident;
+* **fresh floor**: the same copy into a newly allocated destination (the kernel faults in and zeroes
+  the pages on first write), which is the least any function returning new arrays pays.
+
+Ratios are medians of the same run. Peak memory: resident high-water mark of the first call
+(``/proc/self/clear_refs`` + ``VmHWM``) against the resident bytes of its inputs plus its outputs.
+"""
+from __future__ import annotations
+
+import gc
+from typing import Dict, List
+
+
+from .common import (CopyFloor, Samples, fmt_ms, fmt_x, measure_memory, moe_inputs, rss_bytes, set_buffsize, table,
+                     verdict)
+
+H, K, EXPERTS = 7168, 8, 256
+TARGET_DISPATCH = 3.0
+TARGET_COMBINE = 6.0
+TARGET_MEMORY = 2.5
+
+
+def configs(quick: bool) -> List[dict]:
+    sizes = [(16, 128)] if quick else [(16, 128), (16, 256), (32, 128), (32, 256)]
+    return [dict(ep=ep, bs=bs) for ep, bs in sizes]
+
+
+def _resident(arrays) -> int:
+    return sum(a.nbytes for a in arrays if a is not None)
+
+
+def run_config(ep: int, bs: int, repeats: int) -> Dict[str, object]:
+    from aclnn_py import reference
+    mb = set_buffsize(h=H, bs=bs, ep=ep, experts=EXPERTS, k=K)
+    rss0 = rss_bytes() or 0
+    inp = moe_inputs(ep, bs, H, K, EXPERTS, seed=ep * 1000 + bs)
+    in_bytes = _resident(inp["x"]) + _resident(inp["expert_ids"]) + _resident(inp["expert_scales"])
+    attrs = dict(ep_world_size=ep, moe_expert_num=EXPERTS)
+    rows = ep * bs * K
+
+    def dispatch(qm: int):
+        return reference.moe_distribute_dispatch_v3(inp["x"], inp["expert_ids"], quant_mode=qm, **attrs)
+
+    # first calls: peak memory (and the process's first touch of this much memory, kept out of the timings)
+    mem = {}
+    with measure_memory(_resident(inp["x"]) + _resident(inp["expert_ids"])) as m:
+        d = dispatch(0)
+    mem["dispatch"] = m["use"]
+    comb_args = ([o.expand_x for o in d], inp["expert_ids"], [o.assist_info_for_combine for o in d],
+                 [o.ep_recv_counts for o in d], inp["expert_scales"])
+    comb_kw = dict(tp_send_counts=[o.tp_recv_counts for o in d], **attrs)
+    comb_in = (mem["dispatch"].outputs if mem["dispatch"] else 0) + _resident(inp["expert_ids"]) \
+        + _resident(inp["expert_scales"])
+    with measure_memory(comb_in) as m:
+        c = reference.moe_distribute_combine_v3(*comb_args, **comb_kw)
+    mem["combine"] = m["use"]
+    del c
+    gc.collect()
+    with measure_memory(_resident(inp["x"]) + _resident(inp["expert_ids"])) as m:
+        q = dispatch(2)
+    mem["dispatch_q2"] = m["use"]
+    del q
+    gc.collect()
+
+    floor16 = CopyFloor(rows, H * 2)
+    floor8 = CopyFloor(rows, H + 4)        # int8 row + its fp32 dynamic scale
+    floor16.fresh()                        # untimed: the first touch of this much memory is slower still
+    floor8.fresh()
+    s = Samples()
+    ops = (("dispatch", floor16, lambda: dispatch(0)), ("dispatch_q2", floor8, lambda: dispatch(2)),
+           ("combine", floor16, lambda: reference.moe_distribute_combine_v3(*comb_args, **comb_kw)))
+    for name, floor, op in ops:     # each op next to its own floors, so both see the same memory state
+        del_ = op()                 # untimed warm-ups: a call that reaches a new memory high-water mark is slower
+        del del_
+        floor.fresh()
+        for _ in range(repeats):
+            s.time(name + ":floor_warm", floor.warm)
+            s.time(name + ":floor_fresh", floor.fresh)
+            out = s.time(name, op)
+            del out
+    floor16.release()
+    floor8.release()
+    del d, comb_args, comb_kw
+    res = dict(ep=ep, bs=bs, hccl_buffsize_mb=mb, rows=rows, moved_mb=rows * H * 2 / 2**20,
+               inputs_mb=in_bytes / 2**20, times={k: s.med(k) for k in s.data}, memory=mem,
+               rss_start_mb=rss0 / 2**20)
+    del inp
+    gc.collect()
+    return res
+
+
+def run(quick: bool = False) -> Dict[str, object]:
+    repeats = 3
+    results = [run_config(c["ep"], c["bs"], repeats) for c in configs(quick)]
+    return {"figure": "reference_bw", "repeats": repeats, "results": results}
+
+
+def report(res: Dict[str, object]) -> str:
+    rows, mem_rows = [], []
+    worst = {"dispatch": 0.0, "dispatch_q2": 0.0, "combine": 0.0, "memory": 0.0}
+    for r in res["results"]:
+        t = r["times"]
+        cfg = f"ep{r['ep']} BS{r['bs']}"
+        for name, target in (("dispatch", TARGET_DISPATCH), ("dispatch_q2", TARGET_DISPATCH),
+                             ("combine", TARGET_COMBINE)):
+            fw, ff = t[name + ":floor_warm"], t[name + ":floor_fresh"]
+            warm, fresh = t[name] / fw, t[name] / ff
+            worst[name] = max(worst[name], warm)
+            label = {"dispatch": "dispatch", "dispatch_q2": "dispatch quant_mode 2", "combine": "combine"}[name]
+            rows.append([cfg, label, fmt_ms(t[name]), fmt_ms(fw), fmt_ms(ff), fmt_x(warm), fmt_x(fresh),
+                         f"<= {target:g}x: warm {verdict(warm, target)}, fresh {verdict(fresh, target)}"])
+        for name in ("dispatch", "dispatch_q2", "combine"):
+            m = r["memory"].get(name)
+            if m is None:
+                continue
+            worst["memory"] = max(worst["memory"], m.ratio)
+            mem_rows.append([cfg, name.replace("_q2", " quant_mode 2"), f"{m.inputs / 2**20:.0f}",
+                             f"{m.outputs / 2**20:.0f}", f"{m.peak / 2**20:.0f}", fmt_x(m.ratio),
+                             f"<= {TARGET_MEMORY:g}x: {verdict(m.ratio, TARGET_MEMORY)}"])
+    out = ["Figure 1 - reference vs the copy floor (median of %s, ms; floor = np.copyto of the moved rows: "
+           "ep*BS*K rows of H bf16, or of H int8 + 4 B for quant_mode 2)" % res["repeats"],
+           table(rows, ["config", "op", "reference", "warm floor", "fresh floor", "vs warm", "vs fresh", "target"]),
+           "",
+           "Peak resident memory of the first call (MiB; inputs and outputs as resident bytes)",
+           table(mem_rows, ["config", "op", "inputs", "outputs", "peak", "peak/(in+out)", "target"])]
+    return "\n".join(out)
