@@ -75,23 +75,22 @@ class CannLibrary:
         dll = self._dll(path)
         for fn in table:
             try:
-                self._fns[fn.name] = self._bind_one(fn, dll)
+                self._set(fn.name, self._bind_one(fn, dll))
             except AttributeError:
                 if not optional and not self._try_any_library(fn):
-                    self._fns[fn.name] = _missing(fn.name, path)
+                    self._set(fn.name, _missing(fn.name, path))
+
+    def _set(self, name: str, fn) -> None:
+        # instance attributes: the hot path finds bound functions without a __getattr__ call
+        self._fns[name] = fn
+        setattr(self, name, fn)
 
     def _try_any_library(self, fn: abi.Function) -> bool:
         for dll in self._dlls.values():
             if hasattr(dll, fn.name):
-                self._fns[fn.name] = self._bind_one(fn, dll)
+                self._set(fn.name, self._bind_one(fn, dll))
                 return True
         return False
-
-    def __getattr__(self, name: str):
-        fns = self.__dict__.get("_fns")
-        if fns is not None and name in fns:
-            return fns[name]
-        raise AttributeError(name)
 
     def has(self, name: str) -> bool:
         return name in self._fns and not isinstance(self._fns[name], _Missing)

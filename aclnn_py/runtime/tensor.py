@@ -26,19 +26,6 @@ def _acl():
     return lib
 
 
-def fn(lib, name: str):
-    """``getattr(lib, name)`` for a bound C function, without ``CannLibrary.__getattr__``'s cost on the hot
-    path (an instance attribute, e.g. a test's monkeypatch, still wins, as with normal attribute access)."""
-    d = lib.__dict__
-    f = d.get(name)
-    if f is None:
-        fns = d.get("_fns")
-        f = fns.get(name) if fns is not None else None
-        if f is None:
-            f = getattr(lib, name)
-    return f
-
-
 class DeviceBuffer:
     """Raw device memory (e.g. an operator workspace)."""
 
@@ -46,14 +33,14 @@ class DeviceBuffer:
         self._lib = lib = _acl()
         self.nbytes = int(nbytes)
         p = ctypes.c_void_p()
-        fn(lib, "aclrtMalloc")(ctypes.byref(p), max(self.nbytes, MIN_ALLOCATION), abi.ACL_MEM_MALLOC_HUGE_FIRST)
+        lib.aclrtMalloc(ctypes.byref(p), max(self.nbytes, MIN_ALLOCATION), abi.ACL_MEM_MALLOC_HUGE_FIRST)
         self.ptr: Optional[int] = p.value
 
     def free(self) -> None:
         """Release the memory (idempotent)."""
         if self.ptr is not None:
             ptr, self.ptr = self.ptr, None
-            fn(self._lib, "aclrtFree")(ptr)
+            self._lib.aclrtFree(ptr)
 
     def __enter__(self):
         return self
@@ -119,9 +106,9 @@ class DeviceTensor(DeviceBuffer):
             lib = self._lib
             if zero:
                 alloc = max(self.nbytes, MIN_ALLOCATION)
-                fn(lib, "aclrtMemset")(self.ptr, alloc, 0, alloc)
+                lib.aclrtMemset(self.ptr, alloc, 0, alloc)
             dims, strides = _dims_and_strides(shape)
-            self.handle = fn(lib, "aclCreateTensor")(dims, len(shape), acl_dtype, strides, 0, abi.ACL_FORMAT_ND,
+            self.handle = lib.aclCreateTensor(dims, len(shape), acl_dtype, strides, 0, abi.ACL_FORMAT_ND,
                                                      dims, len(shape), self.ptr)
         except BaseException:
             DeviceBuffer.free(self)
@@ -153,14 +140,14 @@ class DeviceTensor(DeviceBuffer):
         if host.shape != self.shape:
             raise ValueError(f"copy_from: shape {host.shape} != tensor shape {self.shape}")
         if self.nbytes:
-            fn(self._lib, "aclrtMemcpy")(self.ptr, self.nbytes, host.ctypes.data, self.nbytes,
+            self._lib.aclrtMemcpy(self.ptr, self.nbytes, host.ctypes.data, self.nbytes,
                                          abi.ACL_MEMCPY_HOST_TO_DEVICE)
 
     def numpy(self) -> np.ndarray:
         """A host copy of the tensor."""
         out = np.empty(self.shape, self.dtype)
         if self.nbytes:
-            fn(self._lib, "aclrtMemcpy")(out.ctypes.data, self.nbytes, self.ptr, self.nbytes,
+            self._lib.aclrtMemcpy(out.ctypes.data, self.nbytes, self.ptr, self.nbytes,
                                          abi.ACL_MEMCPY_DEVICE_TO_HOST)
         return out
 
@@ -169,7 +156,7 @@ class DeviceTensor(DeviceBuffer):
         if self.handle is not None:
             handle, self.handle = self.handle, None
             try:
-                fn(self._lib, "aclDestroyTensor")(handle)
+                self._lib.aclDestroyTensor(handle)
             finally:
                 DeviceBuffer.free(self)
         else:

@@ -3,8 +3,8 @@
 ``{op}GetWorkspaceSize(params..., &ws, &executor)``, allocate the workspace, ``{op}(ws_ptr, ws,
 executor, stream)``, then synchronize (or defer the workspace's release to the stream).
 
-Hot path: the argument template of each operator (C parameter order, kinds, names) is built once, and
-bound functions are fetched without ``CannLibrary.__getattr__``. Two opt-in caches, per thread:
+Hot path: the argument template of each operator (C parameter order, kinds, names) is built once. Two
+opt-in caches, per thread:
 :class:`WorkspaceCache` keeps one workspace per stream across calls instead of an ``aclrtMalloc`` /
 ``aclrtFree`` pair per call; :class:`ReuseExecutors` relaunches the executor of an identical call
 (``aclSetAclOpExecutorRepeatable``) instead of running ``GetWorkspaceSize`` again.
@@ -17,7 +17,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from . import abi
 from .device import Stream
-from .tensor import DeviceBuffer, _acl, fn
+from .tensor import DeviceBuffer, _acl
 
 _TENSOR, _STR, _F32 = abi.TENSOR, abi.STR, abi.F32
 
@@ -157,7 +157,7 @@ class ReuseExecutors:
                 entry.stream.synchronize()
         finally:
             try:
-                fn(lib, "aclDestroyAclOpExecutor")(entry.executor)
+                lib.aclDestroyAclOpExecutor(entry.executor)
             finally:
                 if entry.workspace is not None:
                     entry.workspace.free()
@@ -221,7 +221,7 @@ def run_two_phase(op_name: str, values: Mapping[str, Any], stream: Optional[Stre
     op.get_workspace_size(*args, ctypes.byref(ws), ctypes.byref(executor))
     if reuser is not None:
         try:
-            fn(lib, "aclSetAclOpExecutorRepeatable")(executor)
+            lib.aclSetAclOpExecutorRepeatable(executor)
         except Exception:
             reuser._not_repeatable.add(op_name)   # this install does not allow it: run the normal way
         else:
@@ -284,7 +284,7 @@ def _launch_reused(reuser: ReuseExecutors, key: tuple, entry: _Reused, op, strea
 
 def _discard_executor(lib, executor) -> None:
     try:
-        fn(lib, "aclDestroyAclOpExecutor")(executor)
+        lib.aclDestroyAclOpExecutor(executor)
     except Exception:
         pass
 
