@@ -131,13 +131,15 @@ if (( ${#missing[@]} )); then
 fi
 
 # ---- link ------------------------------------------------------------------------------------------
-link libop_common.so "${core_objs[@]}" -- -pthread
+link libop_common.so "${core_objs[@]}" -- -pthread -lrt
 link libascendcl.so "$OBJ/ascendcl/acl_runtime.o" -- -lop_common
 ln -sfn libascendcl.so "$LIB/libacl_rt.so"
 link libnnopbase.so "$OBJ/nnopbase/nnopbase.o" -- -lop_common
 link libhccl.so "$OBJ/hccl/hccl.o" -- -lop_common
 # libopapi also needs the runtime, meta and HCCL libraries, so dlsym on its handle finds aclCreateTensor etc.
-link libopapi.so "${op_objs[@]}" -- -lnnopbase -lascendcl -lhccl -lop_common -lm
+# --wrap: in multi-process mode the kernels' own allocations must be shared memory (sim/src/core_shm.c)
+link libopapi.so "${op_objs[@]}" -- -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free \
+    -lnnopbase -lascendcl -lhccl -lop_common -lm
 
 # ---- install tree ------------------------------------------------------------------------------------
 rm -rf "$OUT/include.tmp"

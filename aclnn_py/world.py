@@ -11,11 +11,14 @@ import ctypes
 import itertools
 import os
 import threading
+import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from .backend import resolve_backend
 from .collective import Rendezvous
+from .errors import ACLNN_ERR_PARAM_INVALID, AclnnError
 
 _current = threading.local()
 _world_ids = itertools.count()
@@ -75,6 +78,64 @@ class RankContext:
                            f"its groups: {sorted(self.groups)}") from None
 
 
+class _Worker:
+    """A rank's thread, kept for the World's lifetime (no thread churn between runs). Holds no reference
+    to the World between jobs, so an unreferenced World can still be collected."""
+
+    def __init__(self, rank: int) -> None:
+        self._cv = threading.Condition()
+        self._job: Optional[Callable[[], None]] = None
+        self._stop = False
+        self.busy = False
+        self.thread = threading.Thread(target=self._loop, name=f"aclnn_py-rank{rank}", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while self._job is None and not self._stop:
+                    self._cv.wait()
+                if self._job is None:
+                    return
+                job, self._job = self._job, None
+            try:
+                job()
+            finally:
+                del job
+                with self._cv:
+                    self.busy = False
+                    self._cv.notify_all()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._cv:
+            self.busy = True
+            self._job = job
+            self._cv.notify_all()
+
+    def stop(self) -> None:
+        """Let the thread exit once its current job (if any) is done."""
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+
+
+def _stop_workers(workers: Dict[int, "_Worker"], timeout_s: float = 5.0) -> None:
+    items = list(workers.values())
+    workers.clear()
+    for w in items:
+        w.stop()
+    for w in items:
+        if w.thread is not threading.current_thread():
+            w.thread.join(timeout_s)
+
+
+class UnknownGroupError(AclnnError, KeyError):
+    """A group name that is not one of the rank's communicators in its World (161002; also a KeyError)."""
+
+    def __str__(self) -> str:
+        return self._text()
+
+
 class World:
     """``size`` ranks (global rank ``g = ep_rank * max(tp, 1) + tp_rank``) and their groups.
 
@@ -96,12 +157,20 @@ class World:
         self.group_spec = {k: [list(m) for m in v] for k, v in (groups or {"world": [list(range(size))]}).items()}
         self._check_groups()
         self.id = next(_world_ids)
-        self.rendezvous = Rendezvous()
+        self.rendezvous = Rendezvous(self._members_of)
+        self.last_errors: Dict[int, BaseException] = {}
         self.ranks: List[RankContext] = [RankContext(self, r) for r in range(size)]
         self._by_name: Dict[str, GroupMembership] = {}
         self._contexts: list = []
         self._comms: list = []
+        self._comm_names: Dict[int, str] = {}
+        self._streams: list = []
+        self._running = threading.Lock()
+        self._workers: Dict[int, _Worker] = {}
         self._closed = False
+        self._finalizer = weakref.finalize(self, World._release,
+                                           {"comms": self._comms, "streams": self._streams, "contexts": self._contexts,
+                                            "workers": self._workers})
         try:
             if self.backend == "device":
                 self._setup_device()
@@ -151,6 +220,7 @@ class World:
             self._contexts.append(ctx)
             self.ranks[r].device = self.devices[r]
             self.ranks[r].stream = Stream()
+            self._streams.append(self.ranks[r].stream)
         for label, member_lists in self.group_spec.items():
             for i, members in enumerate(member_lists):
                 devs = (ctypes.c_int32 * len(members))(*[self.devices[m] for m in members])
@@ -162,29 +232,69 @@ class World:
                     buf = ctypes.create_string_buffer(abi.COMM_NAME_MAX_LENGTH)
                     lib.HcclGetCommName(comms[j], buf)
                     names.append(buf.value.decode())
+                    self._comm_names[comms[j]] = names[-1]
                 self._register(label, i, members, names)
 
     # -- lookup ---------------------------------------------------------------------------------
     def membership(self, name: str, rank: int) -> GroupMembership:
         """Rank ``rank``'s membership of the group called ``name``."""
-        m = self._by_name.get(f"{name}@{rank}")
+        m = self._by_name.get(f"{name}@{rank}") if isinstance(name, str) else None
         if m is None:
-            raise KeyError(f"rank {rank} is not a member of a group named {name!r}")
+            mine = {label: g.name for label, g in sorted(self.ranks[rank].groups.items())} \
+                if isinstance(rank, int) and 0 <= rank < self.size else {}
+            raise UnknownGroupError(ACLNN_ERR_PARAM_INVALID, "aclnn_py.World",
+                                    f"rank {rank} is not a member of a group named {name!r}; its groups: {mine} "
+                                    "(pass ctx.group(label))")
         return m
+
+    def _members_of(self, name: str) -> Optional[List[int]]:
+        """Global ranks of the group called ``name`` in group-rank order (``None`` if no such group)."""
+        for label, member_lists in self.group_spec.items():
+            for members in member_lists:
+                m = self._by_name.get(f"{name}@{members[0]}")
+                if m is not None and m.members == members:
+                    return members
+        return None
 
     # -- running --------------------------------------------------------------------------------
     def run(self, fn: Callable[..., Any], *args: Any, ranks: Optional[Sequence[int]] = None, **kwargs: Any) -> list:
         """Call ``fn(rank_ctx, *args, **kwargs)`` on each rank in ``ranks`` (default all), one thread each.
 
-        Returns the results indexed by global rank (``None`` for ranks that did not run). If any
-        rank raises, pending collectives on the reference backend are aborted and the first
-        error is raised after every thread has finished.
+        Returns the results indexed by global rank (``None`` for ranks that did not run).
+
+        Failure behaviour: when a rank raises, every collective the other ranks wait in (or start
+        later in this run) fails at once with an error naming the failed rank: the host rendezvous
+        is aborted, and on the simulator the world's communicators too (``aclsimAbortComm``). A real
+        device cannot be cancelled: ranks already inside a device collective stay there until the
+        HCCL execution timeout or the stream sync timeout (``ACLNN_PY_SYNC_TIMEOUT_MS``). A host-side
+        wait that needs a rank whose function has returned, or that is not in ``ranks``, fails at
+        once too. After every thread has finished, the error of the rank that failed first is raised;
+        ``world.last_errors`` holds every rank's error. An interrupt of the launching thread (Ctrl-C)
+        aborts every rank the same way and is re-raised once they stopped (waiting at most
+        ``timeout_s``). One run at a time per World: a concurrent ``run`` raises ``RuntimeError``.
         """
         if self._closed:
             raise RuntimeError("World is closed")
+        if not self._running.acquire(blocking=False):
+            raise RuntimeError("World.run is already running (in another thread, or called from a rank function): "
+                               "a World runs one function at a time; use a second World for concurrent work")
+        try:
+            return self._run(fn, args, ranks, kwargs)
+        finally:
+            self._running.release()
+
+    def _run(self, fn: Callable[..., Any], args: tuple, ranks: Optional[Sequence[int]], kwargs: dict) -> list:
         ranks = list(range(self.size)) if ranks is None else list(ranks)
+        bad = [r for r in ranks if not 0 <= r < self.size]
+        if bad or len(set(ranks)) != len(ranks):
+            raise ValueError(f"ranks must be distinct ranks in [0, {self.size}); got {ranks}")
         results: List[Any] = [None] * self.size
         errors: Dict[int, BaseException] = {}
+        order: List[int] = []
+        lock = threading.Lock()
+        not_running = {g: f"rank {g} is not running in this World.run (ranks={ranks})"
+                       for g in range(self.size) if g not in ranks}
+        self.rendezvous.reset_departures(not_running)
 
         def body(r: int) -> None:
             ctx = self.ranks[r]
@@ -193,53 +303,174 @@ class World:
                 if self._contexts:
                     self._contexts[r].bind()
                 results[r] = fn(ctx, *args, **kwargs)
+                self.rendezvous.depart(r, f"rank {r}'s function returned without joining it")
             except BaseException as e:
-                errors[r] = e
-                self.rendezvous.abort(RuntimeError(f"rank {r} raised {type(e).__name__}: {e}"))
+                with lock:
+                    errors[r] = e
+                    order.append(r)
+                    first = len(order) == 1
+                reason = f"rank {r} raised {type(e).__name__}: {e}"
+                self.rendezvous.abort(RuntimeError(reason))
+                if first:
+                    self._abort_device(reason)
             finally:
                 _current.rank = None
 
-        threads = [threading.Thread(target=body, args=(r,), name=f"aclnn_py-rank{r}") for r in ranks]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        pending = set(ranks)
+        done = threading.Condition()
+
+        def job(r: int) -> Callable[[], None]:
+            def run_rank() -> None:
+                try:
+                    body(r)
+                finally:
+                    with done:
+                        pending.discard(r)
+                        done.notify_all()
+            return run_rank
+
+        for r in ranks:
+            self._worker(r).submit(job(r))
+        try:
+            with done:
+                while pending:
+                    done.wait()
+        except BaseException as e:  # e.g. KeyboardInterrupt in the launching thread: stop the ranks, then re-raise
+            reason = f"World.run was interrupted by {type(e).__name__} in the launching thread"
+            self.rendezvous.abort(RuntimeError(reason))
+            self._abort_device(reason)
+            deadline = time.monotonic() + max(self.timeout_s, 10.0)
+            with done:
+                while pending and time.monotonic() < deadline:
+                    done.wait(max(deadline - time.monotonic(), 0.0))
+                stuck = set(pending)
+            for r in stuck:     # abandon a rank thread that does not stop: the next run gets a new one
+                w = self._workers.pop(r, None)
+                if w is not None:
+                    w.stop()
+            self.last_errors = dict(errors)
+            self.rendezvous = Rendezvous(self._members_of)
+            if not stuck:
+                self._recover_device(ranks)
+            raise
+        self.last_errors = dict(errors)
+        if errors or self.rendezvous.needs_reset:
+            self.rendezvous = Rendezvous(self._members_of)
+        if errors or self._device_needs_recovery():
+            self._recover_device(ranks)
         if errors:
-            self.rendezvous = Rendezvous()
-            first = min(errors)
-            raise errors[first]
+            raise errors[order[0]]
         return results
+
+    # -- failure handling on the device backend ---------------------------------------------------
+    def _abort_device(self, reason: str) -> None:
+        """Simulator only: make every collective of this world's communicators fail now, naming ``reason``."""
+        hooks = self._sim_hooks()
+        if hooks is None:
+            return
+        seen = set()
+        for comm in self._comms:
+            # one comm per group is enough: the abort is group-wide
+            name = self._comm_names.get(comm)
+            if name in seen:
+                continue
+            seen.add(name)
+            hooks.abort_comm(comm, f"aclnn_py.World: {reason}")
+
+    def _recover_device(self, ranks: Sequence[int]) -> None:
+        """After an aborted run: let queued work fail and drain, then make the communicators usable again."""
+        hooks = self._sim_hooks()
+        if hooks is None:
+            return
+        for r in ranks:
+            stream = self.ranks[r].stream
+            if stream is None:
+                continue
+            try:
+                self._context_of(r).bind()
+                stream.synchronize(timeout_ms=max(int(self.timeout_s * 1000), 1000))
+            except Exception:  # the run already failed; this only drains what the abort cancelled
+                pass
+        seen = set()
+        for comm in self._comms:
+            name = self._comm_names.get(comm)
+            if name in seen:
+                continue
+            seen.add(name)
+            deadline = time.monotonic() + 10.0
+            while hooks.recover_comm(comm) == -2 and time.monotonic() < deadline:
+                time.sleep(0.005)
+
+    def _context_of(self, rank: int):
+        return self._contexts[rank]
+
+    def _worker(self, rank: int) -> "_Worker":
+        w = self._workers.get(rank)
+        if w is None or not w.thread.is_alive():
+            w = self._workers[rank] = _Worker(rank)
+        return w
+
+    def _device_needs_recovery(self) -> bool:
+        """Simulator: a group of this world is still aborted (e.g. a rank function caught the error)."""
+        hooks = self._sim_hooks()
+        return hooks is not None and any(hooks.comm_state(c) > 0 for c in self._comms)
+
+    def _sim_hooks(self):
+        if not self._contexts:
+            return None
+        from .runtime.device import acl_init
+        from .runtime.simhooks import sim_hooks
+        return sim_hooks(acl_init())
 
     # -- teardown -------------------------------------------------------------------------------
     def close(self) -> None:
-        """Destroy communicators, streams and contexts (idempotent). Not a collective: call after run()."""
+        """Destroy communicators, streams and contexts (idempotent). Not a collective: call after run().
+
+        A World that is garbage-collected without ``close()`` is closed by a finalizer."""
         if self._closed:
             return
-        self._closed = True
-        failures = []
-        if self._contexts:
-            from .runtime.device import acl_init
-            lib = acl_init()
-            for comm in self._comms:
-                try:
-                    lib.HcclCommDestroy(comm)
-                except Exception as e:
-                    failures.append(e)
-            for r, ctx in enumerate(self._contexts):
-                try:
-                    ctx.bind()
-                    if self.ranks[r].stream is not None:
-                        self.ranks[r].stream.destroy()
-                except Exception as e:
-                    failures.append(e)
-            for ctx in self._contexts:
-                try:
-                    ctx.destroy()
-                except Exception as e:
-                    failures.append(e)
+        if not self._running.acquire(blocking=False):
+            raise RuntimeError("World.close() while World.run is running in another thread: let it finish first")
+        try:
+            self._closed = True
+            failures = self._finalizer()
+        finally:
+            self._running.release()
         self._comms, self._contexts = [], []
         if failures:
             raise failures[0]
+
+    @staticmethod
+    def _release(res: Dict[str, list]) -> list:
+        """Release what ``res`` holds (communicators, then streams in their contexts, then contexts)."""
+        failures: list = []
+        _stop_workers(res.get("workers", {}))
+        comms, streams, contexts = res["comms"], res["streams"], res["contexts"]
+        if not contexts:
+            return failures
+        from .runtime.device import acl_init
+        lib = acl_init()
+        for comm in comms:
+            try:
+                lib.HcclCommDestroy(comm)
+            except Exception as e:
+                failures.append(e)
+        for ctx, stream in zip(contexts, streams):
+            try:
+                ctx.bind()
+                if stream is not None:
+                    stream.destroy()
+            except Exception as e:
+                failures.append(e)
+        for ctx in contexts:
+            try:
+                ctx.destroy()
+            except Exception as e:
+                failures.append(e)
+        comms.clear()
+        streams.clear()
+        contexts.clear()
+        return failures
 
     def __enter__(self) -> "World":
         return self

@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from ..consistency import check_across_ranks
 from ..errors import ACLNN_ERR_INNER_FIND_KERNEL_ERROR, ACLNN_ERR_INNER_TILING_ERROR, AclnnError, CollectiveError
 from ..layout import parse_elastic_info
 from ..runtime import abi
@@ -103,6 +104,7 @@ def run_on_device(op_name: str, kwargs: Mapping[str, Any], outputs: Mapping[str,
     no allocation and no zero-fill (elements the kernel does not write keep their contents, as with
     preallocated tensors on hardware).
     """
+    check_across_ranks(op_name, kwargs)
     if not _checked.get(op_name):
         check_installed_abi(op_name)
     rt = _device_runtime()
@@ -302,6 +304,7 @@ def run_on_reference(op: str, kwargs: Dict[str, Any], tensor_keys: List[str],
     ``tensor_keys``: per-rank tensor keywords (passed to ``world_fn`` as lists by position
     ``ep_rank_id * max(tp,1) + tp_rank_id``); every other keyword must agree across ranks.
     """
+    check_across_ranks(op, kwargs)
     ctx = require_rank(op)
     tp = kwargs.get("tp_world_size", 0)
     ep_size = kwargs["ep_world_size"]

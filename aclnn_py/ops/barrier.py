@@ -6,6 +6,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .. import reference, validate
+from ..consistency import check_across_ranks
 from ._call import Temporaries, active_backend, require_rank, resolve_stream
 
 OP = "aclnnDistributeBarrierV2"
@@ -30,6 +31,8 @@ def distribute_barrier_v2(x_ref: Any, *, group: str, world_size: int, time_out: 
     time_out = _time_out_array(time_out)
     validate.distribute_barrier_v2(x_ref, group=group, world_size=world_size, time_out=time_out,
                                    elastic_info=elastic_info)
+    check_across_ranks(OP, dict(x_ref=x_ref, group=group, world_size=world_size, time_out=time_out,
+                                elastic_info=elastic_info))
     if active_backend() == "reference":
         return _reference(x_ref, group, world_size, time_out, elastic_info)
     stream = resolve_stream(stream)

@@ -68,6 +68,25 @@ ACLSIM_API const char *aclsimObjectKindName(int32_t kind);
 /* Always 1. */
 ACLSIM_API int32_t aclsimIsSimulator(void);
 
+/* Abort the communication group of `comm` (an HcclComm): every exchange of the group that is waiting now
+ * or starts later fails at once (the op reports an AI Core exception, 507015) with a message that includes
+ * `reason`, until aclsimRecoverComm. aclnn_py's World calls it when a rank's Python function raised, so
+ * the other ranks do not wait for a rank that will never launch. 0, or -1 if comm is not a live HcclComm.
+ * A real CANN has no such hook. */
+ACLSIM_API int32_t aclsimAbortComm(void *comm, const char *reason);
+/* Clear the abort and restart every call sequence of the group (all ranks at once). Call only when no rank
+ * of the group has a collective in flight: returns -2 (message set) if one is, -1 if comm is not live, else 0. */
+ACLSIM_API int32_t aclsimRecoverComm(void *comm);
+/* State of the group of `comm`: 0 healthy, 1 aborted (aclsimAbortComm), -1 if comm is not live.
+ * (A collective that fails -- times out, is cancelled or aborted -- withdraws the caller's arrival, so
+ * the ranks' call sequences stay aligned and a late peer never pairs with an abandoned call.) */
+ACLSIM_API int32_t aclsimCommState(void *comm);
+/* Number of exchanges of the group of `comm` in progress right now (-1 if comm is not live). */
+ACLSIM_API int32_t aclsimCommInFlight(void *comm);
+/* 1 if a live communicator of the group named `name` lives on `device`, else 0 (what an op's lookup by
+ * group name would find). */
+ACLSIM_API int32_t aclsimCommExists(const char *name, int32_t device);
+
 #ifdef __cplusplus
 }
 #endif

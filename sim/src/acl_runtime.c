@@ -424,7 +424,13 @@ aclError aclrtMalloc(void **devPtr, size_t size, aclrtMemMallocPolicy policy)
                       (size_t)DEVICE_HBM_BYTES, dev);
         return ACL_ERROR_RT_MEMORY_ALLOCATION;
     }
-    void *p = sim_alloc(size);
+    void *p;
+    if (sim_mp_enabled()) { /* multi-process mode: device memory every process of the session can read */
+        p = sim_arena_alloc(dev, size + 32);
+        if (!p) return ACL_ERROR_RT_MEMORY_ALLOCATION;
+    } else {
+        p = sim_alloc(size);
+    }
     if (!p) {
         sim_set_error("aclrtMalloc: host allocation of %zu bytes failed", size);
         return ACL_ERROR_RT_MEMORY_ALLOCATION;
@@ -444,7 +450,7 @@ aclError aclrtFree(void *devPtr)
                       devPtr);
         return ACL_ERROR_RT_PARAM_INVALID;
     }
-    sim_dealloc(devPtr, size);
+    if (sim_arena_free(devPtr) != 0) sim_dealloc(devPtr, size);
     return ACL_SUCCESS;
 }
 

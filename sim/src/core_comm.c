@@ -2,20 +2,45 @@
  * Communicators of the CANN simulator. A group (HCCL communication domain) has a name and `size`
  * ranks, each rank a SimComm bound to one device. Ops find their comm by (group name, device), as the
  * real MC2 ops find theirs by name. sim_comm_exchange is the rendezvous every collective kernel uses:
- * an all-gather of one pointer per participant, matched by a per-rank call index.
+ * an all-gather of one pointer per participant, matched by a call index that each rank keeps per
+ * participant set (so elastic calls on a subset never shift the full group's sequence).
+ *
+ * A group's state is one block (GroupState plus arrays at offsets, no pointers inside): calloc'd for the
+ * groups of one process (HcclCommInitAll, in-process root info), or a process-shared memory segment with a
+ * process-shared robust mutex and condition variable for the groups of a multi-process session
+ * (HcclCommInitRootInfo when ACLNN_SIM_SHM_SESSION is set; see core_shm.c). Each process keeps a local
+ * SimGroup wrapper with the SimComm objects of its own ranks.
+ *
+ * Failure handling: an exchange ends early, with a message, when its stream is cancelled, when the
+ * group is aborted (aclsimAbortComm, e.g. by aclnn_py.World when a rank's Python function raised),
+ * when a missing participant's process has exited, or when two ranks are provably deadlocked on
+ * different participant sets (each blocked in a set the other has not joined: they disagree on
+ * elastic_info). A failed call dies for every participant waiting in it and is withdrawn, so the
+ * call sequences stay aligned and nobody pairs with an abandoned call.
  */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "simcore.h"
+#include "aclsim.h"
 
 #define SIM_COMM_MAGIC 0x434F4D4Du
+#define GROUP_MAGIC 0x47525053u
 #define RING 4          /* payload slots kept per rank (a peer can be at most one call ahead) */
-#define POLL_US 10000   /* waits re-check the stream's cancel flag this often */
+#define POLL_US 10000   /* waits re-check cancel / abort / deadlock / liveness state this often */
+#define MSG_CAP 1024
+#define MISS_CAP 64
+#define MAX_SEQS 16     /* distinct participant sets tracked per group (quiescent ones are recycled) */
 
 typedef struct SimGroup SimGroup;
 
@@ -26,22 +51,70 @@ struct SimComm {
     int device;
     int destroyed;
     int async_error;
-    int64_t calls;      /* exchanges made by this rank (guarded by g->mu) */
+    /* this rank's most recent exchange, for sim_comm_missing after a failure (guarded by the group lock) */
+    int last_seq;
+    int last_nmiss;
+    int last_miss[MISS_CAP];
 };
 
-struct SimGroup {
-    char name[128];
-    int size;
-    int live;           /* members not destroyed */
-    int in_flight;      /* exchanges in progress */
-    int unlinked;       /* removed from the registry (no live member) */
+/* One participant set's call sequence. Followed in the block by members int32[size], calls int64[size]
+ * (exchanges each rank made with this set), posted int64[size] (index of the rank's latest call + 1) and
+ * slots void*[size*RING] (payloads). A call that fails dies for every rank waiting in it: gen is bumped
+ * and the first failure kept, so the others fail the same way and report the same missing ranks. */
+typedef struct {
+    int32_t n;          /* participants; 0: slot unused */
+    int32_t busy;       /* exchanges in progress on this set */
+    uint64_t lru;
+    uint64_t gen;
+    int32_t dead_rc;
+    int32_t dead_nmiss;
+    int32_t dead_miss[MISS_CAP];
+    char dead_msg[MSG_CAP];
+} SeqHdr;
+
+typedef struct {
+    uint32_t magic;
+    uint32_t ready;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int64_t *posted;    /* posted[r] = index of r's latest exchange + 1 */
-    void **slots;       /* slots[r * RING + idx % RING] = payload */
-    SimComm *comms;
+    char name[128];
+    int32_t size;
+    int32_t live;       /* comms not destroyed (all processes) */
+    int32_t joined;     /* ranks joined (multi-process set-up) */
+    int32_t aborted;    /* every current and future exchange fails until aclsimRecoverComm */
+    int32_t shared;
+    uint64_t tick;
+    uint64_t fail_gen;  /* bumped to fail every exchange blocked right now (deadlock detected) */
+    uint64_t bytes;
+    uint64_t off_waiters, off_wait_seq, off_wait_idx, off_devices, off_pids, off_seqs;
+    uint64_t seq_stride, seq_m, seq_c, seq_p, seq_s;
+    char abort_msg[MSG_CAP];
+    char fail_msg[MSG_CAP];
+} GroupState;
+
+struct SimGroup {       /* process-local */
+    GroupState *st;
+    size_t map_bytes;   /* > 0: st is a mapping of shm segment shm_name */
+    char shm_name[128];
+    int size;
+    int local_live;     /* local comms not destroyed */
+    int local_in_flight;
+    int unlinked;
+    SimComm *comms;     /* [size]; live (magic set) only for this process's ranks */
     SimGroup *next;
 };
+
+#define AT(st, off, T) ((T *)((char *)(st) + (off)))
+#define WAITERS(st) AT(st, (st)->off_waiters, int32_t)
+#define WAIT_SEQ(st) AT(st, (st)->off_wait_seq, int32_t)
+#define WAIT_IDX(st) AT(st, (st)->off_wait_idx, int64_t)
+#define PIDS(st) AT(st, (st)->off_pids, int32_t)
+#define DEVICES(st) AT(st, (st)->off_devices, int32_t)
+#define SEQ(st, i) AT(st, (st)->off_seqs + (uint64_t)(i) * (st)->seq_stride, SeqHdr)
+#define MEMBERS(st, q) AT(q, (st)->seq_m, int32_t)
+#define CALLS(st, q) AT(q, (st)->seq_c, int64_t)
+#define POSTED(st, q) AT(q, (st)->seq_p, int64_t)
+#define SLOTS(st, q) AT(q, (st)->seq_s, void *)
 
 static pthread_mutex_t g_groups_mu = PTHREAD_MUTEX_INITIALIZER;
 static SimGroup *g_groups;
@@ -53,23 +126,147 @@ static int64_t now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static uint64_t al(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+/* Lays out the block of a group of `size` ranks in st (offsets, stride, total bytes). */
+static void layout(GroupState *st, int size)
+{
+    uint64_t n = (uint64_t)size;
+    st->size = size;
+    st->seq_m = al(sizeof(SeqHdr), 8);
+    st->seq_c = al(st->seq_m + 4 * n, 8);
+    st->seq_p = st->seq_c + 8 * n;
+    st->seq_s = st->seq_p + 8 * n;
+    st->seq_stride = al(st->seq_s + sizeof(void *) * n * RING, 64);
+    st->off_waiters = al(sizeof(GroupState), 64);
+    st->off_wait_seq = st->off_waiters + al(4 * n, 8);
+    st->off_wait_idx = st->off_wait_seq + al(4 * n, 8);
+    st->off_devices = st->off_wait_idx + 8 * n;
+    st->off_pids = st->off_devices + al(4 * n, 8);
+    st->off_seqs = al(st->off_pids + al(4 * n, 8), 64);
+    st->bytes = st->off_seqs + st->seq_stride * MAX_SEQS;
+}
+
+static size_t block_bytes(int size)
+{
+    GroupState tmp;
+    layout(&tmp, size);
+    return (size_t)tmp.bytes;
+}
+
+static void init_sync(GroupState *st, int shared)
+{
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    if (shared) {
+        pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+        pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+    }
+    pthread_mutex_init(&st->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (shared) pthread_condattr_setpshared(&ca, PTHREAD_PROCESS_SHARED);
+    pthread_cond_init(&st->cv, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+static void owner_died(GroupState *st)
+{
+    pthread_mutex_consistent(&st->mu);
+    st->aborted = 1;
+    snprintf(st->abort_msg, sizeof st->abort_msg, "a process of group \"%s\" died while holding its lock", st->name);
+    pthread_cond_broadcast(&st->cv);
+}
+
+static void glock(GroupState *st)
+{
+    if (pthread_mutex_lock(&st->mu) == EOWNERDEAD) owner_died(st);
+}
+
+static void gwait(GroupState *st, const struct timespec *ts)
+{
+    if (pthread_cond_timedwait(&st->cv, &st->mu, ts) == EOWNERDEAD) owner_died(st);
+}
+
+static void deadline_after_us(struct timespec *ts, int64_t us)
+{
+    int64_t t = now_us() + us;
+    ts->tv_sec = (time_t)(t / 1000000);
+    ts->tv_nsec = (long)(t % 1000000) * 1000;
+}
+
 static void group_free(SimGroup *g)
 {
-    pthread_mutex_destroy(&g->mu);
-    pthread_cond_destroy(&g->cv);
     for (int i = 0; i < g->size; i++) g->comms[i].magic = 0;
-    free(g->posted);
-    free(g->slots);
+    if (g->map_bytes) {
+        munmap(g->st, g->map_bytes);
+    } else {
+        pthread_mutex_destroy(&g->st->mu);
+        pthread_cond_destroy(&g->st->cv);
+        free(g->st);
+    }
     free(g->comms);
     free(g);
 }
 
-SIM_API int sim_comm_create_group(const char *name, int nranks, const int *devices, SimComm **comms_out)
+static SimGroup *wrapper_new(GroupState *st, int size)
 {
-    if (!name || !*name || strlen(name) >= sizeof(((SimGroup *)0)->name)) {
+    SimGroup *g = calloc(1, sizeof(*g));
+    SimComm *comms = calloc((size_t)size, sizeof(SimComm));
+    if (!g || !comms) {
+        free(g);
+        free(comms);
+        return NULL;
+    }
+    g->st = st;
+    g->size = size;
+    g->comms = comms;
+    return g;
+}
+
+static void comm_init(SimGroup *g, int rank, int device)
+{
+    SimComm *c = &g->comms[rank];
+    c->magic = SIM_COMM_MAGIC;
+    c->g = g;
+    c->rank = rank;
+    c->device = device;
+    c->last_seq = -1;
+    g->local_live++;
+}
+
+static int check_name(const char *name)
+{
+    if (!name || !*name || strlen(name) >= sizeof(((GroupState *)0)->name)) {
         sim_set_error("communicator group name must be 1..127 characters");
         return -1;
     }
+    return 0;
+}
+
+static int registry_add(SimGroup *g, int unique)
+{
+    pthread_mutex_lock(&g_groups_mu);
+    if (unique) {
+        for (SimGroup *o = g_groups; o; o = o->next) {
+            if (strcmp(o->st->name, g->st->name) == 0) {
+                pthread_mutex_unlock(&g_groups_mu);
+                sim_set_error("a communicator group named \"%s\" already exists", g->st->name);
+                return -1;
+            }
+        }
+    }
+    g->next = g_groups;
+    g_groups = g;
+    pthread_mutex_unlock(&g_groups_mu);
+    return 0;
+}
+
+SIM_API int sim_comm_create_group(const char *name, int nranks, const int *devices, SimComm **comms_out)
+{
+    if (check_name(name)) return -1;
     if (nranks < 1 || !devices || !comms_out) {
         sim_set_error("communicator group \"%s\": invalid rank count %d or NULL arrays", name, nranks);
         return -1;
@@ -88,53 +285,159 @@ SIM_API int sim_comm_create_group(const char *name, int nranks, const int *devic
             }
         }
     }
-    SimGroup *g = calloc(1, sizeof(*g));
-    if (!g) return -1;
-    g->posted = calloc((size_t)nranks, sizeof(*g->posted));
-    g->slots = calloc((size_t)nranks * RING, sizeof(*g->slots));
-    g->comms = calloc((size_t)nranks, sizeof(*g->comms));
-    if (!g->posted || !g->slots || !g->comms) {
-        free(g->posted);
-        free(g->slots);
-        free(g->comms);
-        free(g);
+    size_t bytes = block_bytes(nranks);
+    GroupState *st = calloc(1, bytes);
+    SimGroup *g = st ? wrapper_new(st, nranks) : NULL;
+    if (!g) {
+        free(st);
         sim_set_error("communicator group \"%s\": out of memory", name);
         return -1;
     }
-    snprintf(g->name, sizeof g->name, "%s", name);
-    g->size = nranks;
-    g->live = nranks;
-    pthread_mutex_init(&g->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&g->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    layout(st, nranks);
+    st->magic = GROUP_MAGIC;
+    snprintf(st->name, sizeof st->name, "%s", name);
+    st->live = nranks;
+    st->joined = nranks;
     for (int i = 0; i < nranks; i++) {
-        SimComm *c = &g->comms[i];
-        c->magic = SIM_COMM_MAGIC;
-        c->g = g;
-        c->rank = i;
-        c->device = devices[i];
+        DEVICES(st)[i] = devices[i];
+        PIDS(st)[i] = (int32_t)getpid();
+        WAIT_SEQ(st)[i] = -1;
     }
-
-    pthread_mutex_lock(&g_groups_mu);
-    for (SimGroup *o = g_groups; o; o = o->next) {
-        if (strcmp(o->name, name) == 0) {
-            pthread_mutex_unlock(&g_groups_mu);
-            sim_set_error("a communicator group named \"%s\" already exists", name);
-            group_free(g);
-            return -1;
-        }
+    init_sync(st, 0);
+    st->ready = 1;
+    for (int i = 0; i < nranks; i++) comm_init(g, i, devices[i]);
+    if (registry_add(g, 1) != 0) {
+        group_free(g);
+        return -1;
     }
-    g->next = g_groups;
-    g_groups = g;
-    pthread_mutex_unlock(&g_groups_mu);
-
     for (int i = 0; i < nranks; i++) {
         sim_track_add_tagged(SIM_OBJ_COMM, &g->comms[i], sizeof(SimComm), devices[i]);
         comms_out[i] = &g->comms[i];
     }
+    return 0;
+}
+
+/* ---- multi-process groups ------------------------------------------------------------------------ */
+
+SIM_API int sim_comm_join_shared(const char *shm_name, const char *group_name, int nranks, int rank, int device,
+                                 int64_t timeout_us, SimComm **comm_out)
+{
+    if (check_name(group_name)) return -1;
+    if (!shm_name || nranks < 1 || rank < 0 || rank >= nranks || !comm_out) {
+        sim_set_error("HcclCommInitRootInfo: invalid shared group arguments (nRanks=%d rank=%d)", nranks, rank);
+        return -1;
+    }
+    size_t bytes = block_bytes(nranks);
+    int creator = 1;
+    int fd = shm_open(shm_name, O_CREAT | O_EXCL | O_RDWR, 0600);
+    if (fd < 0 && errno == EEXIST) {
+        creator = 0;
+        fd = shm_open(shm_name, O_RDWR, 0600);
+    }
+    if (fd < 0) {
+        sim_set_error("HcclCommInitRootInfo: shm_open(%s): %s", shm_name, strerror(errno));
+        return -1;
+    }
+    if (creator && ftruncate(fd, (off_t)bytes) != 0) {
+        sim_set_error("HcclCommInitRootInfo: ftruncate(%s): %s", shm_name, strerror(errno));
+        close(fd);
+        shm_unlink(shm_name);
+        return -1;
+    }
+    int64_t start = now_us();
+    if (!creator) { /* wait until the creator has sized it */
+        struct stat sb;
+        while (fstat(fd, &sb) == 0 && (size_t)sb.st_size < bytes && now_us() - start < timeout_us) usleep(1000);
+        if ((size_t)sb.st_size != bytes) {
+            close(fd);
+            sim_set_error("HcclCommInitRootInfo: the group of this root info has %lld bytes of state, a group of "
+                          "nRanks=%d needs %zu: do all ranks pass the same nRanks?", (long long)sb.st_size, nranks,
+                          bytes);
+            return -1;
+        }
+    }
+    GroupState *st = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (st == MAP_FAILED) {
+        sim_set_error("HcclCommInitRootInfo: mmap(%s): %s", shm_name, strerror(errno));
+        return -1;
+    }
+    if (creator) {
+        layout(st, nranks);
+        snprintf(st->name, sizeof st->name, "%s", group_name);
+        st->shared = 1;
+        for (int i = 0; i < nranks; i++) {
+            DEVICES(st)[i] = -1;
+            WAIT_SEQ(st)[i] = -1;
+        }
+        init_sync(st, 1);
+        st->magic = GROUP_MAGIC;
+        __atomic_store_n(&st->ready, 1, __ATOMIC_RELEASE);
+    } else {
+        while (!__atomic_load_n(&st->ready, __ATOMIC_ACQUIRE) && now_us() - start < timeout_us) usleep(1000);
+        if (!st->ready || st->size != nranks) {
+            munmap(st, bytes);
+            sim_set_error("HcclCommInitRootInfo: the shared group state never became ready, or nRanks differs");
+            return -1;
+        }
+    }
+    glock(st);
+    if (DEVICES(st)[rank] >= 0) {
+        pthread_mutex_unlock(&st->mu);
+        munmap(st, bytes);
+        sim_set_error("HcclCommInitRootInfo: rank %d has already joined this root info", rank);
+        return -1;
+    }
+    DEVICES(st)[rank] = device;
+    PIDS(st)[rank] = (int32_t)getpid();
+    st->joined++;
+    st->live++;
+    pthread_cond_broadcast(&st->cv);
+    while (st->joined < st->size) {
+        if (now_us() - start >= timeout_us) {
+            char missing[256];
+            size_t pos = 0;
+            missing[0] = '\0';
+            for (int i = 0; i < st->size && pos + 12 < sizeof missing; i++)
+                if (DEVICES(st)[i] < 0) pos += (size_t)snprintf(missing + pos, sizeof missing - pos, "%s%d", pos ? "," : "", i);
+            DEVICES(st)[rank] = -1; /* withdraw */
+            st->joined--;
+            st->live--;
+            int last = st->live == 0;
+            pthread_mutex_unlock(&st->mu);
+            munmap(st, bytes);
+            if (last) shm_unlink(shm_name);
+            sim_set_error("HcclCommInitRootInfo: rank %d timed out after %lld ms waiting for rank(s) %s of %d", rank,
+                          (long long)(timeout_us / 1000), missing, nranks);
+            return -2;
+        }
+        struct timespec ts;
+        deadline_after_us(&ts, POLL_US);
+        gwait(st, &ts);
+    }
+    for (int i = 0; i < st->size; i++) {
+        for (int j = 0; j < i; j++) {
+            if (DEVICES(st)[i] == DEVICES(st)[j]) {
+                pthread_mutex_unlock(&st->mu);
+                munmap(st, bytes);
+                sim_set_error("HcclCommInitRootInfo: ranks %d and %d are both on device %d (one rank per device)", j,
+                              i, DEVICES(st)[i]);
+                return -1;
+            }
+        }
+    }
+    pthread_mutex_unlock(&st->mu);
+    SimGroup *g = wrapper_new(st, nranks);
+    if (!g) {
+        munmap(st, bytes);
+        return -1;
+    }
+    g->map_bytes = bytes;
+    snprintf(g->shm_name, sizeof g->shm_name, "%s", shm_name);
+    comm_init(g, rank, device);
+    registry_add(g, 0);
+    sim_track_add_tagged(SIM_OBJ_COMM, &g->comms[rank], sizeof(SimComm), device);
+    *comm_out = &g->comms[rank];
     return 0;
 }
 
@@ -147,11 +450,14 @@ SIM_API int sim_comm_destroy(SimComm *c)
 {
     if (sim_track_remove(SIM_OBJ_COMM, c) != 0) return -1;
     SimGroup *g = c->g;
+    GroupState *st = g->st;
     pthread_mutex_lock(&g_groups_mu);
-    pthread_mutex_lock(&g->mu);
+    glock(st);
     c->destroyed = 1;
+    st->live--;
+    int unlink_shm = g->map_bytes && st->live == 0;
     int free_it = 0;
-    if (--g->live == 0) {
+    if (--g->local_live == 0) {
         for (SimGroup **pp = &g_groups; *pp; pp = &(*pp)->next) {
             if (*pp == g) {
                 *pp = g->next;
@@ -159,12 +465,12 @@ SIM_API int sim_comm_destroy(SimComm *c)
             }
         }
         g->unlinked = 1;
-        free_it = g->in_flight == 0;
-    } else {
-        pthread_cond_broadcast(&g->cv);
+        free_it = g->local_in_flight == 0;
     }
-    pthread_mutex_unlock(&g->mu);
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
     pthread_mutex_unlock(&g_groups_mu);
+    if (unlink_shm) shm_unlink(g->shm_name);
     if (free_it) group_free(g);
     return 0;
 }
@@ -175,15 +481,14 @@ SIM_API SimComm *sim_comm_lookup(const char *name, int device)
     SimComm *found = NULL;
     pthread_mutex_lock(&g_groups_mu);
     for (SimGroup *g = g_groups; g && !found; g = g->next) {
-        if (strcmp(g->name, name) != 0) continue;
-        pthread_mutex_lock(&g->mu);
+        if (strcmp(g->st->name, name) != 0) continue;
         for (int i = 0; i < g->size; i++) {
-            if (g->comms[i].device == device && !g->comms[i].destroyed) {
-                found = &g->comms[i];
+            SimComm *c = &g->comms[i];
+            if (c->magic == SIM_COMM_MAGIC && c->device == device && !c->destroyed) {
+                found = c;
                 break;
             }
         }
-        pthread_mutex_unlock(&g->mu);
     }
     pthread_mutex_unlock(&g_groups_mu);
     return found;
@@ -191,7 +496,7 @@ SIM_API SimComm *sim_comm_lookup(const char *name, int device)
 
 SIM_API int sim_comm_rank(const SimComm *c) { return c ? c->rank : -1; }
 SIM_API int sim_comm_size(const SimComm *c) { return c ? c->g->size : 0; }
-SIM_API const char *sim_comm_name(const SimComm *c) { return c ? c->g->name : NULL; }
+SIM_API const char *sim_comm_name(const SimComm *c) { return c ? c->g->st->name : NULL; }
 SIM_API int sim_comm_device(const SimComm *c) { return c ? c->device : -1; }
 SIM_API void sim_comm_set_async_error(SimComm *c, int err)
 {
@@ -202,13 +507,84 @@ SIM_API int sim_comm_async_error(const SimComm *c)
     return c ? __atomic_load_n(&c->async_error, __ATOMIC_ACQUIRE) : 0;
 }
 
-/* Writes the missing participants of call `idx` to out (up to cap); returns how many are missing. */
-static int missing_locked(SimGroup *g, const int *participants, int n, int64_t idx, int *out, int cap)
+/* ---- participant sets ----------------------------------------------------------------------------- */
+
+static int seq_quiescent(GroupState *st, int i)
+{
+    SeqHdr *q = SEQ(st, i);
+    if (q->busy) return 0;
+    for (int r = 0; r < st->size; r++)
+        if (WAITERS(st)[r] && WAIT_SEQ(st)[r] == i) return 0;
+    int64_t c0 = CALLS(st, q)[MEMBERS(st, q)[0]];
+    for (int k = 1; k < q->n; k++)
+        if (CALLS(st, q)[MEMBERS(st, q)[k]] != c0) return 0;
+    return 1;
+}
+
+/* Index of the sequence of a participant set (NULL or all n == size ranks = the whole group), created on
+ * first use (recycling the least recently used quiescent set when all slots are taken); -1 if none is free.
+ * The list was validated: ascending, distinct, in range. */
+static int seq_find(GroupState *st, const int *participants, int n, int create)
+{
+    int full = !participants || n == st->size;
+    if (full) n = st->size;
+    int free_slot = -1;
+    for (int i = 0; i < MAX_SEQS; i++) {
+        SeqHdr *q = SEQ(st, i);
+        if (q->n == 0) {
+            if (free_slot < 0) free_slot = i;
+            continue;
+        }
+        if (q->n != n) continue;
+        int32_t *m = MEMBERS(st, q);
+        int same = 1;
+        for (int k = 0; k < n && same; k++) same = m[k] == (full ? k : participants[k]);
+        if (same) {
+            q->lru = ++st->tick;
+            return i;
+        }
+    }
+    if (!create) return -1;
+    if (free_slot < 0) {
+        uint64_t best = UINT64_MAX;
+        for (int i = 0; i < MAX_SEQS; i++) {
+            if (SEQ(st, i)->lru < best && seq_quiescent(st, i)) {
+                best = SEQ(st, i)->lru;
+                free_slot = i;
+            }
+        }
+        if (free_slot < 0) return -1;
+    }
+    SeqHdr *q = SEQ(st, free_slot);
+    memset(q, 0, (size_t)st->seq_stride);
+    q->n = n;
+    q->lru = ++st->tick;
+    for (int k = 0; k < n; k++) MEMBERS(st, q)[k] = full ? k : participants[k];
+    return free_slot;
+}
+
+static int seq_has(GroupState *st, SeqHdr *q, int rank)
+{
+    int32_t *m = MEMBERS(st, q);
+    int lo = 0, hi = q->n;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (m[mid] == rank) return 1;
+        if (m[mid] < rank) lo = mid + 1;
+        else hi = mid;
+    }
+    return 0;
+}
+
+/* Writes the missing participants of call `idx` of `q` to out (up to cap); returns how many are missing. */
+static int missing_locked(GroupState *st, SeqHdr *q, int64_t idx, int *out, int cap)
 {
     int miss = 0;
-    for (int i = 0; i < n; i++) {
-        int r = participants ? participants[i] : i;
-        if (g->posted[r] <= idx) {
+    int32_t *m = MEMBERS(st, q);
+    int64_t *posted = POSTED(st, q);
+    for (int i = 0; i < q->n; i++) {
+        int r = m[i];
+        if (posted[r] <= idx) {
             if (out && miss < cap) out[miss] = r;
             miss++;
         }
@@ -225,6 +601,103 @@ static void format_ranks(char *buf, size_t cap, const int *ranks, int n, int tot
     if (total > n && pos + 16 < cap) snprintf(buf + pos, cap - pos, ",... (%d in all)", total);
 }
 
+static void format_set(char *buf, size_t cap, GroupState *st, SeqHdr *q)
+{
+    if (q->n == st->size) {
+        snprintf(buf, cap, "all %d ranks", st->size);
+        return;
+    }
+    int32_t *m = MEMBERS(st, q);
+    size_t pos = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < q->n && pos + 24 < cap; i++)
+        pos += (size_t)snprintf(buf + pos, cap - pos, "%s%d", i ? "," : "", m[i]);
+    if (pos + 24 >= cap && pos < cap) pos += (size_t)snprintf(buf + pos, cap - pos, ",...");
+    if (pos < cap) snprintf(buf + pos, cap - pos, "]");
+}
+
+static int64_t deadlock_grace_us(void)
+{
+    const char *v = getenv("ACLNN_SIM_DEADLOCK_GRACE_MS");
+    if (v && *v) {
+        char *end = NULL;
+        long long ms = strtoll(v, &end, 10);
+        if (end && *end == '\0' && ms >= 0) return (int64_t)ms * 1000;
+    }
+    return 1000 * 1000;
+}
+
+/* Rank `me`, blocked in call `idx` of set `pi`: is some missing participant x blocked (alone) in a call of
+ * another set that `me` belongs to but has not joined? Then neither can proceed. Writes the explanation. */
+static int deadlock_locked(GroupState *st, int pi, int64_t idx, int me, char *msg, size_t cap)
+{
+    if (WAITERS(st)[me] != 1) return 0;
+    SeqHdr *p = SEQ(st, pi);
+    int32_t *m = MEMBERS(st, p);
+    for (int i = 0; i < p->n; i++) {
+        int x = m[i];
+        if (x == me || POSTED(st, p)[x] > idx) continue;
+        int qi = WAIT_SEQ(st)[x];
+        if (WAITERS(st)[x] != 1 || qi < 0 || qi == pi) continue;
+        SeqHdr *q = SEQ(st, qi);
+        if (!seq_has(st, q, me)) continue;
+        int64_t j = WAIT_IDX(st)[x];
+        if (POSTED(st, q)[me] > j) continue; /* me already joined x's call */
+        char ps[256], qs[256];
+        format_set(ps, sizeof ps, st, p);
+        format_set(qs, sizeof qs, st, q);
+        snprintf(msg, cap,
+                 "ranks disagree on the participants of a collective on group \"%s\": rank %d waits in a call with "
+                 "participants %s (call #%lld of that set) for rank %d, while rank %d waits in a call with "
+                 "participants %s (call #%lld) for rank %d; neither can proceed (a real device would hang). Every "
+                 "rank must pass the same elastic_info / world_size", st->name, me, ps, (long long)idx, x, x, qs,
+                 (long long)j, me);
+        return 1;
+    }
+    return 0;
+}
+
+/* Shared groups: a missing participant whose process has exited will never arrive. */
+static int dead_process_locked(GroupState *st, SeqHdr *q, int64_t idx, char *msg, size_t cap)
+{
+    if (!st->shared) return 0;
+    int32_t *m = MEMBERS(st, q);
+    for (int i = 0; i < q->n; i++) {
+        int r = m[i];
+        int32_t pid = PIDS(st)[r];
+        if (POSTED(st, q)[r] > idx || pid <= 0 || pid == (int32_t)getpid()) continue;
+        if (kill(pid, 0) != 0 && errno == ESRCH) {
+            snprintf(msg, cap, "rank %d's process (pid %d) has exited", r, (int)pid);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int validate_participants(SimComm *c, const int *participants, int *n)
+{
+    GroupState *st = c->g->st;
+    if (!participants) *n = st->size;
+    if (*n < 1 || *n > st->size) {
+        sim_set_error("collective on group \"%s\": %d participants for a group of %d", st->name, *n, st->size);
+        return SIM_ERR_INVALID;
+    }
+    int self = !participants;
+    for (int i = 0; participants && i < *n; i++) {
+        if (participants[i] < 0 || participants[i] >= st->size || (i && participants[i] <= participants[i - 1])) {
+            sim_set_error("collective on group \"%s\": participant list must hold ascending ranks in 0..%d "
+                          "(entry %d is %d)", st->name, st->size - 1, i, participants[i]);
+            return SIM_ERR_INVALID;
+        }
+        if (participants[i] == c->rank) self = 1;
+    }
+    if (!self) {
+        sim_set_error("collective on group \"%s\": the calling rank %d is not among the participants", st->name,
+                      c->rank);
+        return SIM_ERR_INVALID;
+    }
+    return 0;
+}
+
 SIM_API int sim_comm_exchange(SimComm *c, const int *participants, int n, void *payload, void **peers_out,
                               int64_t timeout_us, SimStream *s)
 {
@@ -233,54 +706,96 @@ SIM_API int sim_comm_exchange(SimComm *c, const int *participants, int n, void *
         return SIM_ERR_INVALID;
     }
     SimGroup *g = c->g;
-    if (!participants) n = g->size;
-    int self = 0;
-    if (n < 1 || n > g->size) {
-        sim_set_error("collective on group \"%s\": %d participants for a group of %d", g->name, n, g->size);
-        return SIM_ERR_INVALID;
-    }
-    for (int i = 0; participants && i < n; i++) {
-        if (participants[i] < 0 || participants[i] >= g->size || (i && participants[i] <= participants[i - 1])) {
-            sim_set_error("collective on group \"%s\": participant list must hold ascending ranks in 0..%d "
-                          "(entry %d is %d)", g->name, g->size - 1, i, participants[i]);
-            return SIM_ERR_INVALID;
-        }
-        if (participants[i] == c->rank) self = 1;
-    }
-    if (!participants) self = 1;
-    if (!self) {
-        sim_set_error("collective on group \"%s\": the calling rank %d is not among the participants", g->name,
-                      c->rank);
-        return SIM_ERR_INVALID;
-    }
+    GroupState *st = g->st;
+    int rc = validate_participants(c, participants, &n);
+    if (rc) return rc;
     if (peers_out)
-        for (int i = 0; i < g->size; i++) peers_out[i] = NULL;
+        for (int i = 0; i < st->size; i++) peers_out[i] = NULL;
 
-    pthread_mutex_lock(&g->mu);
-    g->in_flight++;
-    int64_t idx = c->calls++;
-    g->slots[(size_t)c->rank * RING + (size_t)(idx % RING)] = payload;
-    g->posted[c->rank] = idx + 1;
-    pthread_cond_broadcast(&g->cv);
+    const int me = c->rank;
+    glock(st);
+    if (st->aborted) {
+        char msg[MSG_CAP];
+        snprintf(msg, sizeof msg, "%s", st->abort_msg);
+        pthread_mutex_unlock(&st->mu);
+        sim_set_error("collective on group \"%s\" (rank %d, device %d) was aborted: %s", st->name, me, c->device, msg);
+        return SIM_ERR_ABORTED;
+    }
+    int qi = seq_find(st, participants, n, 1);
+    if (qi < 0) {
+        pthread_mutex_unlock(&st->mu);
+        sim_set_error("collective on group \"%s\": more than %d different participant sets are in use at once",
+                      st->name, MAX_SEQS);
+        return SIM_ERR_INVALID;
+    }
+    SeqHdr *q = SEQ(st, qi);
+    int64_t *calls = CALLS(st, q), *posted = POSTED(st, q);
+    void **slots = SLOTS(st, q);
+    int32_t *members = MEMBERS(st, q);
+    g->local_in_flight++;
+    q->busy++;
+    int64_t idx = calls[me]++;
+    slots[(size_t)me * RING + (size_t)(idx % RING)] = payload;
+    posted[me] = idx + 1;
+    WAITERS(st)[me]++;
+    WAIT_SEQ(st)[me] = WAITERS(st)[me] == 1 ? qi : -1;
+    WAIT_IDX(st)[me] = idx;
+    uint64_t gen = st->fail_gen, qgen = q->gen;
+    pthread_cond_broadcast(&st->cv);
 
-    int64_t start = now_us();
-    int rc;
+    int64_t start = now_us(), stuck_since = -1, grace = -2;
+    char why[MSG_CAP];
+    why[0] = '\0';
     for (;;) {
-        if (missing_locked(g, participants, n, idx, NULL, 0) == 0) {
+        if (missing_locked(st, q, idx, NULL, 0) == 0) {
             if (peers_out) {
-                for (int i = 0; i < n; i++) {
-                    int r = participants ? participants[i] : i;
-                    peers_out[r] = g->slots[(size_t)r * RING + (size_t)(idx % RING)];
+                for (int i = 0; i < q->n; i++) {
+                    int r = members[i];
+                    peers_out[r] = slots[(size_t)r * RING + (size_t)(idx % RING)];
                 }
             }
             rc = 0;
+            break;
+        }
+        if (st->aborted) {
+            snprintf(why, sizeof why, "%s", st->abort_msg);
+            rc = SIM_ERR_ABORTED;
+            break;
+        }
+        if (q->gen != qgen) { /* another participant's wait for this call failed: the call is dead */
+            snprintf(why, sizeof why, "%.900s", q->dead_msg);
+            rc = q->dead_rc;
+            break;
+        }
+        if (st->fail_gen != gen) {
+            snprintf(why, sizeof why, "%s", st->fail_msg);
+            rc = SIM_ERR_MISMATCH;
             break;
         }
         if (s && sim_stream_cancelled(s)) {
             rc = SIM_ERR_CANCELLED;
             break;
         }
+        if (dead_process_locked(st, q, idx, why, sizeof why)) {
+            rc = SIM_ERR_ABORTED;
+            break;
+        }
         int64_t now = now_us();
+        char dl[MSG_CAP];
+        if (deadlock_locked(st, qi, idx, me, dl, sizeof dl)) {
+            if (grace == -2) grace = deadlock_grace_us();
+            if (stuck_since < 0) stuck_since = now;
+            if (now - stuck_since >= grace) {
+                snprintf(why, sizeof why, "%s", dl);
+                snprintf(st->fail_msg, sizeof st->fail_msg, "%s", dl);
+                st->fail_gen++;
+                pthread_cond_broadcast(&st->cv);
+                rc = SIM_ERR_MISMATCH;
+                break;
+            }
+        } else {
+            stuck_since = -1;
+        }
         if (timeout_us >= 0 && now - start >= timeout_us) {
             rc = SIM_ERR_TIMEOUT;
             break;
@@ -288,24 +803,58 @@ SIM_API int sim_comm_exchange(SimComm *c, const int *participants, int n, void *
         int64_t wake = now + POLL_US;
         if (timeout_us >= 0 && start + timeout_us < wake) wake = start + timeout_us;
         struct timespec ts = {(time_t)(wake / 1000000), (long)(wake % 1000000) * 1000};
-        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+        gwait(st, &ts);
     }
+    if (--WAITERS(st)[me] == 0 || WAIT_SEQ(st)[me] == qi) WAIT_SEQ(st)[me] = -1;
+    c->last_seq = qi;
+    int follower = rc != 0 && q->gen != qgen;
+    int miss[MISS_CAP];
+    int total = 0;
+    if (follower) { /* report what the first failure saw (the others may have withdrawn since) */
+        total = q->dead_nmiss;
+        memcpy(miss, q->dead_miss, sizeof miss);
+    } else if (rc != 0) {
+        total = missing_locked(st, q, idx, miss, MISS_CAP);
+    }
+    c->last_nmiss = total;
+    memcpy(c->last_miss, miss, sizeof c->last_miss);
     if (rc != 0) {
-        int miss[64];
-        int total = missing_locked(g, participants, n, idx, miss, 64);
         char list[512];
-        format_ranks(list, sizeof list, miss, total < 64 ? total : 64, total);
+        format_ranks(list, sizeof list, miss, total < MISS_CAP ? total : MISS_CAP, total);
         if (rc == SIM_ERR_TIMEOUT)
             sim_set_error("collective on group \"%s\" (rank %d, device %d, call #%lld): rank(s) %s did not arrive "
-                          "within %lld us", g->name, c->rank, c->device, (long long)idx, list,
-                          (long long)timeout_us);
-        else
+                          "within %lld us", st->name, me, c->device, (long long)idx, list, (long long)timeout_us);
+        else if (rc == SIM_ERR_CANCELLED)
             sim_set_error("collective on group \"%s\" (rank %d, device %d, call #%lld) was cancelled (stream "
-                          "destroyed or device reset) while waiting for rank(s) %s", g->name, c->rank, c->device,
+                          "destroyed or device reset) while waiting for rank(s) %s", st->name, me, c->device,
                           (long long)idx, list);
+        else if (rc == SIM_ERR_ABORTED)
+            sim_set_error("collective on group \"%s\" (rank %d, device %d, call #%lld) was aborted while waiting for "
+                          "rank(s) %s: %s", st->name, me, c->device, (long long)idx, list, why);
+        else
+            sim_set_error("collective on group \"%s\" (rank %d, device %d): %s", st->name, me, c->device, why);
+        if (!follower) {
+            const char *m = sim_take_error();
+            snprintf(q->dead_msg, sizeof q->dead_msg, "%s", m ? m : "collective failed");
+            sim_set_error("%s", q->dead_msg);
+            q->dead_rc = rc;
+            q->dead_nmiss = total;
+            memcpy(q->dead_miss, miss, sizeof q->dead_miss);
+            q->gen++;
+            pthread_cond_broadcast(&st->cv);
+        }
+        /* Withdraw the post: nobody completed this call (a rank fails only while a participant is missing,
+         * and a complete call stays complete), so a peer that arrives later pairs with this rank's next
+         * call -- the call sequences stay aligned -- and never reads a payload this rank abandons. */
+        if (calls[me] == idx + 1) {
+            calls[me] = idx;
+            posted[me] = idx;
+            slots[(size_t)me * RING + (size_t)(idx % RING)] = NULL;
+        }
     }
-    int free_it = --g->in_flight == 0 && g->unlinked;
-    pthread_mutex_unlock(&g->mu);
+    q->busy--;
+    int free_it = --g->local_in_flight == 0 && g->unlinked;
+    pthread_mutex_unlock(&st->mu);
     if (free_it) group_free(g);
     return rc;
 }
@@ -313,13 +862,99 @@ SIM_API int sim_comm_exchange(SimComm *c, const int *participants, int n, void *
 SIM_API int sim_comm_missing(SimComm *c, const int *participants, int n, int *missing_out, int cap)
 {
     if (!c || c->magic != SIM_COMM_MAGIC) return 0;
-    SimGroup *g = c->g;
-    if (!participants) n = g->size;
+    GroupState *st = c->g->st;
+    if (!participants) n = st->size;
+    if (n < 1 || n > st->size) return 0;
     for (int i = 0; participants && i < n; i++)
-        if (participants[i] < 0 || participants[i] >= g->size) return 0;
-    pthread_mutex_lock(&g->mu);
-    int64_t idx = c->calls > 0 ? c->calls - 1 : 0;
-    int miss = missing_locked(g, participants, n, idx, missing_out, cap);
-    pthread_mutex_unlock(&g->mu);
+        if (participants[i] < 0 || participants[i] >= st->size || (i && participants[i] <= participants[i - 1]))
+            return 0;
+    glock(st);
+    int qi = seq_find(st, participants, n, 0);
+    int miss = 0;
+    if (qi >= 0 && c->last_seq == qi) { /* the missing ranks when the caller's latest call with this set ended */
+        miss = c->last_nmiss;
+        for (int i = 0; missing_out && i < miss && i < cap && i < MISS_CAP; i++) missing_out[i] = c->last_miss[i];
+    } else if (qi >= 0) {
+        SeqHdr *q = SEQ(st, qi);
+        int64_t calls = CALLS(st, q)[c->rank];
+        miss = missing_locked(st, q, calls > 0 ? calls - 1 : 0, missing_out, cap);
+    } else {
+        for (int i = 0; i < n; i++) { /* no call with this set yet: everybody but the caller is missing */
+            int r = participants ? participants[i] : i;
+            if (r == c->rank) continue;
+            if (missing_out && miss < cap) missing_out[miss] = r;
+            miss++;
+        }
+    }
+    pthread_mutex_unlock(&st->mu);
     return miss;
+}
+
+/* ---- test and launcher hooks (aclsim.h) ------------------------------------------------------------ */
+
+ACLSIM_API int32_t aclsimAbortComm(void *comm, const char *reason)
+{
+    SimComm *c = comm;
+    if (!sim_comm_valid(c)) return -1;
+    GroupState *st = c->g->st;
+    glock(st);
+    st->aborted = 1;
+    snprintf(st->abort_msg, sizeof st->abort_msg, "%s", reason && *reason ? reason : "aborted by aclsimAbortComm");
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    return 0;
+}
+
+ACLSIM_API int32_t aclsimRecoverComm(void *comm)
+{
+    SimComm *c = comm;
+    if (!sim_comm_valid(c)) return -1;
+    SimGroup *g = c->g;
+    GroupState *st = g->st;
+    glock(st);
+    int busy = 0;
+    for (int i = 0; i < MAX_SEQS; i++) busy += SEQ(st, i)->busy;
+    if (busy > 0) {
+        pthread_mutex_unlock(&st->mu);
+        sim_set_error("aclsimRecoverComm: %d exchange(s) of group \"%s\" are still in progress", busy, st->name);
+        return -2;
+    }
+    st->aborted = 0;
+    st->abort_msg[0] = '\0';
+    memset(SEQ(st, 0), 0, (size_t)(st->seq_stride * MAX_SEQS));
+    for (int i = 0; i < st->size; i++) {
+        WAIT_SEQ(st)[i] = -1;
+        WAITERS(st)[i] = 0;
+        g->comms[i].last_seq = -1;
+    }
+    pthread_mutex_unlock(&st->mu);
+    return 0;
+}
+
+ACLSIM_API int32_t aclsimCommInFlight(void *comm)
+{
+    SimComm *c = comm;
+    if (!sim_comm_valid(c)) return -1;
+    GroupState *st = c->g->st;
+    glock(st);
+    int busy = 0;
+    for (int i = 0; i < MAX_SEQS; i++) busy += SEQ(st, i)->busy;
+    pthread_mutex_unlock(&st->mu);
+    return busy;
+}
+
+ACLSIM_API int32_t aclsimCommExists(const char *name, int32_t device)
+{
+    return sim_comm_lookup(name, device) != NULL;
+}
+
+ACLSIM_API int32_t aclsimCommState(void *comm)
+{
+    SimComm *c = comm;
+    if (!sim_comm_valid(c)) return -1;
+    GroupState *st = c->g->st;
+    glock(st);
+    int s = st->aborted ? 1 : 0;
+    pthread_mutex_unlock(&st->mu);
+    return s;
 }

@@ -14,6 +14,7 @@
 
 #define SIM_STREAM_MAGIC 0x5354524Du
 #define SIM_MAX_DEVICES 1024
+#define WORKER_STACK ((size_t)8 << 20)
 
 typedef struct SimTask {
     SimTaskFn fn;
@@ -37,6 +38,7 @@ struct SimStream {
     char *first_msg;
     int refs;
     pthread_t worker;
+    void *stack_mem;          /* multi-process mode: the worker's stack, in shared device memory */
     struct SimStream *reg_prev, *reg_next;
 };
 
@@ -122,8 +124,24 @@ static SimStream *stream_new(int device, int is_default)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cv_idle, &ca);
     pthread_condattr_destroy(&ca);
-    if (pthread_create(&s->worker, NULL, worker_main, s) != 0) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    if (sim_mp_enabled()) {
+        /* kernels publish pointers to their stack frames (sim_comm_exchange payloads): in multi-process
+         * mode the stack must be readable by the peers, so it lives in this device's shared memory */
+        char *mem = sim_arena_alloc(device, WORKER_STACK + 4096);
+        if (mem) {
+            s->stack_mem = mem;
+            char *aligned = (char *)(((uintptr_t)mem + 4095) & ~(uintptr_t)4095);
+            pthread_attr_setstack(&attr, aligned, WORKER_STACK);
+        }
+    }
+    int rc = pthread_create(&s->worker, &attr, worker_main, s);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
         sim_set_error("cannot start a stream worker thread for device %d", device);
+        if (s->stack_mem) sim_arena_free(s->stack_mem);
+        s->stack_mem = NULL;
         stream_release(s);
         return NULL;
     }
@@ -284,6 +302,8 @@ SIM_API void sim_stream_destroy(SimStream *s)
     pthread_cond_signal(&s->cv_work);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->worker, NULL);
+    if (s->stack_mem) sim_arena_free(s->stack_mem);
+    s->stack_mem = NULL;
     stream_release(s);
 }
 

@@ -23,6 +23,8 @@ typedef struct {
     uint64_t pid;
     uint64_t counter;
     uint64_t nonce;
+    uint32_t shared;        /* 1: written in multi-process mode; any process of `session` may join */
+    char session[64];
 } RootInfoHeader;
 
 typedef struct Pending {
@@ -129,9 +131,15 @@ HcclResult HcclGetRootInfo(HcclRootInfo *rootInfo)
     x *= 0xff51afd7ed558ccdull;
     x ^= x >> 33;
     h.nonce = x;
+    const char *session = sim_mp_session();
+    if (session) {
+        h.shared = 1;
+        snprintf(h.session, sizeof h.session, "%s", session);
+    }
     memset(rootInfo, 0, sizeof(*rootInfo));
     memcpy(rootInfo->internal, &h, sizeof h);
-    snprintf(rootInfo->internal + sizeof h, 64, "aclnn_py simulator root info (in-process only)");
+    snprintf(rootInfo->internal + sizeof h, 64, session ? "aclnn_py simulator root info (multi-process session)"
+                                                        : "aclnn_py simulator root info (in-process only)");
     return HCCL_SUCCESS;
 }
 
@@ -162,6 +170,38 @@ static HcclResult init_root_info(const char *api, uint32_t nRanks, const HcclRoo
     if (memcmp(key.magic, ROOT_MAGIC, sizeof key.magic) != 0) {
         sim_set_error("%s: rootInfo was not written by this simulator's HcclGetRootInfo", api);
         return HCCL_E_PARA;
+    }
+    if (key.shared) {
+        const char *session = sim_mp_session();
+        if (!session || strncmp(session, key.session, sizeof key.session) != 0) {
+            const char *why = sim_mp_error();
+            sim_set_error("%s: rootInfo belongs to multi-process session \"%.64s\" but this process is %s%s%s", api,
+                          key.session, session ? "in another session" : "not in multi-process mode "
+                          "(ACLNN_SIM_SHM_SESSION)", why ? ": " : "", why ? why : "");
+            return HCCL_E_PARA;
+        }
+        if (nRanks < 1 || nRanks > (uint32_t)sim_device_count() || rank >= nRanks) {
+            sim_set_error("%s: nRanks=%u rank=%u (need 1 <= nRanks <= %d and rank < nRanks)", api, nRanks, rank,
+                          sim_device_count());
+            return HCCL_E_PARA;
+        }
+        int dev = sim_current_device();
+        if (dev < 0) {
+            sim_set_error("%s: no device is bound to this thread (call aclrtSetDevice first)", api);
+            return HCCL_E_PARA;
+        }
+        char shm[128], name[COMM_NAME_MAX_LENGTH];
+        snprintf(shm, sizeof shm, "/aclnn_sim_%.40s_g%016llx%08llx", session, (unsigned long long)key.nonce,
+                 (unsigned long long)(key.counter & 0xffffffffull));
+        snprintf(name, sizeof name, "sim_hccl_group_%016llx%08llx", (unsigned long long)key.nonce,
+                 (unsigned long long)(key.counter & 0xffffffffull));
+        SimComm *c = NULL;
+        int rc = sim_comm_join_shared(shm, name, (int)nRanks, (int)rank, dev, sim_hang_timeout_us(), &c);
+        if (rc == 0) {
+            *comm = c;
+            return HCCL_SUCCESS;
+        }
+        return rc == -2 ? HCCL_E_TIMEOUT : HCCL_E_PARA;
     }
     if (key.pid != (uint64_t)getpid()) {
         sim_set_error("%s: rootInfo comes from process %llu; the simulator connects threads of one process only",

@@ -186,6 +186,12 @@ SIM_API int sim_comm_async_error(const SimComm *c);
  * A bad participant list returns SIM_ERR_INVALID (message set). On SIM_ERR_TIMEOUT the message names the
  * missing ranks. sim_comm_missing looks at the caller's most recent exchange (index 0 if none). */
 #define SIM_ERR_INVALID (-4)
+/* The group was aborted (aclsimAbortComm) / two ranks wait in calls with different participant sets that
+ * each other has not joined (they disagree on elastic_info). Messages name the ranks; see core_comm.c. The
+ * call index is kept per participant set (per rank), so an elastic call on a subset leaves the sequence of
+ * the full group (and of every other subset) untouched. */
+#define SIM_ERR_ABORTED (-5)
+#define SIM_ERR_MISMATCH (-6)
 
 /* Executors (used by the nnopbase library). sim_executor_launch records the call as
  * "<api> workspace=.. workspaceSize=.. executor=.. stream=..", rejects a NULL executor (161001), one that
@@ -195,6 +201,23 @@ SIM_API int sim_comm_async_error(const SimComm *c);
 SIM_API int32_t sim_executor_set_repeatable(aclOpExecutor *ex);   /* 0 or 561103 */
 /* aclDestroyAclOpExecutor: 0, or 561103 for NULL / not live; a queued run keeps it alive until done. */
 SIM_API int32_t sim_executor_destroy(aclOpExecutor *ex);
+
+/* Multi-process mode (core_shm.c): on when ACLNN_SIM_SHM_SESSION names a session. Device memory is then a
+ * shared mapping at the same address in every process of the session; sim_arena_alloc allocates from device
+ * d's (NULL when the mode is off or the memory is exhausted, message set), sim_arena_free returns 0 for arena
+ * memory (freed) and -1 for any other pointer. libopapi's malloc/calloc/realloc/free are wrapped to use the
+ * arena of the calling thread's device in this mode, because the kernels exchange pointers to them. */
+SIM_API int sim_mp_enabled(void);
+SIM_API const char *sim_mp_session(void);   /* NULL when off */
+SIM_API const char *sim_mp_error(void);     /* why the mode could not start (NULL if it did or was not asked) */
+SIM_API void *sim_arena_alloc(int device, size_t bytes);
+SIM_API int sim_arena_free(void *p);
+SIM_API int sim_arena_owns(const void *p);
+/* Joins rank `rank` (on `device`) of the process-shared group whose state is shm segment `shm_name`
+ * (created by the first rank to arrive), waiting up to timeout_us for all nranks; *comm_out gets the
+ * rank's comm (tracked). 0, -1 on a bad argument or system error, -2 on timeout (message set). */
+SIM_API int sim_comm_join_shared(const char *shm_name, const char *group_name, int nranks, int rank, int device,
+                                 int64_t timeout_us, SimComm **comm_out);
 
 /* aclnnStatus / aclError values used across the simulator */
 #define SIM_ACLNN_ERR_PARAM_NULLPTR 161001

@@ -1,0 +1,438 @@
+"""Ranks as separate processes: the per-rank code of :meth:`aclnn_py.World.run`, one process per rank.
+
+:func:`launch` starts ``nprocs`` processes on this host; each builds a :class:`ProcessWorld` -- the same
+:class:`~aclnn_py.RankContext` API as a threaded :class:`~aclnn_py.World` (``ctx.rank``,
+``ctx.group(label)``, ``ctx.stream``...) for its one rank -- and calls ``fn(ctx, *args)``. The processes
+meet through a :class:`FileStore` (a directory; on a cluster, a shared filesystem):
+
+* the HCCL root info of every group (``HcclGetRootInfo`` on the group's rank 0, 4108 bytes, then
+  ``HcclCommInitRootInfo`` everywhere), as multi-process CANN programs share it;
+* the host rendezvous (:class:`StoreRendezvous`) of the reference backend and of the cross-rank
+  pre-check, with the same failure semantics as the threaded one: a rank that raises aborts the
+  others' waits, a rank whose function returned (or whose process died) is named at once.
+
+On the simulator each launch is a shared-memory session (``ACLNN_SIM_SHM_SESSION``): device memory is
+mapped at the same address in every process, and communicators live in shared memory, so the
+collective kernels meet across processes as they do across threads.
+
+A rank started by another launcher joins with :meth:`ProcessWorld.from_env` (``ACLNN_PY_RANK``,
+``ACLNN_PY_WORLD_SIZE``, ``ACLNN_PY_STORE``).
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import multiprocessing
+import os
+import pickle
+import shutil
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+from .collective import _Identity
+from .errors import ACL_ERROR_RT_AICORE_EXCEPTION, CollectiveError
+from .world import GroupMembership, RankContext, World, _current
+
+STORE_ENV, RANK_ENV, SIZE_ENV = "ACLNN_PY_STORE", "ACLNN_PY_RANK", "ACLNN_PY_WORLD_SIZE"
+SESSION_ENV = "ACLNN_SIM_SHM_SESSION"
+
+
+# ---- the store ------------------------------------------------------------------------------------------------
+class FileStore:
+    """Keys are files under ``path`` (written atomically: a temporary file, then a rename)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        os.makedirs(path, exist_ok=True)
+
+    def _file(self, key: str) -> str:
+        return os.path.join(self.path, *key.split("/"))
+
+    def set(self, key: str, value: bytes) -> None:
+        f = self._file(key)
+        os.makedirs(os.path.dirname(f), exist_ok=True)
+        tmp = f"{f}.{os.getpid()}.{threading.get_ident()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(value)
+        os.replace(tmp, f)
+
+    def try_get(self, key: str) -> Optional[bytes]:
+        try:
+            with open(self._file(key), "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return None
+
+    def exists(self, key: str) -> bool:
+        return os.path.exists(self._file(key))
+
+    def delete(self, key: str) -> None:
+        try:
+            os.unlink(self._file(key))
+        except FileNotFoundError:
+            pass
+
+    def wait(self, key: str, timeout_s: float, check: Optional[Callable[[], None]] = None) -> bytes:
+        """The value of ``key`` once it exists; ``check()`` runs while waiting (it raises to give up)."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.0005
+        while True:
+            v = self.try_get(key)
+            if v is not None:
+                return v
+            if check is not None:
+                check()
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"store key {key!r} did not appear within {timeout_s:g} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha1(repr(obj).encode()).hexdigest()[:16]
+
+
+# ---- the host rendezvous across processes -------------------------------------------------------------------------
+class StoreRendezvous:
+    """:class:`aclnn_py.collective.Rendezvous` across processes: every participant posts its payload to the
+    store; each process computes ``compute(payloads)`` itself (it is deterministic) and takes its result."""
+
+    def __init__(self, store: FileStore, members_of: Optional[Callable[[str], Optional[Sequence[int]]]] = None):
+        self.store = store
+        self._calls: Dict[tuple, int] = {}
+        self._members_of = members_of
+        self._abort: Optional[BaseException] = None
+
+    # failure signals (visible to every process)
+    def abort(self, error: BaseException) -> None:
+        if self.store.try_get("abort") is None:
+            self.store.set("abort", str(error).encode())
+
+    def depart(self, global_rank: int, why: str) -> None:
+        self.store.set(f"departed/{global_rank}", why.encode())
+
+    def reset_departures(self, departed: Optional[Dict[int, str]] = None) -> None:
+        for g, why in (departed or {}).items():
+            self.depart(g, why)
+
+    @property
+    def aborted(self) -> Optional[str]:
+        v = self.store.try_get("abort")
+        return None if v is None else v.decode()
+
+    @property
+    def needs_reset(self) -> bool:
+        return False
+
+    def collective(self, op: str, group: str, rank: int, participants: Sequence[int], payload: Any,
+                   compute: Callable[[Dict[int, Any]], Dict[int, Any]], timeout_s: float,
+                   what_if_missing: str = "", global_ranks: Optional[Sequence[int]] = None) -> Any:
+        participants = tuple(sorted(set(participants)))
+        if rank not in participants:
+            raise CollectiveError(ACL_ERROR_RT_AICORE_EXCEPTION, op,
+                                  f"rank {rank} of group '{group}' is not a participant {list(participants)}")
+        members = global_ranks if global_ranks is not None else (
+            (self._members_of(group) if self._members_of else None) or _Identity())
+        ckey = (group, participants)
+        index = self._calls.get(ckey, 0)
+        self._calls[ckey] = index + 1
+        base = f"rdv/{_digest(group)}/{_digest(participants)}"
+        self.store.set(f"{base}/{index}/{rank}", pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+
+        def check() -> None:
+            why = self.aborted
+            if why is not None:
+                raise CollectiveError(ACL_ERROR_RT_AICORE_EXCEPTION, op, f"aborted because another rank failed: {why}")
+            for p in participants:
+                if not self.store.exists(f"{base}/{index}/{p}"):
+                    gone = self.store.try_get(f"departed/{members[p]}")
+                    if gone is not None:
+                        name = str(p) if members[p] == p else f"{p} (global rank {members[p]})"
+                        raise CollectiveError(ACL_ERROR_RT_AICORE_EXCEPTION, op,
+                                              f"rank [{name}] of group '{group}' will never join this collective: "
+                                              f"{gone.decode()}")
+
+        payloads: Dict[int, Any] = {}
+        try:
+            deadline = time.monotonic() + timeout_s
+            for p in participants:
+                left = deadline - time.monotonic()
+                try:
+                    raw = self.store.wait(f"{base}/{index}/{p}", max(left, 0.0), check)
+                except TimeoutError:
+                    missing = [q for q in participants if not self.store.exists(f"{base}/{index}/{q}")]
+                    raise CollectiveError(
+                        ACL_ERROR_RT_AICORE_EXCEPTION, op,
+                        f"ranks {missing} of group '{group}' never arrived within {timeout_s:g} s"
+                        + (f" ({what_if_missing})" if what_if_missing else "")) from None
+                payloads[p] = pickle.loads(raw)
+        except BaseException:
+            self._calls[ckey] = index           # withdraw, as the threaded rendezvous does
+            self.store.delete(f"{base}/{index}/{rank}")
+            raise
+        if index > 0:   # everyone has posted `index`, so everyone has finished reading `index - 1`
+            self.store.delete(f"{base}/{index - 1}/{rank}")
+        return compute(payloads)[rank]
+
+
+# ---- one rank's world ----------------------------------------------------------------------------------------------
+class ProcessWorld(World):
+    """The :class:`World` of one rank running in its own process (``rank`` of ``size``); the other ranks
+    are processes that built their own ProcessWorld on the same store. ``run(fn)`` calls ``fn`` for
+    this rank only and returns a list with its result at index ``rank``."""
+
+    def __init__(self, rank: int, size: int, store: FileStore, *, backend: Optional[str] = None,
+                 devices: Optional[Sequence[int]] = None, groups: Optional[Mapping[str, Sequence[Sequence[int]]]] = None,
+                 tp_world_size: int = 0, timeout_s: Optional[float] = None, session: str = "") -> None:
+        import weakref
+        from .backend import resolve_backend
+        if not 0 <= rank < size:
+            raise ValueError(f"rank must be in [0, {size}); got {rank}")
+        self.size, self.rank, self.store = size, rank, store
+        self.tp_world_size = tp_world_size
+        self.timeout_s = float(timeout_s if timeout_s is not None else os.environ.get("ACLNN_PY_COLLECTIVE_TIMEOUT_S", 120))
+        self.devices = list(devices) if devices is not None else list(range(size))
+        self.backend = resolve_backend(backend, min_devices=self.devices[rank] + 1)
+        self.group_spec = {k: [list(m) for m in v] for k, v in (groups or {"world": [list(range(size))]}).items()}
+        self._check_groups()
+        self.id = session or uuid.uuid4().hex[:12]
+        self.rendezvous = StoreRendezvous(store, self._members_of)
+        self.last_errors: Dict[int, BaseException] = {}
+        self.ranks: List[RankContext] = [RankContext(self, r) for r in range(size)]
+        self._by_name: Dict[str, GroupMembership] = {}
+        self._contexts: list = []
+        self._comms: list = []
+        self._comm_names: Dict[int, str] = {}
+        self._streams: list = []
+        self._running = threading.Lock()
+        self._workers: dict = {}
+        self._closed = False
+        self._finalizer = weakref.finalize(self, World._release,
+                                           {"comms": self._comms, "streams": self._streams, "contexts": self._contexts,
+                                            "workers": self._workers})
+        try:
+            if self.backend == "device":
+                self._setup_device_mp()
+            else:
+                for label, member_lists in self.group_spec.items():
+                    for i, members in enumerate(member_lists):
+                        self._register(label, i, members, [f"ref_{self.id}_{label}_{i}"] * len(members))
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_env(cls, **kwargs) -> "ProcessWorld":
+        """The World of a rank started by an external launcher: ``ACLNN_PY_RANK``, ``ACLNN_PY_WORLD_SIZE`` and
+        ``ACLNN_PY_STORE`` (a directory every rank can reach)."""
+        return cls(int(os.environ[RANK_ENV]), int(os.environ[SIZE_ENV]), FileStore(os.environ[STORE_ENV]),
+                   session=os.environ.get(SESSION_ENV, ""), **kwargs)
+
+    def _setup_device_mp(self) -> None:
+        import ctypes
+        from .runtime import abi
+        from .runtime.device import Context, Stream, acl_init
+        lib = acl_init()
+        me, dev = self.rank, self.devices[self.rank]
+        ctx = Context(dev)
+        self._contexts.append(ctx)
+        self.ranks[me].device = dev
+        self.ranks[me].stream = Stream()
+        self._streams.append(self.ranks[me].stream)
+        check = self._store_check("communicator set-up")
+        for label, member_lists in self.group_spec.items():       # the same order in every process
+            for i, members in enumerate(member_lists):
+                if me not in members:
+                    continue
+                grank = members.index(me)
+                key = f"hccl/{label}/{i}"
+                if grank == 0:
+                    root = abi.HcclRootInfo()
+                    lib.HcclGetRootInfo(ctypes.byref(root))
+                    # all 4108 bytes (root.internal would stop at the first NUL)
+                    self.store.set(f"{key}/root", ctypes.string_at(ctypes.addressof(root), ctypes.sizeof(root)))
+                raw = self.store.wait(f"{key}/root", self.timeout_s, check)
+                root = abi.HcclRootInfo()
+                ctypes.memmove(ctypes.byref(root), raw, len(raw))
+                comm = abi.HcclComm()
+                lib.HcclCommInitRootInfo(len(members), ctypes.byref(root), grank, ctypes.byref(comm))
+                self._comms.append(comm.value)
+                buf = ctypes.create_string_buffer(abi.COMM_NAME_MAX_LENGTH)
+                lib.HcclGetCommName(comm, buf)
+                self._comm_names[comm.value] = buf.value.decode()
+                if grank == 0:
+                    self.store.set(f"{key}/name", buf.value)
+        for label, member_lists in self.group_spec.items():
+            for i, members in enumerate(member_lists):
+                name = self.store.wait(f"hccl/{label}/{i}/name", self.timeout_s, check).decode()
+                self._register(label, i, members, [name] * len(members))
+
+    def _store_check(self, what: str) -> Callable[[], None]:
+        def check() -> None:
+            why = self.rendezvous.aborted
+            if why is not None:
+                raise CollectiveError(ACL_ERROR_RT_AICORE_EXCEPTION, what, f"aborted because another rank failed: {why}")
+        return check
+
+    def _run(self, fn: Callable[..., Any], args: tuple, ranks: Optional[Sequence[int]], kwargs: dict) -> list:
+        if ranks is not None and list(ranks) != [self.rank]:
+            raise ValueError(f"a ProcessWorld runs its own rank only ({self.rank}); got ranks={list(ranks)}")
+        results: List[Any] = [None] * self.size
+        ctx = self.ranks[self.rank]
+        _current.rank = ctx
+        try:
+            if self._contexts:
+                self._context_of(self.rank).bind()
+            results[self.rank] = fn(ctx, *args, **kwargs)
+            self.rendezvous.depart(self.rank, f"rank {self.rank}'s function returned without joining it")
+        except BaseException as e:
+            self.last_errors = {self.rank: e}
+            reason = f"rank {self.rank} raised {type(e).__name__}: {e}"
+            self.rendezvous.abort(RuntimeError(reason))
+            self._abort_device(reason)
+            self._recover_device([self.rank])
+            raise
+        finally:
+            _current.rank = None
+        self.last_errors = {}
+        return results
+
+    def _context_of(self, rank: int):
+        return self._contexts[0]
+
+    def __repr__(self) -> str:
+        return f"ProcessWorld(rank={self.rank}, size={self.size}, backend={self.backend!r})"
+
+
+# ---- the launcher ----------------------------------------------------------------------------------------------------
+class LaunchError(RuntimeError):
+    """A rank's process failed without an exception to hand back (it crashed or was killed)."""
+
+
+def _child(rank: int, size: int, spec: bytes) -> None:
+    store: Optional[FileStore] = None
+    try:
+        s = pickle.loads(spec)
+        store = FileStore(s["store"])
+        if s.get("session"):
+            os.environ[SESSION_ENV] = s["session"]
+        os.environ.update({RANK_ENV: str(rank), SIZE_ENV: str(size), STORE_ENV: s["store"]})
+        with ProcessWorld(rank, size, store, session=s.get("session", ""), **s["world"]) as w:
+            store.set(f"ready/{rank}", str(w.backend).encode())
+            value = w.run(s["fn"], *s["args"], **s["kwargs"])[rank]
+        outcome = (True, value, time.time())
+    except BaseException as e:  # noqa: BLE001 - handed back to the launcher
+        try:
+            pickle.dumps(e)
+            err: BaseException = e
+        except Exception:
+            err = RuntimeError(f"{type(e).__name__}: {e}")
+        outcome = (False, err, time.time(), traceback.format_exc())
+        if store is not None and store.try_get("abort") is None:
+            store.set("abort", f"rank {rank} raised {type(e).__name__}: {e}".encode())
+    if store is not None:
+        store.set(f"result/{rank}", pickle.dumps(outcome))
+
+
+def launch(fn: Callable[..., Any], nprocs: int, *args: Any, backend: Optional[str] = None,
+           groups: Optional[Mapping[str, Sequence[Sequence[int]]]] = None, tp_world_size: int = 0,
+           devices: Optional[Sequence[int]] = None, timeout_s: float = 120.0, store_dir: Optional[str] = None,
+           session: Optional[str] = None, **kwargs: Any) -> list:
+    """Run ``fn(ctx, *args, **kwargs)`` once per rank, each rank in its own process; returns the results by rank.
+
+    ``fn`` (and its arguments) must be picklable -- a function defined at module level. Groups, devices and
+    backend are as for :class:`World` (``ep_tp`` layouts: :func:`ep_tp_groups`). If a rank raises, every
+    other rank's collectives fail at once naming it; a rank whose process dies is named too. Then the
+    first failure is raised, with ``.rank_errors`` (rank -> exception) attached. Every process ends within
+    ``timeout_s`` of the first failure (stragglers are killed). ``session`` (default: random) names the
+    simulator's shared memory (``/dev/shm/aclnn_sim_<session>_*``), removed at the end.
+    """
+    session = session or uuid.uuid4().hex[:16]
+    own_dir = store_dir is None
+    path = store_dir or tempfile.mkdtemp(prefix="aclnn_py_store_")
+    store = FileStore(path)
+    spec = pickle.dumps({"fn": fn, "args": args, "kwargs": kwargs, "store": path, "session": session,
+                         "world": dict(backend=backend, groups=groups, tp_world_size=tp_world_size, devices=devices,
+                                       timeout_s=timeout_s)})
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_child, args=(r, nprocs, spec), name=f"aclnn_py-rank{r}", daemon=True)
+             for r in range(nprocs)]
+    try:
+        for p in procs:
+            p.start()
+        outcomes: Dict[int, tuple] = {}
+        first_failure: Optional[float] = None
+        hard_deadline = time.monotonic() + 10 * 60 + timeout_s
+        while len(outcomes) < nprocs:
+            for r, p in enumerate(procs):
+                if r in outcomes:
+                    continue
+                raw = store.try_get(f"result/{r}")
+                if raw is not None:
+                    outcomes[r] = pickle.loads(raw)
+                elif p.exitcode is not None:
+                    raw = store.try_get(f"result/{r}")
+                    if raw is not None:
+                        outcomes[r] = pickle.loads(raw)
+                        continue
+                    why = f"rank {r}'s process (pid {p.pid}) exited with code {p.exitcode} without a result"
+                    outcomes[r] = (False, LaunchError(why), time.time(), "")
+                    if store.try_get("abort") is None:
+                        store.set("abort", why.encode())
+                if r in outcomes and not outcomes[r][0] and first_failure is None:
+                    first_failure = time.monotonic()
+            now = time.monotonic()
+            if (first_failure is not None and now - first_failure > timeout_s) or now > hard_deadline:
+                for r, p in enumerate(procs):
+                    if r not in outcomes:
+                        p.kill()
+                        outcomes[r] = (False, LaunchError(f"rank {r} did not finish within {timeout_s:g} s of the "
+                                                          "first failure and was killed"), time.time(), "")
+                break
+            time.sleep(0.005)
+        for p in procs:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+        if own_dir:
+            shutil.rmtree(path, ignore_errors=True)
+        for f in glob.glob(f"/dev/shm/aclnn_sim_{session}_*"):
+            try:
+                os.unlink(f)
+            except OSError:
+                pass
+    failures = {r: o for r, o in outcomes.items() if not o[0]}
+    if failures:
+        errors = {r: o[1] for r, o in failures.items()}
+        root = min(failures, key=lambda r: (isinstance(errors[r], CollectiveError) or "aborted" in str(errors[r]),
+                                            failures[r][2]))
+        err = errors[root]
+        try:
+            err.rank_errors = errors          # type: ignore[attr-defined]
+            err.rank = root                   # type: ignore[attr-defined]
+            if hasattr(err, "add_note"):
+                err.add_note(f"(raised on rank {root} of {nprocs} processes)")
+        except Exception:
+            pass
+        raise err
+    return [outcomes[r][1] for r in range(nprocs)]
+
+
+def ep_tp_groups(ep_world_size: int, tp_world_size: int = 0) -> Dict[str, List[List[int]]]:
+    """The groups of :meth:`World.ep_tp` (``ep``, ``ep_barrier``, ``tp``), for :func:`launch`."""
+    tp = max(tp_world_size, 1)
+    ep_groups = [[e * tp + t for e in range(ep_world_size)] for t in range(tp)]
+    return {"ep": ep_groups, "ep_barrier": [list(g) for g in ep_groups],
+            "tp": [[e * tp + t for t in range(tp)] for e in range(ep_world_size)]}
+
+
+__all__ = ["launch", "ProcessWorld", "FileStore", "StoreRendezvous", "LaunchError", "ep_tp_groups"]
