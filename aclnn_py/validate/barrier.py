@@ -37,6 +37,9 @@ def elastic_table(op: str, info: Any, world_size: int, param: str = "elastic_inf
 def distribute_barrier_v2(x_ref: Any, *, group: Optional[str], world_size: int, time_out: Any = None,
                           elastic_info: Any = None) -> None:
     """Validate one rank's DistributeBarrierV2 call. ``time_out``: None, an int (µs) or int32 (1,)."""
+    world_size = R.integer(OP, "world_size", world_size)
+    if time_out is not None and not hasattr(time_out, "shape"):
+        time_out = R.integer(OP, "time_out", time_out)
     R.not_none(OP, "x_ref", x_ref)
     R.require(group is not None, OP, R.NULLPTR, "group", "not None (required)", group)
     n = len(group.encode("utf-8"))

@@ -417,6 +417,9 @@ _TENSORS_CV3 = ("expand_x", "expert_ids", "assist_info_for_combine", "ep_send_co
                 "const_expert_v")
 _TENSORS_ARN = _TENSORS_CV3[:5] + ("residual_x", "gamma") + _TENSORS_CV3[5:]
 # the arguments _check takes as they are (out_dtype, group_list_type, comm_alg and norm_eps it ignores)
+_INT_ARGS = {"ep_world_size", "ep_rank_id", "moe_expert_num", "tp_world_size", "tp_rank_id", "expert_shard_type",
+             "shared_expert_num", "shared_expert_rank_num", "global_bs", "comm_quant_mode", "zero_expert_num",
+             "copy_expert_num", "const_expert_num"}
 _CHECK_ARGS = ("group_ep", "ep_world_size", "ep_rank_id", "moe_expert_num", "group_tp", "tp_world_size", "tp_rank_id",
                "expert_shard_type", "shared_expert_num", "shared_expert_rank_num", "global_bs", "comm_quant_mode",
                "zero_expert_num", "copy_expert_num", "const_expert_num", "outputs", "check_values")
@@ -426,7 +429,8 @@ def _validate(op: str, arn: bool, args: Mapping[str, Any]) -> MoeLayout:
     """The body of both public validators; ``args``: their arguments by name."""
     t = {name: _arr(args[name]) for name in (_TENSORS_ARN if arn else _TENSORS_CV3)}
     env = args["env"]
-    return _check(op, arn, t, env=env if env is not None else os.environ, **{k: args[k] for k in _CHECK_ARGS})
+    checked = {k: R.integer(op, k, args[k]) if k in _INT_ARGS else args[k] for k in _CHECK_ARGS}
+    return _check(op, arn, t, env=env if env is not None else os.environ, **checked)
 
 
 def moe_distribute_combine_v3(expand_x: Any, expert_ids: Any, assist_info_for_combine: Any, ep_send_counts: Any,

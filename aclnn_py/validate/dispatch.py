@@ -8,7 +8,6 @@ every True before any False. Value rules read values only from host ``numpy.ndar
 """
 from __future__ import annotations
 
-import operator
 from typing import Any, Mapping, Optional
 
 import ml_dtypes
@@ -17,7 +16,7 @@ import numpy as np
 from ..dtypes import bfloat16
 from ..layout import MoeLayout, dispatch_output_specs, normalised_shared_expert_num
 from . import buffsize
-from .rules import (GROUP_NAME_MAX, INVALID, NULLPTR, TILING, dtype_in, fail, in_range, ndim, one_of,
+from .rules import (GROUP_NAME_MAX, INVALID, NULLPTR, TILING, dtype_in, fail, in_range, integer, ndim, one_of,
                     require, shared_experts)
 
 OP = "aclnnMoeDistributeDispatchV3"
@@ -60,10 +59,7 @@ _NZ_FORMATS = (29, 50, 51, 52, 53, 54, "FRACTAL_NZ", "ACL_FORMAT_FRACTAL_NZ")
 
 
 def attr_int(name: str, v: Any) -> int:
-    try:
-        return operator.index(v)
-    except TypeError:
-        raise TypeError(f"{OP}: '{name}' must be an integer, got {type(v).__name__} {v!r}") from None
+    return integer(OP, name, v)
 
 
 def _host(t: Any) -> Optional[np.ndarray]:

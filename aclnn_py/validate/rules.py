@@ -5,6 +5,7 @@ every message names the operator, the parameter, the rule and the offending valu
 """
 from __future__ import annotations
 
+import operator
 from typing import Any, Iterable, Optional
 
 import numpy as np
@@ -78,6 +79,15 @@ def shared_experts(op: str, s: int, r: int, s_given: Any, rules: tuple, status: 
 
 def shape_eq(op: str, param: str, t: Any, shape: tuple, status: int = TILING) -> None:
     require(tuple(t.shape) == tuple(shape), op, status, param, f"shape == {tuple(shape)}", tuple(t.shape))
+
+
+def integer(op: str, param: str, value: Any) -> int:
+    """``value`` as a Python int; ``TypeError`` naming the operator and parameter for anything else
+    (a float, a string, a list), before any rule compares it."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{op}: parameter '{param}' must be an integer; got {type(value).__name__} {value!r}") from None
 
 
 def as_int(x: Any) -> int:
