@@ -9,12 +9,15 @@ from .errors import AclError, AclnnError, AclnnPyError, CollectiveError, HcclErr
 from .ops import (distribute_barrier_v2, moe_distribute_combine_add_rms_norm_v2, moe_distribute_combine_v3,
                   moe_distribute_dispatch_v3)
 from .results import CombineAddRmsNormOutputs, DispatchOutputs
-from .world import RankContext, World, current_rank
+from .consistency import InconsistentParametersError
+from .launch import ProcessWorld, launch
+from .world import RankContext, UnknownGroupError, World, current_rank
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AclError", "AclnnError", "AclnnPyError", "CollectiveError", "HcclError", "World", "RankContext",
+    "AclError", "AclnnError", "AclnnPyError", "CollectiveError", "HcclError", "InconsistentParametersError",
+    "UnknownGroupError", "World", "RankContext", "ProcessWorld", "launch",
     "current_rank", "distribute_barrier_v2", "moe_distribute_dispatch_v3", "moe_distribute_combine_v3",
     "moe_distribute_combine_add_rms_norm_v2", "DispatchOutputs", "CombineAddRmsNormOutputs", "layout",
     "reference", "validate",
