@@ -549,8 +549,7 @@ MUTATIONS = {
 }
 MOE_ONLY = {"id_range", "duplicate_ids", "unordered_mask", "empty_batch"}
 # (op, corruption) the suite found and that are not fixed yet: each has a strict xfail test below.
-KNOWN_GAPS = {("combine", "python_type"), ("arn", "python_type"), ("barrier", "python_type"), "nan_quant",
-              "sim_special_ids"}
+KNOWN_GAPS: set = set()
 
 
 @st.composite
@@ -615,11 +614,8 @@ def _combine_args(ctx, **over):
     return aclnn_py.moe_distribute_combine_v3(*args, **kw)
 
 
-@pytest.mark.xfail(strict=True, reason="validate/combine.py and validate/barrier.py convert integer attributes "
-                   "with int() / compare them raw: a str or list gives a bare ValueError/TypeError that names no "
-                   "parameter (validate/dispatch.py's attr_int does it right)")
 @pytest.mark.parametrize("op", ["combine", "barrier"])
-def test_known_gap_attribute_of_wrong_python_type_is_named(op):
+def test_attribute_of_wrong_python_type_is_named(op):
     with aclnn_py.World.ep_tp(2, backend="reference") as w:
         if op == "combine":
             fn = lambda ctx: _combine_args(ctx, moe_expert_num="abc")  # noqa: E731
@@ -633,9 +629,6 @@ def test_known_gap_attribute_of_wrong_python_type_is_named(op):
     assert name in str(e.value), str(e.value)
 
 
-@pytest.mark.xfail(strict=True, reason="quant_mode=2 with a NaN in a token: the reference takes the NaN into "
-                   "max|x| (dynamic scale NaN, int8 row 0) while the simulator's fmaxf skips it (finite scale); "
-                   "the two must agree on what the NPU does")
 def test_known_gap_nan_with_dynamic_quant_agrees(sim_library):
     sc = Scenario(ep_world_size=2, bs=1, h=1024, k=1, moe_expert_num=2, quant_mode=2, combine="combine")
     case = Case("dispatch", 2, 0, dispatch_kwargs(sc), None, "dispatch[nan, quant_mode=2]")
@@ -644,9 +637,6 @@ def test_known_gap_nan_with_dynamic_quant_agrees(sim_library):
     run_both(case)
 
 
-@pytest.mark.xfail(strict=True, reason="simulator DispatchV3 kernel checks device-side expert ids only against "
-                   "[0, M) when there are no special experts: with zero/copy/const experts an id >= M + Z is "
-                   "accepted (and indexes past the special-expert table)")
 def test_known_gap_simulator_refuses_out_of_range_special_id(cann_sim_home):
     import subprocess
     import sys

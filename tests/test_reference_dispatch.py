@@ -694,3 +694,95 @@ def test_expert_scales_are_ignored_on_a3():
     for oa, ob in zip(a, b):
         assert not oa.expand_scales.any()
         assert all(np.array_equal(getattr(oa, f).view(np.uint8), getattr(ob, f).view(np.uint8)) for f in oa._fields)
+
+
+# ----------------------------------------------------------------------------------------------
+# NaN / inf with quant_mode 2, and special-expert ids on the device: reference and simulator agree
+# ----------------------------------------------------------------------------------------------
+_NAN_ROWS = [  # (first four values of the row, the rest 0)
+    [1.0, 2.0, np.nan, -3.0],          # NaN skipped by the max: finite scale, NaN -> 0
+    [np.nan] * 4,                      # all NaN (rest 0): amax 0 -> int8 0, scale 0
+    [1.0, np.inf, 2.0, np.nan],        # inf: amax inf, q 0 -> int8 0, scale inf
+    [-np.inf, 1.0, 0.0, 0.0],
+    [1e-38, 0.0, 0.0, -1e-38],         # 127/amax overflows: int8 0, scale 0
+    [2.0, -1.0, 0.5, 0.375],
+]
+
+
+def _run_world(backend, fn):
+    import aclnn_py
+    with aclnn_py.World.ep_tp(2, backend=backend, timeout_s=10) as w:
+        return w.run(fn)
+
+
+def _host(o):
+    if hasattr(o, "numpy") and hasattr(o, "free"):
+        a = o.numpy()
+        o.free()
+        return a
+    return np.asarray(o)
+
+
+def test_quant_nan_inf_rows_reference_matches_simulator(sim):
+    import aclnn_py
+    x = np.zeros((len(_NAN_ROWS), H), np.float32)
+    x[:, :4] = _NAN_ROWS
+    x[1, :] = np.nan
+    x = x.astype(BF16)
+    q, s = dynamic_quant(x)
+    assert q[0, :4].tolist() == [42, 85, 0, -127] and f32_bits(s[0]) == 0x3CC18306
+    assert [f32_bits(v) for v in s[1:5]] == [0, 0x7F800000, 0x7F800000, 0] and not q[1:5].any()
+
+    def fn(ctx):
+        out = aclnn_py.moe_distribute_dispatch_v3(
+            x, np.full((x.shape[0], 1), ctx.rank, np.int32), group_ep=ctx.group("ep"), ep_world_size=2,
+            ep_rank_id=ctx.ep_rank, moe_expert_num=2, quant_mode=2)
+        return tuple(_host(o) for o in out)
+
+    ref, dev = _run_world("reference", fn), _run_world("device", fn)
+    for g in range(2):
+        for a, b in zip(ref[g], dev[g]):
+            assert a.shape == b.shape and np.array_equal(a.view(np.uint8), b.view(np.uint8))
+        n = x.shape[0]   # rank g's tokens go to its own expert g: the first n rows are x quantised
+        assert np.array_equal(ref[g][0][:n], q) and np.array_equal(ref[g][1][:n].view(np.uint32), s.view(np.uint32))
+
+
+@pytest.mark.parametrize("bad_id", [-1, 5, 6, 2**31 - 1])
+def test_simulator_refuses_ids_outside_moe_and_special_range(sim, bad_id):
+    # M = 2, zero + copy + const = 3: valid ids [0, 2) and [2, 5); anything else fails the run (507015)
+    import aclnn_py
+    from aclnn_py.runtime.tensor import DeviceTensor
+
+    def fn(ctx):
+        ids = DeviceTensor.from_numpy(np.array([[bad_id if ctx.rank == 0 else 4]], np.int32))
+        try:
+            out = aclnn_py.moe_distribute_dispatch_v3(
+                np.ones((1, H), BF16), ids, group_ep=ctx.group("ep"), ep_world_size=2, ep_rank_id=ctx.ep_rank,
+                moe_expert_num=2, zero_expert_num=1, copy_expert_num=1, const_expert_num=1)
+            for o in out:
+                o.free()
+        finally:
+            ids.free()
+
+    with pytest.raises(aclnn_py.AclnnPyError) as e:
+        _run_world("device", fn)
+    text = str(e.value)
+    assert "507015" in text or getattr(e.value, "status", None) == 507015, text
+    assert "expertIds[0][0]" in text and str(bad_id) in text and "[2, 5)" in text, text
+
+
+def test_simulator_accepts_every_special_id(sim):
+    import aclnn_py
+    from aclnn_py.runtime.tensor import DeviceTensor
+
+    def fn(ctx):
+        ids = DeviceTensor.from_numpy(np.array([[0, 2], [3, 1], [4, 1]], np.int32))
+        try:
+            out = aclnn_py.moe_distribute_dispatch_v3(
+                np.ones((3, H), BF16), ids, group_ep=ctx.group("ep"), ep_world_size=2, ep_rank_id=ctx.ep_rank,
+                moe_expert_num=2, zero_expert_num=1, copy_expert_num=1, const_expert_num=1)
+            return tuple(_host(o) for o in out)
+        finally:
+            ids.free()
+
+    _run_world("device", fn)

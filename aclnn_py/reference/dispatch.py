@@ -42,7 +42,9 @@ def dynamic_quant(rows: np.ndarray, smooth: Optional[np.ndarray] = None):
     ``rows`` (n, H) bf16/fp16 (or float32), ``smooth`` (n, H) float32 or None. Returns
     ``(int8 (n, H), scale float32 (n,))`` with ``q = float32(127) / max|x*smooth|``,
     ``int8 = rint(x*smooth*q)`` (ties to even) and ``scale = float32(1) / q`` (not ``amax/127``).
-    A row whose amax is 0 (or not finite) is undefined on hardware; here it gives int8 0.
+    NaN policy (undocumented on hardware; matches the simulator): the max ignores NaN (IEEE maxNum), a NaN
+    element quantises to 0; a row with an inf has amax inf, q 0, int8 0 and scale inf; a row whose q is
+    not finite (amax 0, all NaN, or 127/amax overflows) gives int8 0 and scale 0.
     """
     rows = np.asarray(rows)
     n, h = rows.shape
@@ -66,7 +68,9 @@ def _quant_into(rows: np.ndarray, smooth: Optional[np.ndarray], out_q: np.ndarra
     if smooth is not None:
         np.multiply(xf, smooth, out=xf)
     if xf.shape[1]:   # max |x| without an |x| temporary (exact); the outer abs turns -0.0 into +0.0
-        amax = np.abs(np.maximum(xf.max(axis=1), -xf.min(axis=1)))
+        # IEEE 754-2008 maxNum: NaN elements are skipped (an all-NaN row gives NaN, taken as amax 0 below)
+        amax = np.abs(np.fmax(np.fmax.reduce(xf, axis=1), -np.fmin.reduce(xf, axis=1)))
+        amax[np.isnan(amax)] = 0
     else:
         amax = np.zeros(n, np.float32)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -74,9 +78,10 @@ def _quant_into(rows: np.ndarray, smooth: Optional[np.ndarray], out_q: np.ndarra
         np.multiply(xf, q[:, None], out=xf)
         np.rint(xf, out=xf)
         np.divide(np.float32(1.0), q, out=out_s)
-    bad = ~np.isfinite(q)
+    bad = ~np.isfinite(q)   # amax 0 or so small that 127/amax overflows: the row is int8 0, scale 0
     if bad.any():
         xf[bad] = 0
+    np.copyto(xf, 0, where=np.isnan(xf))   # NaN elements, and inf * 0 when amax is inf: int8 0
     with np.errstate(invalid="ignore"):
         np.copyto(out_q, xf, casting="unsafe")  # float32 -> int8, as astype(np.int8)
 

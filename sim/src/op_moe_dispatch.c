@@ -320,12 +320,21 @@ static int dispatch_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
                 if (pub.src.mask_ndim == 1 && t >= np) break;
                 if (pub.src.mask_ndim == 2 && !pub.src.mask[t * k + j]) continue;
                 int64_t e = id[t * k + j];
-                if (e < 0 || (pub.hd.Z == 0 && e >= el.M)) {
-                    RUN_ERR("expertIds[%lld][%lld] = %lld on EP rank %lld is outside [0, %lld)%s; the real kernel "
-                            "would send the token to a non-existent rank",
-                            (long long)t, (long long)j, (long long)e, (long long)st->a.rank,
-                            (long long)(pub.hd.Z ? st->a.M + pub.hd.Z : el.M),
-                            el.active ? " (new expert ids after the elastic scale-down)" : "");
+                /* valid: [0, M') or, with zero/copy/const experts, the special range [M_attr, M_attr+Z) (DS §9/§10);
+                 * ids in [M', M_attr) or past the special range are invalid, not "dropped" */
+                int ok = (e >= 0 && e < el.M) || (pub.hd.Z > 0 && e >= st->a.M && e < st->a.M + pub.hd.Z);
+                if (!ok) {
+                    if (pub.hd.Z > 0)
+                        RUN_ERR("expertIds[%lld][%lld] = %lld on EP rank %lld is outside [0, %lld) and the special "
+                                "experts [%lld, %lld)%s; the real kernel would send the token to a non-existent rank",
+                                (long long)t, (long long)j, (long long)e, (long long)st->a.rank, (long long)el.M,
+                                (long long)st->a.M, (long long)(st->a.M + pub.hd.Z),
+                                el.active ? " (new expert ids after the elastic scale-down)" : "");
+                    else
+                        RUN_ERR("expertIds[%lld][%lld] = %lld on EP rank %lld is outside [0, %lld)%s; the real kernel "
+                                "would send the token to a non-existent rank",
+                                (long long)t, (long long)j, (long long)e, (long long)st->a.rank, (long long)el.M,
+                                el.active ? " (new expert ids after the elastic scale-down)" : "");
                     break;
                 }
             }

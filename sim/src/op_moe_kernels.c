@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #if defined(__FAST_MATH__)
 #error "op_moe_kernels.c must not be compiled with -ffast-math (bit-exact float32 arithmetic)"
@@ -83,6 +84,13 @@ void moe_quant_row(const uint16_t *x, int is_bf16, const float *smooth, int64_t 
         if (a > amax) amax = a;
     }
     float qs = 127.0f / amax;
+    /* NaN policy (docs/decisions.md): NaN is skipped by the max above (maxNum) and quantises to 0; a row whose
+     * q is not finite (amax 0 or 127/amax overflows) is int8 0 with scale 1/inf = 0, as in the reference */
+    if (isinf(qs)) {
+        memset(q, 0, (size_t)h);
+        *scale = 1.0f / qs;
+        return;
+    }
     for (int64_t i = 0; i < h; i++) {
         float v = moe_x_to_f32(x[i], is_bf16);
         if (smooth) v = v * smooth[i];

@@ -41,8 +41,9 @@ int8_t moe_f32_to_int8_rne(float f);
 
 /* ---- DispatchV3 quantMode 2 (dispatch-v3.md §6) ---------------------------------------------- */
 /* One row: xf = f32(x) [* smooth], amax = max|xf|, q = 127/amax, y = xf*q, int8 = rint(y),
- * scale = 1/q. smooth may be NULL. amax == 0 gives q = inf, y = NaN -> int8 0 and scale 0 (the
- * hardware result for that case is not documented). */
+ * scale = 1/q. smooth may be NULL. NaN policy (hardware behaviour undocumented): the max skips NaN
+ * (IEEE maxNum) and a NaN element gives int8 0; an inf gives amax inf, q 0, int8 0, scale inf; a row
+ * whose q is not finite (amax 0 / all NaN, or 127/amax overflows) is int8 0 with scale 0. */
 void moe_quant_row(const uint16_t *x, int is_bf16, const float *smooth, int64_t h, int8_t *q,
                    float *scale);
 

@@ -286,6 +286,23 @@ static void test_quant(void) {
     moe_quant_row(xh, 0, NULL, 4, q, &sc);
     CHECK(q[1] == -64 && moe_f32_bits(sc) == 0x3C810204u, "DS 6 quant fp16");
 
+    /* NaN policy (docs/decisions.md): max skips NaN, NaN -> 0; inf -> amax inf, int8 0, scale inf;
+     * q = 127/amax not finite (all NaN, amax 0, or overflow) -> int8 0, scale 0 */
+    {
+        const float nan = NAN, inf = INFINITY;
+        const float rows[4][4] = {{1.0f, 2.0f, nan, -3.0f}, {nan, nan, nan, nan}, {1.0f, inf, 2.0f, nan},
+                                  {1e-38f, 0.0f, 0.0f, -1e-38f}};
+        const int8_t want_q[4][4] = {{42, 85, 0, -127}, {0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}};
+        const uint32_t want_s[4] = {0x3CC18306u, 0u, 0x7F800000u, 0u};
+        for (int r = 0; r < 4; r++) {
+            uint16_t xr[4];
+            for (int i = 0; i < 4; i++) xr[i] = bf(rows[r][i]);
+            moe_quant_row(xr, 1, NULL, 4, q, &sc);
+            CHECK(memcmp(q, want_q[r], 4) == 0 && moe_f32_bits(sc) == want_s[r],
+                  "NaN/inf quant row %d: %d %d %d %d scale 0x%08x", r, q[0], q[1], q[2], q[3], moe_f32_bits(sc));
+        }
+    }
+
     /* dispatch with quant: the smooth row of a shared row is s, of a MoE row S+e (14.4 S2 config) */
     const int32_t ids2[4][2] = {{0, 1}, {1, 1}, {0, 0}, {1, 0}};
     for (int r = 0; r < 4; r++) make_src(r, 2, 1, ids2[r], NULL, 0);
