@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from .collective import _Identity
 from .errors import ACL_ERROR_RT_AICORE_EXCEPTION, CollectiveError
-from .world import GroupMembership, RankContext, World, _current
+from .world import World, _current
 
 STORE_ENV, RANK_ENV, SIZE_ENV = "ACLNN_PY_STORE", "ACLNN_PY_RANK", "ACLNN_PY_WORLD_SIZE"
 SESSION_ENV = "ACLNN_SIM_SHM_SESSION"
@@ -188,42 +188,15 @@ class ProcessWorld(World):
     def __init__(self, rank: int, size: int, store: FileStore, *, backend: Optional[str] = None,
                  devices: Optional[Sequence[int]] = None, groups: Optional[Mapping[str, Sequence[Sequence[int]]]] = None,
                  tp_world_size: int = 0, timeout_s: Optional[float] = None, session: str = "") -> None:
-        import weakref
         from .backend import resolve_backend
         if not 0 <= rank < size:
             raise ValueError(f"rank must be in [0, {size}); got {rank}")
-        self.size, self.rank, self.store = size, rank, store
-        self.tp_world_size = tp_world_size
-        self.timeout_s = float(timeout_s if timeout_s is not None else os.environ.get("ACLNN_PY_COLLECTIVE_TIMEOUT_S", 120))
-        self.devices = list(devices) if devices is not None else list(range(size))
+        self.rank, self.store = rank, store
+        self._init_state(size, devices, groups, tp_world_size, timeout_s)
         self.backend = resolve_backend(backend, min_devices=self.devices[rank] + 1)
-        self.group_spec = {k: [list(m) for m in v] for k, v in (groups or {"world": [list(range(size))]}).items()}
-        self._check_groups()
         self.id = session or uuid.uuid4().hex[:12]
         self.rendezvous = StoreRendezvous(store, self._members_of)
-        self.last_errors: Dict[int, BaseException] = {}
-        self.ranks: List[RankContext] = [RankContext(self, r) for r in range(size)]
-        self._by_name: Dict[str, GroupMembership] = {}
-        self._contexts: list = []
-        self._comms: list = []
-        self._comm_names: Dict[int, str] = {}
-        self._streams: list = []
-        self._running = threading.Lock()
-        self._workers: dict = {}
-        self._closed = False
-        self._finalizer = weakref.finalize(self, World._release,
-                                           {"comms": self._comms, "streams": self._streams, "contexts": self._contexts,
-                                            "workers": self._workers})
-        try:
-            if self.backend == "device":
-                self._setup_device_mp()
-            else:
-                for label, member_lists in self.group_spec.items():
-                    for i, members in enumerate(member_lists):
-                        self._register(label, i, members, [f"ref_{self.id}_{label}_{i}"] * len(members))
-        except BaseException:
-            self.close()
-            raise
+        self._start(self._setup_device_mp)
 
     @classmethod
     def from_env(cls, **kwargs) -> "ProcessWorld":

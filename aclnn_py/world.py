@@ -149,15 +149,22 @@ class World:
                  timeout_s: Optional[float] = None) -> None:
         if size < 1:
             raise ValueError(f"World size must be >= 1; got {size}")
+        self._init_state(size, devices, groups, tp_world_size, timeout_s)
+        self.backend = resolve_backend(backend, min_devices=size)
+        self.id = next(_world_ids)
+        self.rendezvous = Rendezvous(self._members_of)
+        self._start(self._setup_device)
+
+    def _init_state(self, size: int, devices: Optional[Sequence[int]],
+                    groups: Optional[Mapping[str, Sequence[Sequence[int]]]], tp_world_size: int,
+                    timeout_s: Optional[float]) -> None:
+        """Everything a World holds before its backend is set up (shared with ProcessWorld)."""
         self.size = size
         self.tp_world_size = tp_world_size
         self.timeout_s = float(timeout_s if timeout_s is not None else os.environ.get("ACLNN_PY_COLLECTIVE_TIMEOUT_S", 120))
-        self.backend = resolve_backend(backend, min_devices=size)
         self.devices = list(devices) if devices is not None else list(range(size))
         self.group_spec = {k: [list(m) for m in v] for k, v in (groups or {"world": [list(range(size))]}).items()}
         self._check_groups()
-        self.id = next(_world_ids)
-        self.rendezvous = Rendezvous(self._members_of)
         self.last_errors: Dict[int, BaseException] = {}
         self.ranks: List[RankContext] = [RankContext(self, r) for r in range(size)]
         self._by_name: Dict[str, GroupMembership] = {}
@@ -171,9 +178,12 @@ class World:
         self._finalizer = weakref.finalize(self, World._release,
                                            {"comms": self._comms, "streams": self._streams, "contexts": self._contexts,
                                             "workers": self._workers})
+
+    def _start(self, setup_device: Callable[[], None]) -> None:
+        """Set up the backend's devices/streams/communicators or reference groups; on failure release all."""
         try:
             if self.backend == "device":
-                self._setup_device()
+                setup_device()
             else:
                 self._setup_reference()
         except BaseException:
@@ -368,14 +378,17 @@ class World:
         hooks = self._sim_hooks()
         if hooks is None:
             return
-        seen = set()
-        for comm in self._comms:
-            # one comm per group is enough: the abort is group-wide
-            name = self._comm_names.get(comm)
-            if name in seen:
-                continue
-            seen.add(name)
+        for comm in self._one_comm_per_group():  # the abort is group-wide
             hooks.abort_comm(comm, f"aclnn_py.World: {reason}")
+
+    def _one_comm_per_group(self) -> List[int]:
+        seen, out = set(), []
+        for comm in self._comms:
+            name = self._comm_names.get(comm)
+            if name not in seen:
+                seen.add(name)
+                out.append(comm)
+        return out
 
     def _recover_device(self, ranks: Sequence[int]) -> None:
         """After an aborted run: let queued work fail and drain, then make the communicators usable again."""
@@ -391,12 +404,7 @@ class World:
                 stream.synchronize(timeout_ms=max(int(self.timeout_s * 1000), 1000))
             except Exception:  # the run already failed; this only drains what the abort cancelled
                 pass
-        seen = set()
-        for comm in self._comms:
-            name = self._comm_names.get(comm)
-            if name in seen:
-                continue
-            seen.add(name)
+        for comm in self._one_comm_per_group():
             deadline = time.monotonic() + 10.0
             while hooks.recover_comm(comm) == -2 and time.monotonic() < deadline:
                 time.sleep(0.005)

@@ -52,7 +52,9 @@ class _Runtime:
     def __init__(self) -> None:
         from ..runtime.device import Stream
         from ..runtime.tensor import DeviceTensor
+        from ..runtime.twophase import active_executor_reuse, run_two_phase
         self.Stream, self.DeviceTensor = Stream, DeviceTensor
+        self.run_two_phase, self.active_executor_reuse = run_two_phase, active_executor_reuse
 
 
 _rt: Optional[_Runtime] = None

@@ -5,7 +5,7 @@ import os
 import re
 from collections import abc
 from functools import lru_cache
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from ..errors import ACLNN_ERR_INNER_FIND_KERNEL_ERROR, ACLNN_ERR_INNER_TILING_E
 from ..layout import parse_elastic_info
 from ..runtime import abi
 from ..validate.buffsize import ENV_NAME
-from ._call import Temporaries, host, require_rank, resolve_stream
+from ._call import Temporaries, _runtime, host, require_rank, resolve_stream
 
 # The header each operator is declared in, relative to $home/include (spec/abi.md §2.4 hazard).
 HEADERS = {
@@ -107,7 +107,7 @@ def run_on_device(op_name: str, kwargs: Mapping[str, Any], outputs: Mapping[str,
     check_across_ranks(op_name, kwargs)
     if not _checked.get(op_name):
         check_installed_abi(op_name)
-    rt = _device_runtime()
+    rt = _runtime()
     device_tensor = rt.DeviceTensor
     plan = _device_plan(op_name)
     stream = resolve_stream(stream)
@@ -136,29 +136,9 @@ def run_on_device(op_name: str, kwargs: Mapping[str, Any], outputs: Mapping[str,
         return {name: tmp.keep(t) for name, t in outs.items()} if out is None else outs
 
 
-class _DeviceRuntime:
-    """Runtime pieces of the device path, imported on first use (importing aclnn_py never needs CANN)."""
-
-    def __init__(self) -> None:
-        from ..runtime.tensor import DeviceTensor
-        from ..runtime.twophase import active_executor_reuse, run_two_phase
-        self.DeviceTensor, self.run_two_phase = DeviceTensor, run_two_phase
-        self.active_executor_reuse = active_executor_reuse
-
-
-_rt: Optional[_DeviceRuntime] = None
-
-
-def _device_runtime() -> _DeviceRuntime:
-    global _rt
-    if _rt is None:
-        _rt = _DeviceRuntime()
-    return _rt
-
-
 def caller_outputs(op_name: str, outputs: Mapping[str, Any], out: Any) -> Dict[str, Any]:
     """``out`` as ``{name: DeviceTensor}`` after checking it matches ``outputs`` (shapes and dtypes)."""
-    device_tensor = _device_runtime().DeviceTensor
+    device_tensor = _runtime().DeviceTensor
     if hasattr(out, "_fields"):
         def get(name, _out=out):
             return getattr(_out, name, None)
@@ -202,7 +182,7 @@ def _arg_key(v: Any) -> Any:
     t = type(v)
     if t in _PLAIN:                       # str / int / None keep their type in the key through the value
         return v
-    if t is _device_runtime().DeviceTensor:
+    if t is _runtime().DeviceTensor:
         d = v.__dict__                    # a format set on the instance is part of what the rules read
         return (t, v.shape, v.acl_dtype, d.get("format"), d.get("acl_format"))
     if isinstance(v, (bool, float, bytes, np.generic)) or (isinstance(v, (int, str)) and t not in _PLAIN):
