@@ -79,6 +79,18 @@ static SimComm *get_comm(const char *api, HcclComm comm, HcclResult *rc)
     return comm;
 }
 
+/* get_comm, plus the check that the output pointer `out` (parameter `out_name`) is not NULL. */
+static SimComm *get_comm_out(const char *api, HcclComm comm, const void *out, const char *out_name, HcclResult *rc)
+{
+    SimComm *c = get_comm(api, comm, rc);
+    if (c && !out) {
+        sim_set_error("%s: %s is NULL", api, out_name);
+        *rc = HCCL_E_PTR;
+        return NULL;
+    }
+    return c;
+}
+
 HcclResult HcclCommInitAll(uint32_t ndev, int32_t *devices, HcclComm *comms)
 {
     sim_record_call("HcclCommInitAll", "ndev=%u devices=%p comms=%p", ndev, P(devices), P(comms));
@@ -328,12 +340,8 @@ HcclResult HcclGetCommName(HcclComm comm, char *commName)
 {
     sim_record_call("HcclGetCommName", "comm=%p commName=%p", P(comm), P(commName));
     HcclResult rc = HCCL_SUCCESS;
-    SimComm *c = get_comm("HcclGetCommName", comm, &rc);
+    SimComm *c = get_comm_out("HcclGetCommName", comm, commName, "commName", &rc);
     if (!c) return rc;
-    if (!commName) {
-        sim_set_error("HcclGetCommName: commName is NULL");
-        return HCCL_E_PTR;
-    }
     snprintf(commName, COMM_NAME_MAX_LENGTH, "%s", sim_comm_name(c));
     return HCCL_SUCCESS;
 }
@@ -342,12 +350,8 @@ HcclResult HcclGetRankId(HcclComm comm, uint32_t *rank)
 {
     sim_record_call("HcclGetRankId", "comm=%p rank=%p", P(comm), P(rank));
     HcclResult rc = HCCL_SUCCESS;
-    SimComm *c = get_comm("HcclGetRankId", comm, &rc);
+    SimComm *c = get_comm_out("HcclGetRankId", comm, rank, "rank", &rc);
     if (!c) return rc;
-    if (!rank) {
-        sim_set_error("HcclGetRankId: rank is NULL");
-        return HCCL_E_PTR;
-    }
     *rank = (uint32_t)sim_comm_rank(c);
     return HCCL_SUCCESS;
 }
@@ -356,12 +360,8 @@ HcclResult HcclGetRankSize(HcclComm comm, uint32_t *rankSize)
 {
     sim_record_call("HcclGetRankSize", "comm=%p rankSize=%p", P(comm), P(rankSize));
     HcclResult rc = HCCL_SUCCESS;
-    SimComm *c = get_comm("HcclGetRankSize", comm, &rc);
+    SimComm *c = get_comm_out("HcclGetRankSize", comm, rankSize, "rankSize", &rc);
     if (!c) return rc;
-    if (!rankSize) {
-        sim_set_error("HcclGetRankSize: rankSize is NULL");
-        return HCCL_E_PTR;
-    }
     *rankSize = (uint32_t)sim_comm_size(c);
     return HCCL_SUCCESS;
 }
@@ -429,12 +429,8 @@ HcclResult HcclGetCommAsyncError(HcclComm comm, HcclResult *asyncError)
 {
     sim_record_call("HcclGetCommAsyncError", "comm=%p asyncError=%p", P(comm), P(asyncError));
     HcclResult rc = HCCL_SUCCESS;
-    SimComm *c = get_comm("HcclGetCommAsyncError", comm, &rc);
+    SimComm *c = get_comm_out("HcclGetCommAsyncError", comm, asyncError, "asyncError", &rc);
     if (!c) return rc;
-    if (!asyncError) {
-        sim_set_error("HcclGetCommAsyncError: asyncError is NULL");
-        return HCCL_E_PTR;
-    }
     *asyncError = (HcclResult)sim_comm_async_error(c);
     return HCCL_SUCCESS;
 }
