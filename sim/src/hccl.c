@@ -64,6 +64,22 @@ static void next_group_name(char *buf, size_t cap)
     snprintf(buf, cap, "sim_hccl_group_%llu", (unsigned long long)n);
 }
 
+/* The rank arguments of a root-info init, and the device the calling thread has bound (-> *dev). */
+static HcclResult check_rank_and_device(const char *api, uint32_t nRanks, uint32_t rank, int *dev)
+{
+    if (nRanks < 1 || nRanks > (uint32_t)sim_device_count() || rank >= nRanks) {
+        sim_set_error("%s: nRanks=%u rank=%u (need 1 <= nRanks <= %d and rank < nRanks)", api, nRanks, rank,
+                      sim_device_count());
+        return HCCL_E_PARA;
+    }
+    *dev = sim_current_device();
+    if (*dev < 0) {
+        sim_set_error("%s: no device is bound to this thread (call aclrtSetDevice first)", api);
+        return HCCL_E_PARA;
+    }
+    return HCCL_SUCCESS;
+}
+
 static SimComm *get_comm(const char *api, HcclComm comm, HcclResult *rc)
 {
     if (!comm) {
@@ -192,16 +208,9 @@ static HcclResult init_root_info(const char *api, uint32_t nRanks, const HcclRoo
                           "(ACLNN_SIM_SHM_SESSION)", why ? ": " : "", why ? why : "");
             return HCCL_E_PARA;
         }
-        if (nRanks < 1 || nRanks > (uint32_t)sim_device_count() || rank >= nRanks) {
-            sim_set_error("%s: nRanks=%u rank=%u (need 1 <= nRanks <= %d and rank < nRanks)", api, nRanks, rank,
-                          sim_device_count());
-            return HCCL_E_PARA;
-        }
-        int dev = sim_current_device();
-        if (dev < 0) {
-            sim_set_error("%s: no device is bound to this thread (call aclrtSetDevice first)", api);
-            return HCCL_E_PARA;
-        }
+        int dev;
+        HcclResult bad = check_rank_and_device(api, nRanks, rank, &dev);
+        if (bad != HCCL_SUCCESS) return bad;
         char shm[128], name[COMM_NAME_MAX_LENGTH];
         snprintf(shm, sizeof shm, "/aclnn_sim_%.40s_g%016llx%08llx", session, (unsigned long long)key.nonce,
                  (unsigned long long)(key.counter & 0xffffffffull));
@@ -220,16 +229,9 @@ static HcclResult init_root_info(const char *api, uint32_t nRanks, const HcclRoo
                       api, (unsigned long long)key.pid);
         return HCCL_E_NOT_SUPPORT;
     }
-    if (nRanks < 1 || nRanks > (uint32_t)sim_device_count() || rank >= nRanks) {
-        sim_set_error("%s: nRanks=%u rank=%u (need 1 <= nRanks <= %d and rank < nRanks)", api, nRanks, rank,
-                      sim_device_count());
-        return HCCL_E_PARA;
-    }
-    int dev = sim_current_device();
-    if (dev < 0) {
-        sim_set_error("%s: no device is bound to this thread (call aclrtSetDevice first)", api);
-        return HCCL_E_PARA;
-    }
+    int dev;
+    HcclResult bad = check_rank_and_device(api, nRanks, rank, &dev);
+    if (bad != HCCL_SUCCESS) return bad;
 
     pthread_mutex_lock(&g_mu);
     Pending *p = g_pending;
