@@ -1,20 +1,32 @@
 """``python -m aclnn_py smoke``: each MoE op on every visible device at real sizes, checked against the reference.
 
 Runs a fixed set of scenarios (H 7168, BS up to 512, EP up to the device count, the features users
-rely on) through the per-rank API on the device backend, computes the same with the numpy
-reference, and prints one row per op and scenario: worst abs and ulp error, pass/fail, time.
-On the simulator every output must match bit for bit; on hardware the combine outputs may differ
-by ``ulp_tolerance`` ulps (the reduction order and vector sqrt are not documented bit for bit).
+rely on) through the per-rank API, computes the same with the world-level numpy reference, and
+prints one row per op and scenario: sizes and features, worst abs and ulp error, pass/fail, time.
+On the simulator and the reference backend every output must match bit for bit; on hardware the
+combine outputs may differ by ``ulp_tolerance`` ulps (the reduction order and vector sqrt are not
+documented bit for bit).
+
+A scenario that raises becomes FAIL rows carrying its error; the table and a summary line are always
+printed, and the caller (the CLI) exits non-zero when any row failed.
 """
 from __future__ import annotations
 
+import json
+import sys
 import time
-from dataclasses import dataclass
-from typing import List, Optional
+from dataclasses import asdict, dataclass
+from typing import IO, List, Optional
 
 from .demos.add_rms_norm import SCALED_DOWN
 from .demos.report import backend_label
-from .demos.scenario import Outcome, Scenario, run, world_for
+from .demos.scenario import Outcome, Scenario, run, variant, world_for
+
+REFERENCE_DEVICES = 16   # the reference backend simulates one A3 node's 16 NPUs
+
+
+class SmokeError(RuntimeError):
+    """The smoke suite cannot start (too few devices, no backend)."""
 
 
 def smoke_scenarios(n_devices: int, quick: bool = False) -> List[Scenario]:
@@ -39,68 +51,132 @@ def smoke_scenarios(n_devices: int, quick: bool = False) -> List[Scenario]:
         out.append(Scenario(name="TP=2", ep_world_size=ep // 2, tp_world_size=2, bs=bs, h=h, k=min(8, ep // 2),
                             moe_expert_num=ep // 2, combine="combine", seed=16))
     if ep >= 8:
-        out.append(SCALED_DOWN if not quick else Scenario(**{**SCALED_DOWN.__dict__, "h": h}))
+        out.append(SCALED_DOWN if not quick else variant(SCALED_DOWN, h=h))
     return out
 
 
 @dataclass
 class SmokeRow:
+    """One op of one scenario: sizes, features, worst errors, verdict, time (seconds)."""
+
     scenario: str
+    config: str
+    features: str
     op: str
     max_abs: float
     max_ulp: int
     mismatches: int
     passed: bool
     seconds: float
+    error: str = ""
+
+
+def _ops(sc: Scenario) -> List[str]:
+    return ["DispatchV3", "CombineAddRmsNormV2" if sc.combine == "add_rms_norm" else "CombineV3"]
 
 
 def rows_for(out: Outcome, ulp_tolerance: int) -> List[SmokeRow]:
     """Dispatch must be exact; combine outputs may differ by ``ulp_tolerance`` ulps."""
+    sc = out.scenario
     rows = []
-    for op, prefix, tol in (("DispatchV3", "dispatch.", 0),
-                            ("CombineAddRmsNormV2" if out.scenario.combine == "add_rms_norm" else "CombineV3",
-                             "combine.", ulp_tolerance)):
+    for op, prefix in zip(_ops(sc), ("dispatch.", "combine.")):
+        tol = 0 if prefix == "dispatch." else ulp_tolerance
         checks = [c for rank in out.checks if rank for c in rank if c["name"].startswith(prefix)]
-        worst_ulp = max((c.get("max_ulp", 0) for c in checks), default=0)
-        mism = sum(c.get("mismatch", 1) for c in checks)
-        passed = all(c["ok"] or ("max_ulp" in c and c["max_ulp"] <= tol and "why" not in c) for c in checks)
-        if prefix == "dispatch.":
-            passed = all(c["ok"] for c in checks)
+        passed = all(c["ok"] or ("why" not in c and c["max_ulp"] <= tol) for c in checks)
         key = "time." + prefix.rstrip(".")
-        secs = max((g[key] for g in out.got if g is not None), default=0.0)
-        rows.append(SmokeRow(out.scenario.name, op, max((c.get("max_abs", 0.0) for c in checks), default=0.0),
-                             worst_ulp, mism, passed, secs))
+        rows.append(SmokeRow(
+            sc.name, sc.shape_label(), ", ".join(sc.features()), op,
+            max((c.get("max_abs", 0.0) for c in checks), default=0.0),
+            max((c.get("max_ulp", 0) for c in checks), default=0),
+            sum(c.get("mismatch", 1) for c in checks), passed,
+            max((g[key] for g in out.got if g is not None), default=0.0),
+            "" if passed else "; ".join(out.failures()[:3])))
     return rows
+
+
+def failed_rows(sc: Scenario, error: BaseException, seconds: float) -> List[SmokeRow]:
+    """The rows of a scenario that raised: FAIL, carrying the error's first line."""
+    text = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    return [SmokeRow(sc.name, sc.shape_label(), ", ".join(sc.features()), op, 0.0, 0, 0, False, seconds, text)
+            for op in _ops(sc)]
+
+
+def smoke_devices(backend: str) -> int:
+    """How many ranks the smoke set may use on ``backend`` (``device`` or ``reference``)."""
+    if backend == "reference":
+        return REFERENCE_DEVICES
+    from .runtime.device import device_count
+    return device_count()
 
 
 def run_smoke(backend: Optional[str] = "device", quick: bool = False, ulp_tolerance: Optional[int] = None,
-              print_table: bool = True) -> List[SmokeRow]:
-    """Run the smoke set on every visible device; returns the table rows."""
-    from .runtime.device import device_count
-    n = device_count() if backend != "reference" else 8
+              print_table: bool = True, json_path: Optional[str] = None, n_devices: Optional[int] = None,
+              stream: Optional[IO[str]] = None) -> List[SmokeRow]:
+    """Run the smoke set; returns the table rows (every scenario has rows, failed or not).
+
+    ``backend``: ``device``, ``reference`` or ``auto`` (``None``: ``ACLNN_PY_BACKEND``, else auto).
+    ``ulp_tolerance``: allowed ulps on combine outputs (default 0 on the simulator and the reference,
+    1 on hardware). ``json_path``: also write the rows and the run's metadata there. ``n_devices``:
+    use at most this many ranks (default: every visible device; 16 on the reference backend).
+    Raises :class:`SmokeError` when fewer than 2 ranks are available.
+    """
+    from .backend import resolve_backend
+    out = stream if stream is not None else sys.stdout
+    backend = resolve_backend(backend, min_devices=2)
+    available = smoke_devices(backend)
+    n = min(n_devices, available) if n_devices else available
     if n < 2:
-        raise RuntimeError(f"the smoke suite needs at least 2 devices; the runtime reports {n}")
+        raise SmokeError(f"the smoke suite needs at least 2 devices; the {backend} backend has {available}")
+    scenarios = smoke_scenarios(n, quick)
     rows: List[SmokeRow] = []
-    label = None
-    for sc in smoke_scenarios(n, quick):
-        t0 = time.perf_counter()
-        with world_for(sc, backend) as world:
-            label = label or backend_label(world)
-            tol = ulp_tolerance if ulp_tolerance is not None else (0 if "simulator" in label or "reference" in label else 1)
-            rows += rows_for(run(sc, world), tol)
+    label = ""
+    start = time.perf_counter()
+    for i, sc in enumerate(scenarios, 1):
         if print_table:
-            print(f"  ran '{sc.name}' in {time.perf_counter() - t0:.1f} s", flush=True)
+            print(f"[{i}/{len(scenarios)}] {time.perf_counter() - start:6.1f} s  {sc.name} "
+                  f"({sc.shape_label()}; {', '.join(sc.features())}) ...", file=out, flush=True)
+        t0 = time.perf_counter()
+        try:
+            with world_for(sc, backend) as world:
+                label = label or backend_label(world)
+                tol = ulp_tolerance if ulp_tolerance is not None else (
+                    0 if "simulator" in label or "reference" in label else 1)
+                new = rows_for(run(sc, world), tol)
+        except Exception as e:   # a scenario that raises is a FAIL row, never the end of the table
+            new = failed_rows(sc, e, time.perf_counter() - t0)
+        rows += new
+        if print_table:
+            verdict = "PASS" if all(r.passed for r in new) else "FAIL: " + (new[0].error or new[-1].error)
+            print(f"      done in {time.perf_counter() - t0:.1f} s  {verdict}", file=out, flush=True)
+    label = label or f"{backend} backend"
     if print_table:
-        print(format_table(rows, label or "", n))
+        print(format_table(rows, label, n), file=out, flush=True)
+    if json_path:
+        write_json(json_path, rows, label, n, quick, time.perf_counter() - start)
     return rows
 
 
+def write_json(path: str, rows: List[SmokeRow], label: str, n: int, quick: bool, seconds: float) -> None:
+    """The run as JSON: ``{"backend", "devices", "quick", "passed", "seconds", "rows": [...]}``."""
+    doc = {"backend": label, "devices": n, "quick": quick, "passed": all(r.passed for r in rows),
+           "seconds": round(seconds, 3), "rows": [asdict(r) for r in rows]}
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=2)
+        fh.write("\n")
+
+
 def format_table(rows: List[SmokeRow], label: str, n: int) -> str:
+    """The table, one line per row (failed rows are followed by their error), and a summary line."""
     lines = [f"smoke suite on the {label}, {n} devices visible",
-             f"{'scenario':46s} {'op':22s} {'max abs':>10s} {'max ulp':>8s} {'diffs':>7s} {'result':>6s} {'time ms':>9s}"]
-    for r in rows:
-        lines.append(f"{r.scenario[:46]:46s} {r.op:22s} {r.max_abs:10.3g} {r.max_ulp:8d} {r.mismatches:7d} "
-                     f"{'PASS' if r.passed else 'FAIL':>6s} {r.seconds * 1e3:9.1f}")
+             f"{'scenario':44s} {'sizes':32s} {'op':20s} {'max abs':>9s} {'max ulp':>7s} {'diffs':>7s} "
+             f"{'result':>6s} {'time ms':>9s}"]
+    for i, r in enumerate(rows):
+        lines.append(f"{r.scenario[:44]:44s} {r.config[:32]:32s} {r.op:20s} {r.max_abs:9.3g} {r.max_ulp:7d} "
+                     f"{r.mismatches:7d} {'PASS' if r.passed else 'FAIL':>6s} {r.seconds * 1e3:9.1f}")
+        if i + 1 == len(rows) or rows[i + 1].scenario != r.scenario:
+            own = [x for x in rows if x.scenario == r.scenario]
+            lines.append(f"    features: {r.features}")
+            lines += [f"    error: {e}" for e in dict.fromkeys(x.error for x in own if x.error)]
     ok = all(r.passed for r in rows)
-    lines.append(f"smoke: {'PASS' if ok else 'FAIL'} ({sum(r.passed for r in rows)}/{len(rows)})")
+    lines.append(f"smoke: {'PASS' if ok else 'FAIL'} ({sum(r.passed for r in rows)}/{len(rows)} rows passed)")
     return "\n".join(lines)

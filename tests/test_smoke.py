@@ -42,3 +42,44 @@ def test_smoke_scenarios_at_full_size():
     full = smoke_scenarios(16)
     assert max(s.bs for s in full) == 512 and all(s.h == 7168 for s in full)
     assert any(s.tp_world_size == 2 for s in full) and any(s.removed for s in full)
+
+
+def test_a_scenario_that_raises_is_a_fail_row_and_the_table_is_still_printed(sim, monkeypatch, capsys, tmp_path):
+    from aclnn_py import smoke
+    scenarios = smoke.smoke_scenarios(16, quick=True)[:3]
+    boom = scenarios[1].name
+
+    def run(sc, world):
+        if sc.name == boom:
+            raise IndexError("planted failure")
+        return real_run(sc, world)
+
+    real_run = smoke.run
+    monkeypatch.setattr(smoke, "smoke_scenarios", lambda n, quick=False: scenarios)
+    monkeypatch.setattr(smoke, "run", run)
+    rows = smoke.run_smoke("device", quick=True, json_path=str(tmp_path / "smoke.json"))
+    out = capsys.readouterr().out
+    assert [r.scenario for r in rows] == [s.name for s in scenarios for _ in range(2)]
+    failed = [r for r in rows if not r.passed]
+    assert [r.scenario for r in failed] == [boom, boom]
+    assert all(r.error == "IndexError: planted failure" for r in failed)
+    assert "smoke: FAIL (4/6 rows passed)" in out and out.count("error: IndexError: planted failure") == 1
+    assert out.count("[1/3]") == 1 and out.count("[3/3]") == 1     # every scenario announced, the last one too
+    import json
+    doc = json.loads((tmp_path / "smoke.json").read_text())
+    assert doc["passed"] is False and len(doc["rows"]) == 6 and doc["rows"][2]["error"] == failed[0].error
+
+
+def test_rows_name_sizes_and_features():
+    from aclnn_py.smoke import smoke_scenarios
+    sc = next(s for s in smoke_scenarios(16) if s.comm_quant_mode)
+    assert sc.shape_label() == "EP16 TP1 BS128 H7168 K8 M32"
+    assert "comm_quant2" in sc.features() and "mask1d" in sc.features()
+
+
+def test_smoke_cli_exits_non_zero_when_a_row_fails(sim, monkeypatch):
+    from aclnn_py import smoke
+    from aclnn_py.__main__ import main
+    monkeypatch.setattr(smoke, "smoke_scenarios", lambda n, quick=False: smoke_scenarios(n, quick)[:1])
+    monkeypatch.setattr(smoke, "run", lambda sc, world: (_ for _ in ()).throw(RuntimeError("planted")))
+    assert main(["smoke", "--quick"]) == 1

@@ -24,11 +24,11 @@ def print_outcome(out: Outcome, world) -> bool:
             continue
         rows = int(np.asarray(got["dispatch.expert_token_nums"]).sum()) if sc.expert_token_nums_type == 1 else \
             int(np.asarray(got["dispatch.expert_token_nums"])[-1])
-        peek = np.asarray(got["combine.x"]).reshape(-1)[:3].astype(np.float32)
+        peek = np.asarray(got.get("combine.x", got.get("peek.combine.x"))).reshape(-1)[:3].astype(np.float32)
         bad = [c for c in checks if not c["ok"]]
         verdict = "bit-exact vs reference" if not bad else "MISMATCH " + ", ".join(c["name"] for c in bad)
         extra = ""
-        if "combine.rstd" in got:
+        if "combine.rstd" in got:   # (Bs,1,1) fp32: always small enough to be kept
             r = np.asarray(got["combine.rstd"]).reshape(-1)
             extra = f", rstd in [{r.min():.4f}, {r.max():.4f}]"
         print(f"  rank {g}: received {rows:4d} rows{extra}, x[:3]={peek}  {verdict}  "

@@ -18,7 +18,7 @@ from aclnn_py import reference
 from aclnn_py.dtypes import bfloat16
 from aclnn_py.layout import make_elastic_info, normalised_shared_expert_num
 
-from .common import compare, distinct_ids, random_bf16, routing_weights
+from .common import compare, distinct_ids, random_bf16, routing_weights, written_rows
 
 DISPATCH_FIELDS = ("expand_x", "dynamic_scales", "assist_info_for_combine", "expert_token_nums", "ep_recv_counts",
                    "tp_recv_counts", "expand_scales")
@@ -55,6 +55,7 @@ class Scenario:
     barrier: bool = False
     dtype: Any = bfloat16
     norm_eps: float = 1e-6
+    special_values: bool = False     # NaN of both signs and +-inf in a few token rows (and residual_x)
     seed: int = 0
 
     # -- derived -------------------------------------------------------------------------------
@@ -94,6 +95,55 @@ class Scenario:
                     zero_expert_num=self.zero_expert_num, copy_expert_num=self.copy_expert_num,
                     const_expert_num=self.const_expert_num)
 
+    def hccl_buffsize_mb(self) -> int:
+        """The smallest ``HCCL_BUFFSIZE`` (MB) this configuration's calls accept."""
+        from aclnn_py.validate import required_hccl_buffsize_mb
+        return required_hccl_buffsize_mb(
+            h=self.h, max_bs=self.global_bs // self.ep_world_size if self.global_bs else self.bs,
+            ep_world_size=self.ep_world_size,
+            local_expert_num=self.moe_expert_num // (self.ep_world_size - self.shared_expert_rank_num), k=self.k,
+            shared_expert_num=normalised_shared_expert_num(self.shared_expert_num, self.shared_expert_rank_num))
+
+    def shape_label(self) -> str:
+        """``EP16 TP1 BS128 H7168 K8 M32``: the sizes that define the run."""
+        bs = f"BS<={self.global_bs // self.ep_world_size}" if self.vary_bs else f"BS{self.bs}"
+        return (f"EP{self.ep_world_size} TP{self.tp_world_size} {bs} H{self.h} K{self.k} "
+                f"M{self.moe_expert_num}")
+
+    def features(self) -> List[str]:
+        """The features this configuration switches on, in words (empty for plain routing)."""
+        f = []
+        if self.quant_mode:
+            f.append("quant2+smooth" if self.smooth_scales else "quant2")
+        if self.comm_quant_mode:
+            f.append("comm_quant2")
+        if self.mask != "none":
+            f.append(f"mask{self.mask}")
+        if self.shared_expert_rank_num:
+            f.append(f"shared{self.shared_expert_num}x{self.shared_expert_rank_num}ranks")
+        if self.zero_expert_num or self.copy_expert_num or self.const_expert_num:
+            f.append(f"zero{self.zero_expert_num}/copy{self.copy_expert_num}/const{self.const_expert_num}")
+        if self.removed:
+            f.append(f"elastic-{len(self.removed)}")
+        elif self.elastic_flag_only:
+            f.append("elastic-table")
+        if self.vary_bs:
+            f.append(f"vary_bs(global {self.global_bs})")
+        elif self.global_bs:
+            f.append(f"global_bs{self.global_bs}")
+        if self.shared_expert_x:
+            f.append("shared_expert_x")
+        if self.expert_token_nums_type == 0:
+            f.append("cumsum_counts")
+        if self.barrier:
+            f.append("barrier")
+        if self.special_values:
+            f.append("NaN/inf rows")
+        if np.dtype(self.dtype) == np.float16:
+            f.append("fp16")
+        f.append("AddRmsNorm" if self.combine == "add_rms_norm" else "CombineV3")
+        return f
+
     def live(self, g: int) -> bool:
         return (g // self.tpf) not in self.removed
 
@@ -127,16 +177,40 @@ class Scenario:
             if self.shared_expert_x:
                 d["shared_expert_x"] = random_bf16(rng, (bs, 1, self.h) if self.combine == "add_rms_norm"
                                                    else (bs, self.h), 0.1).astype(self.dtype)
+            if self.special_values:
+                plant_special_values(rng, d)
             out.append(d if self.live(g) else None)
         return out
 
 
+def plant_special_values(rng: np.random.Generator, inp: Dict[str, np.ndarray]) -> None:
+    """Put +NaN, -NaN, +inf and -inf into four token rows of ``x`` (in place, at random columns), and at
+    the +NaN's position a -NaN into ``residual_x``, so NaNs of both signs meet in AddRmsNorm."""
+    x = inp["x"]
+    bs, h = x.shape
+    tokens = rng.permutation(bs)[:4]
+    cols = rng.integers(0, h, size=4)
+    nan = np.float32(np.nan)
+    for t, c, v in zip(tokens, cols, (nan, -nan, np.float32(np.inf), np.float32(-np.inf))):
+        x[t, c] = v
+    inp["residual_x"][tokens[0], 0, cols[0]] = -nan
+
+
 def ffn_stand_in(expand_x: np.ndarray, dynamic_scales: np.ndarray, dtype) -> np.ndarray:
-    """Per-row 'expert': dequantise int8 rows with their scale if needed, then ``1.5 * row`` in ``dtype``."""
-    rows = np.asarray(expand_x).astype(np.float32)
-    if np.asarray(expand_x).dtype == np.int8:
-        rows = rows * np.asarray(dynamic_scales, np.float32)[:, None]
-    return (rows * np.float32(1.5)).astype(dtype)
+    """Per-row 'expert': dequantise int8 rows with their scale if needed, then ``1.5 * row`` in ``dtype``.
+
+    Rows past the last written one stay 0 (``1.5 * 0``) without being computed: at production sizes
+    expand_x holds A rows of capacity of which a fraction is received.
+    """
+    x = np.asarray(expand_x)
+    out = np.zeros(x.shape, dtype)
+    n = written_rows(x)
+    rows = x[:n].astype(np.float32)
+    if x.dtype == np.int8:
+        rows *= np.asarray(dynamic_scales, np.float32)[:n, None]
+    rows *= np.float32(1.5)
+    out[:n] = rows.astype(dtype)
+    return out
 
 
 def _combine_kwargs(sc: Scenario, inp: Dict[str, np.ndarray]) -> Dict[str, Any]:
@@ -154,13 +228,43 @@ def _combine_kwargs(sc: Scenario, inp: Dict[str, np.ndarray]) -> Dict[str, Any]:
     return kw
 
 
-def run_rank(ctx, sc: Scenario, inputs: List[Optional[dict]]) -> Dict[str, Any]:
-    """One rank's pipeline through the public per-rank API; returns host copies and timings (s)."""
+class RankResults(dict):
+    """One rank's host results and timings (seconds), keyed ``dispatch.<field>``, ``combine.<field>``,
+    ``time.<op>``.
+
+    Given the reference's outputs for this rank (``want``), each output is compared when it arrives and
+    only its check (``.checks``) and the arrays of at most :attr:`KEEP_BYTES` are kept, so a
+    production-size world never holds every rank's device outputs at once.
+    """
+
+    KEEP_BYTES = 1 << 16
+
+    def __init__(self, want: Optional[Dict[str, np.ndarray]] = None) -> None:
+        super().__init__()
+        self.want = want
+        self.checks: List[dict] = []
+
+    def put(self, key: str, value: np.ndarray) -> None:
+        if self.want is not None:
+            self.checks.append(compare(key, value, self.want[key]))
+            if value.nbytes > self.KEEP_BYTES:
+                self["peek." + key] = value.reshape(-1)[:8].copy()
+                return
+        self[key] = value
+
+
+def run_rank(ctx, sc: Scenario, inputs: List[Optional[dict]],
+             want: Optional[List[Optional[Dict[str, np.ndarray]]]] = None) -> RankResults:
+    """One rank's pipeline through the public per-rank API; returns host copies and timings (s).
+
+    ``want``: the world reference (:func:`run_reference`); when given, outputs are checked against it
+    on the fly (see :class:`RankResults`).
+    """
     inp = inputs[ctx.rank]
     elastic_info = sc.elastic_info()
     common = dict(group_ep=ctx.group("ep"), ep_rank_id=ctx.ep_rank, group_tp=ctx.group("tp"),
                   tp_rank_id=ctx.tp_rank, elastic_info=elastic_info, **sc.attributes())
-    out: Dict[str, Any] = {}
+    out = RankResults(None if want is None else want[ctx.rank])
     t0 = time.perf_counter()
     d = aclnn_py.moe_distribute_dispatch_v3(inp["x"], inp["expert_ids"], scales=inp.get("scales"),
                                             x_active_mask=inp.get("x_active_mask"), quant_mode=sc.quant_mode,
@@ -170,9 +274,11 @@ def run_rank(ctx, sc: Scenario, inputs: List[Optional[dict]]) -> Dict[str, Any]:
         if sc.barrier:
             aclnn_py.distribute_barrier_v2(d.expand_x, group=ctx.group("ep_barrier"), world_size=sc.ep_world_size,
                                            elastic_info=elastic_info if sc.removed else None, time_out=30_000_000)
-        for name in DISPATCH_FIELDS:
-            out["dispatch." + name] = getattr(d, name).numpy()
-        expert_out = ffn_stand_in(out["dispatch.expand_x"], out["dispatch.dynamic_scales"], sc.dtype)
+        host = {name: getattr(d, name).numpy() for name in DISPATCH_FIELDS}
+        for name, value in host.items():
+            out.put("dispatch." + name, value)
+        expert_out = ffn_stand_in(host["expand_x"], host["dynamic_scales"], sc.dtype)
+        del host
         args = (expert_out, inp["expert_ids"], d.assist_info_for_combine, d.ep_recv_counts, inp["expert_scales"])
         t0 = time.perf_counter()
         if sc.combine == "add_rms_norm":
@@ -181,13 +287,13 @@ def run_rank(ctx, sc: Scenario, inputs: List[Optional[dict]]) -> Dict[str, Any]:
                 **_combine_kwargs(sc, inp), **common)
             out["time.combine"] = time.perf_counter() - t0
             for name, t in zip(("y", "rstd", "x"), c):
-                out["combine." + name] = t.numpy()
+                out.put("combine." + name, t.numpy())
                 t.free()
         else:
             x = aclnn_py.moe_distribute_combine_v3(*args, tp_send_counts=d.tp_recv_counts,
                                                    **_combine_kwargs(sc, inp), **common)
             out["time.combine"] = time.perf_counter() - t0
-            out["combine.x"] = x.numpy()
+            out.put("combine.x", x.numpy())
             x.free()
     finally:
         for t in d:
@@ -256,17 +362,17 @@ class Outcome:
 
 
 def run(sc: Scenario, world) -> Outcome:
-    """Run ``sc`` on ``world`` (from :meth:`World.ep_tp`) and compare with the reference."""
+    """Run ``sc`` on ``world`` (from :meth:`World.ep_tp`) and compare with the reference.
+
+    The reference is computed first and each rank checks its outputs as they arrive, so only the
+    checks (and small arrays) of the device run are kept.
+    """
     inputs = sc.inputs()
     survivors = [g for g in range(sc.world_size) if sc.live(g)]
-    got = world.run(run_rank, sc, inputs, ranks=survivors)
     want = run_reference(sc, inputs)
+    got = world.run(run_rank, sc, inputs, want, ranks=survivors)
     out = Outcome(sc, got, want)
-    for g in range(sc.world_size):
-        if want[g] is None:
-            out.checks.append(None)
-            continue
-        out.checks.append([compare(k, got[g][k], want[g][k]) for k in want[g]])
+    out.checks = [None if want[g] is None else got[g].checks for g in range(sc.world_size)]
     return out
 
 
