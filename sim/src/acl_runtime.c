@@ -615,7 +615,7 @@ aclError aclrtGetMemInfo(aclrtMemAttr attr, size_t *free_bytes, size_t *total)
         sim_set_error("aclrtGetMemInfo: NULL output pointer");
         return ACL_ERROR_RT_PARAM_INVALID;
     }
-    if ((int)attr < ACL_DDR_MEM || (int)attr > ACL_MEM_P2P_HUGE1G) {
+    if ((int)attr < ACL_DDR_MEM || (int)attr > ACL_HBM_MEM_P2P_HUGE1G) {
         sim_set_error("aclrtGetMemInfo: attr=%d is not a valid aclrtMemAttr", (int)attr);
         return ACL_ERROR_RT_PARAM_INVALID;
     }

@@ -465,7 +465,6 @@ const char *HcclGetErrorString(HcclResult code)
     case HCCL_E_REMOTE: return "error cqe";
     case HCCL_E_SUSPENDING: return "error communicator suspending";
     case HCCL_E_OPRETRY_FAIL: return "retry constraint";
-    case HCCL_E_OOM: return "out of memory";
     default: return "unknown error";
     }
 }

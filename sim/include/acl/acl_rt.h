@@ -12,6 +12,34 @@
 extern "C" {
 #endif
 
+/* ACL interface version of the CANN 8.5.0 headers (1.15.0); CANN 9.0 moved to 1.16, later 9.x to 1.17. */
+#define ACL_MAJOR_VERSION 1
+#define ACL_MINOR_VERSION 15
+#define ACL_PATCH_VERSION 0
+
+#define ACL_PKG_VERSION_MAX_SIZE 128
+#define ACL_PKG_VERSION_PARTS_MAX_SIZE 64
+
+typedef enum aclCANNPackageName {
+    ACL_PKG_NAME_CANN = 0,
+    ACL_PKG_NAME_RUNTIME = 1,
+    ACL_PKG_NAME_COMPILER = 2,
+    ACL_PKG_NAME_HCCL = 3,
+    ACL_PKG_NAME_TOOLKIT = 4,
+    ACL_PKG_NAME_OPP = 5,
+    ACL_PKG_NAME_OPP_KERNEL = 6,
+    ACL_PKG_NAME_DRIVER = 7
+} aclCANNPackageName;
+
+typedef struct aclCANNPackageVersion {
+    char version[ACL_PKG_VERSION_MAX_SIZE];
+    char majorVersion[ACL_PKG_VERSION_PARTS_MAX_SIZE];
+    char minorVersion[ACL_PKG_VERSION_PARTS_MAX_SIZE];
+    char releaseVersion[ACL_PKG_VERSION_PARTS_MAX_SIZE];
+    char patchVersion[ACL_PKG_VERSION_PARTS_MAX_SIZE];
+    char reserved[ACL_PKG_VERSION_MAX_SIZE];
+} aclCANNPackageVersion;
+
 typedef enum aclrtMemcpyKind {
     ACL_MEMCPY_HOST_TO_HOST = 0,
     ACL_MEMCPY_HOST_TO_DEVICE = 1,
@@ -49,14 +77,14 @@ typedef enum aclrtMemAttr {
     ACL_HBM_MEM_P2P_HUGE = 8,
     ACL_HBM_MEM_P2P_NORMAL = 9,
     ACL_HBM_MEM_HUGE1G = 10,
-    ACL_HBM_MEM_P2P_HUGE1G = 11,
-    ACL_MEM_NORMAL = 12,
-    ACL_MEM_HUGE = 13,
-    ACL_MEM_HUGE1G = 14,
-    ACL_MEM_P2P_NORMAL = 15,
-    ACL_MEM_P2P_HUGE = 16,
-    ACL_MEM_P2P_HUGE1G = 17
+    ACL_HBM_MEM_P2P_HUGE1G = 11
 } aclrtMemAttr;
+
+/* configPath may be NULL; a second aclInit without aclFinalize returns ACL_ERROR_REPEAT_INITIALIZE. */
+ACL_FUNC_VISIBILITY aclError aclInit(const char *configPath);
+ACL_FUNC_VISIBILITY aclError aclFinalize(void);
+ACL_FUNC_VISIBILITY aclError aclrtGetVersion(int32_t *majorVersion, int32_t *minorVersion,
+                                             int32_t *patchVersion);
 
 ACL_FUNC_VISIBILITY aclError aclrtSetDevice(int32_t deviceId);
 ACL_FUNC_VISIBILITY aclError aclrtResetDevice(int32_t deviceId);

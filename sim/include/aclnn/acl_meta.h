@@ -20,6 +20,9 @@ extern "C" {
 #endif
 
 typedef int32_t aclnnStatus;
+#ifdef __cplusplus
+constexpr aclnnStatus OK = 0; /* as in CANN's (C++-only) acl_meta.h */
+#endif
 
 #define ACLNN_SUCCESS 0
 #define ACLNN_ERR_PARAM_NULLPTR 161001

@@ -31,7 +31,8 @@ HCCL_API HcclResult HcclCommDestroy(HcclComm comm);
 HCCL_API const char *HcclGetErrorString(HcclResult code);
 HCCL_API HcclResult HcclGetCommAsyncError(HcclComm comm, HcclResult *asyncError);
 
-/* Header-only, as in CANN: fills the version-10 config with "not set" defaults. */
+/* Header-only, as in CANN: writes the {size, magic word, version} header into reserved[] and the
+ * "not set" defaults of the version-6 fields. */
 static inline void HcclCommConfigInit(HcclCommConfig *config)
 {
     typedef struct {
@@ -41,6 +42,9 @@ static inline void HcclCommConfigInit(HcclCommConfig *config)
         uint64_t reserved;
     } HcclConfigInfoHeader;
     HcclConfigInfoHeader *info = (HcclConfigInfoHeader *)config;
+    if (config == NULL) {
+        return;
+    }
     memset(config, 0, sizeof(*config));
     info->size = sizeof(HcclCommConfig);
     info->magicWord = HCCL_COMM_CONFIG_MAGIC_WORD;
@@ -48,15 +52,11 @@ static inline void HcclCommConfigInit(HcclCommConfig *config)
     info->reserved = 0;
     config->hcclBufferSize = HCCL_COMM_BUFFSIZE_CONFIG_NOT_SET;
     config->hcclDeterministic = HCCL_COMM_DETERMINISTIC_CONFIG_NOT_SET;
-    config->hcclOpExpansionMode = 0;
+    config->hcclOpExpansionMode = HCCL_COMM_DEFAULT_OP_EXPANSION_MODE;
     config->hcclRdmaTrafficClass = HCCL_COMM_TRAFFIC_CLASS_CONFIG_NOT_SET;
     config->hcclRdmaServiceLevel = HCCL_COMM_SERVICE_LEVEL_CONFIG_NOT_SET;
     config->hcclWorldRankID = 0;
     config->hcclJobID = 0;
-    config->aclGraphZeroCopyEnable = 0;
-    config->hcclExecTimeOut = (int32_t)HCCL_COMM_EXECTIMEOUT_CONFIG_NOT_SET;
-    config->hcclQos = HCCL_COMM_QOS_CONFIG_NOT_SET;
-    config->hcclSymWinMaxMemSizePerRank = HCCL_COMM_SYM_WIN_DEFAULT_SIZE;
 }
 
 #ifdef __cplusplus

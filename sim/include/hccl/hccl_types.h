@@ -1,6 +1,6 @@
 /*
- * aclnn_py CANN simulator: HCCL types (mirrors CANN's hccl/hccl_types.h; values from
- * ../shared/spec/abi.md §1.7-§1.9).
+ * aclnn_py CANN simulator: HCCL types (mirrors CANN's hccl/hccl_types.h as published for CANN 8.5.0,
+ * the release the simulator emulates by default; tests/test_sim_headers.py checks every value).
  */
 #ifndef ACLNN_SIM_HCCL_TYPES_H_
 #define ACLNN_SIM_HCCL_TYPES_H_
@@ -36,7 +36,6 @@ typedef enum HcclResult {
     HCCL_E_REMOTE = 21,
     HCCL_E_SUSPENDING = 22,
     HCCL_E_OPRETRY_FAIL = 23,
-    HCCL_E_OOM = 24,
     HCCL_E_RESERVED
 } HcclResult;
 
@@ -80,21 +79,18 @@ typedef struct HcclRootInfoDef {
 #define UDI_MAX_LENGTH 128
 #define HCCL_COMM_CONFIG_INFO_BYTES 24
 #define HCCL_COMM_CONFIG_MAGIC_WORD 0xf0f0f0f0
-#define HCCL_COMM_CONFIG_VERSION 10
+/* Config layout version 6 (CANN 8.5.0). Later releases append fields and raise it (version 10, 2240 bytes,
+ * in the CANN 9.x headers); the library reads size and version from the header HcclCommConfigInit writes. */
+#define HCCL_COMM_CONFIG_VERSION 6
 #define HCCL_COMM_DEFAULT_BUFFSIZE 200
 #define HCCL_COMM_BUFFSIZE_CONFIG_NOT_SET 0xffffffff
+#define HCCL_COMM_DEFAULT_DETERMINISTIC 0
 #define HCCL_COMM_DETERMINISTIC_CONFIG_NOT_SET 0xffffffff
+#define HCCL_COMM_DEFAULT_OP_EXPANSION_MODE 0
 #define HCCL_COMM_TRAFFIC_CLASS_CONFIG_NOT_SET 0xffffffff
 #define HCCL_COMM_SERVICE_LEVEL_CONFIG_NOT_SET 0xffffffff
-#define HCCL_COMM_EXECTIMEOUT_CONFIG_NOT_SET 0xffffffff
-#define HCCL_COMM_QOS_CONFIG_NOT_SET 0xffffffff
-#define HCCL_COMM_ALGO_MAX_LENGTH 1600
-#define HCCL_COMM_RETRY_ENABLE_MAX_LENGTH 50
-#define HCCL_COMM_RETRY_PARAMS_MAX_LENGTH 128
-#define HCCL_COMM_BUFFER_NAME_MAX_LENGTH 128
-#define HCCL_COMM_SYM_WIN_DEFAULT_SIZE 16
 
-/* Full (version 10) layout: sizeof == 2240 on LP64. */
+/* Version 6 layout: sizeof == 312 on LP64 (hcclJobID at offset 304). */
 typedef struct HcclCommConfigDef {
     char reserved[HCCL_COMM_CONFIG_INFO_BYTES];
     uint32_t hcclBufferSize;
@@ -106,15 +102,15 @@ typedef struct HcclCommConfigDef {
     uint32_t hcclRdmaServiceLevel;
     uint32_t hcclWorldRankID;
     uint64_t hcclJobID;
-    uint8_t aclGraphZeroCopyEnable;
-    int32_t hcclExecTimeOut;
-    char hcclAlgo[HCCL_COMM_ALGO_MAX_LENGTH];
-    char hcclRetryEnable[HCCL_COMM_RETRY_ENABLE_MAX_LENGTH];
-    char hcclRetryParams[HCCL_COMM_RETRY_PARAMS_MAX_LENGTH];
-    char hcclBufferName[HCCL_COMM_BUFFER_NAME_MAX_LENGTH];
-    uint32_t hcclQos;
-    uint64_t hcclSymWinMaxMemSizePerRank;
 } HcclCommConfig;
+
+#if defined(__cplusplus) && __cplusplus >= 201103L
+static_assert(sizeof(HcclCommConfig) == 312, "HcclCommConfig must match CANN 8.5.0");
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+_Static_assert(sizeof(HcclCommConfig) == 312, "HcclCommConfig must match CANN 8.5.0");
+#else
+typedef char HcclCommConfigSizeCheck[(sizeof(HcclCommConfig) == 312) ? 1 : -1];
+#endif
 
 #ifdef __cplusplus
 }
