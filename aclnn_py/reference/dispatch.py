@@ -26,7 +26,8 @@ from ..errors import ACLNN_ERR_INNER_TILING_ERROR, ACLNN_ERR_PARAM_NULLPTR, Acln
 from ..layout import dispatch_output_specs, zeros_for
 from ..results import DispatchOutputs
 from ..validate import dispatch as _validate
-from .routing import EpWorld, active_pairs, ep_world
+from ..validate import rules as R
+from .routing import EpWorld, active_pairs, ep_world, reference_group_tp
 
 OP = _validate.OP
 _QUANT_ROWS_BYTES = 1 << 20   # float32 working set per quantisation chunk (1 MiB: stays in L2)
@@ -123,16 +124,13 @@ def _quant_all_rows(x_list: List[np.ndarray], row0: np.ndarray, h: int):
 # The world-level reference
 # ---------------------------------------------------------------------------------------------
 
-def _per_rank(name: str, value: Any, world: int, required: bool) -> List[Any]:
+def _per_rank(name: str, value: Any, required: bool) -> Optional[List[Any]]:
+    """A per-rank argument as a list (entries unchanged; the per-rank validation checks their types)."""
     if value is None:
         if required:
-            raise ValueError(f"{OP} reference: '{name}' is required (a sequence of {world} arrays)")
-        return [None] * world
-    seq = list(value)
-    if len(seq) != world:
-        raise ValueError(f"{OP} reference: '{name}' must have one entry per global rank "
-                         f"g = ep_rank * max(tp_world_size, 1) + tp_rank, i.e. {world}; got {len(seq)}")
-    return [v if v is None or (hasattr(v, "shape") and hasattr(v, "dtype")) else np.asarray(v) for v in seq]
+            R.fail(OP, ACLNN_ERR_PARAM_NULLPTR, name, "a sequence with one entry per global rank (required)", None)
+        return None
+    return R.sequence(OP, name, value)
 
 
 def _rank_error(err: AclnnError, g: int, e: int, t: int) -> AclnnError:
@@ -172,33 +170,39 @@ def moe_distribute_dispatch_v3(x: Sequence[Any], expert_ids: Sequence[Any], *, e
     tp = _validate.attr_int("tp_world_size", tp_world_size)
     tpf = max(tp, 1)
     world = ep * tpf
-    xs = _per_rank("x", x, world, True)
-    ids = _per_rank("expert_ids", expert_ids, world, True)
-    scs = _per_rank("scales", scales, world, False)
-    masks = _per_rank("x_active_mask", x_active_mask, world, False)
-    escs = _per_rank("expert_scales", expert_scales, world, False)
-    if elastic_info is not None and not (hasattr(elastic_info, "shape") and hasattr(elastic_info, "dtype")):
-        elastic_info = np.asarray(elastic_info)
+    lists = {name: _per_rank(name, value, name in ("x", "expert_ids"))
+             for name, value in (("x", x), ("expert_ids", expert_ids), ("scales", scales),
+                                 ("x_active_mask", x_active_mask), ("expert_scales", expert_scales))}
     qm = _validate.attr_int("quant_mode", quant_mode)
-    attrs = dict(group_ep=group_ep, ep_world_size=ep, moe_expert_num=moe_expert_num, group_tp=group_tp,
-                 tp_world_size=tp, expert_shard_type=expert_shard_type, shared_expert_num=shared_expert_num,
-                 shared_expert_rank_num=shared_expert_rank_num, quant_mode=qm, global_bs=global_bs,
-                 expert_token_nums_type=expert_token_nums_type, comm_alg=comm_alg,
-                 zero_expert_num=zero_expert_num, copy_expert_num=copy_expert_num,
-                 const_expert_num=const_expert_num)
+    attrs = dict(group_ep=group_ep, ep_world_size=ep, moe_expert_num=moe_expert_num,
+                 group_tp=reference_group_tp(group_tp, tp), tp_world_size=tp, expert_shard_type=expert_shard_type,
+                 shared_expert_num=shared_expert_num, shared_expert_rank_num=shared_expert_rank_num, quant_mode=qm,
+                 global_bs=global_bs, expert_token_nums_type=expert_token_nums_type, comm_alg=comm_alg,
+                 zero_expert_num=zero_expert_num, copy_expert_num=copy_expert_num, const_expert_num=const_expert_num)
 
-    # 1. per-rank validation (every rank that takes part), then the cross-rank rules
-    lays: List[Any] = [None] * world
-    for g in range(world):
-        if xs[g] is None and ids[g] is None:
-            continue
+    # 1. per-rank validation: the first taking-part rank before the lists' lengths (documented rules first),
+    #    then every other rank, then the cross-rank rules
+    def validated(g: int) -> Any:
         e, t = divmod(g, tpf)
+        entry = {name: (seq[g] if seq is not None else None) for name, seq in lists.items()}
         try:
-            lays[g] = _validate.moe_distribute_dispatch_v3(
-                xs[g], ids[g], ep_rank_id=e, tp_rank_id=t, scales=scs[g], x_active_mask=masks[g],
-                expert_scales=escs[g], elastic_info=elastic_info, **attrs)
+            return _validate.moe_distribute_dispatch_v3(entry.pop("x"), entry.pop("expert_ids"), ep_rank_id=e,
+                                                        tp_rank_id=t, elastic_info=elastic_info, **entry, **attrs)
         except AclnnError as err:
             raise _rank_error(err, g, e, t) from None
+
+    lays: List[Any] = [None] * world
+    first = R.first_present(lists["x"])
+    if first is not None and all(seq is None or len(seq) > first for seq in lists.values()):
+        lays[first] = validated(first)
+    for name, seq in lists.items():
+        if seq is not None:
+            R.per_rank_length(OP, name, seq, world)
+    xs, ids, scs, masks, escs = (lists[n] or [None] * world for n in ("x", "expert_ids", "scales", "x_active_mask",
+                                                                       "expert_scales"))
+    for g in range(world):
+        if lays[g] is None and not (xs[g] is None and ids[g] is None):
+            lays[g] = validated(g)
     _check_world(xs, ids, lays, elastic_info, ep=ep, tpf=tpf, global_bs=int(global_bs))
 
     # 2. outputs, zero-filled with the layout's shapes
@@ -251,7 +255,7 @@ def _check_world(xs, ids, lays, elastic_info, *, ep: int, tpf: int, global_bs: i
                                   f"Table1[ep_rank] == -1, may be None)", None)
     parts = [g for g in range(world) if lays[g] is not None]
     if not parts:
-        raise ValueError(f"{OP} reference: no rank takes part (every x entry is None)")
+        raise param_error(OP, ACLNN_ERR_PARAM_NULLPTR, "x", "an array for at least one rank", "every entry None")
     g0 = parts[0]
     h0, k0, bs0, dt0 = xs[g0].shape[1], ids[g0].shape[1], xs[g0].shape[0], np.dtype(xs[g0].dtype)
     for g in parts[1:]:
