@@ -29,13 +29,13 @@ from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 
-from ..errors import AclnnError
+from ..errors import ACL_ERROR_RT_AICORE_EXCEPTION, AclnnError, CollectiveError
 from ..layout import (MoeLayout, add_rms_norm_output_specs, combine_output_specs, parse_elastic_info,
                       zeros_for)
 from ..results import CombineAddRmsNormOutputs
 from ..validate import combine as V
 from ..validate import rules as R
-from .numerics import FP32, int8_comm_roundtrip, reduce_sum_a3, rne_bf16, rne_to, tp_add, widen
+from .numerics import FP32, canonical_nan, int8_comm_roundtrip, reduce_sum_a3, rne_bf16, rne_to, tp_add, widen
 from .routing import reference_group_tp
 
 _U32 = 0xFFFFFFFF
@@ -277,15 +277,7 @@ class _World:
         expected[k:] = proc[None, :]
         src_g, row, slot = self.incoming[d]
         got = np.bincount(slot, minlength=ks * bs).reshape(ks, bs)
-        for cond, what in ((got > 1, "receives one row only"), (expected & (got == 0), "receives its row (the "
-                           "device would wait forever)"), (~expected & (got > 0), "is not sent a row (the device "
-                           "would see an unexpected flag)")):
-            bad = np.argwhere(cond)
-            if bad.size:
-                kk, tt = (int(v) for v in bad[0])
-                senders = [(int(src_g[i]), int(row[i])) for i in np.flatnonzero(slot == kk * bs + tt)[:4]]
-                self._fail("assist_info_for_combine", f"rank {d} token {tt} slot {kk} {what}",
-                           f"rows (sender rank, row) {senders}")
+        self._check_slots(d, rk, expected, got, src_g, row, slot)
         win = buf[:ks * bs]
         if not expected.all():
             np.copyto(win.reshape(ks, bs, h), 0, where=~expected[:, :, None])
@@ -313,6 +305,35 @@ class _World:
                 if sx is not None:                     # shared_expert_x, unweighted
                     np.add(a_blk, sx[b0:b1], out=a_blk, dtype=FP32)
         return acc, proc
+
+    def _check_slots(self, d: int, rk: _Rank, expected: np.ndarray, got: np.ndarray, src_g: np.ndarray,
+                     row: np.ndarray, slot: np.ndarray) -> None:
+        """Each slot rank ``d`` waits for receives one row, and no other slot receives any (CS §3.4: the kernel
+        waits for a flag count per token, so a missing or an extra row is a hang). Raised as the device reports
+        a hang: :class:`CollectiveError` 507015; same order and parameter as the simulator."""
+        bs = rk.bs
+        for cond, what in ((got > 1, "receives more than one row"), (~expected & (got > 0), None),
+                           (expected & (got == 0), "receives no row (assist_info_for_combine, ep_send_counts and "
+                                                   "x_active_mask must be those of the matching DispatchV3)")):
+            bad = np.argwhere(cond)
+            if not bad.size:
+                continue
+            kk, tt = (int(v) for v in bad[0])
+            param = "assist_info_for_combine"
+            if what is None:
+                what = "received a row it does not wait for"
+                if rk.mask is not None and self._waits_unmasked(rk, tt, kk):
+                    param, what = "x_active_mask", ("received a row that its x_active_mask excludes; pass combine "
+                                                    "the x_active_mask given to DispatchV3")
+            senders = [(int(src_g[i]), int(row[i])) for i in np.flatnonzero(slot == kk * bs + tt)[:4]]
+            raise CollectiveError(ACL_ERROR_RT_AICORE_EXCEPTION, self.op,
+                                  f"parameter '{param}': EP rank {rk.e} (global rank {d}) token {tt} slot {kk} {what} "
+                                  f"(the device would wait forever for its flag count; rows (sender rank, row): "
+                                  f"{senders})")
+
+    def _waits_unmasked(self, rk: _Rank, t: int, kslot: int) -> bool:
+        """Would slot ``kslot`` of token ``t`` wait for a row if the rank had passed no x_active_mask?"""
+        return kslot >= self.k or int(rk.ids[t, kslot]) & _U32 < self.m
 
     def _fill(self, win: np.ndarray, src_g: np.ndarray, row: np.ndarray, slot: np.ndarray) -> None:
         """Write each received row into its window slot; runs of consecutive sender rows are copied as slices."""
@@ -380,7 +401,8 @@ def add_rms_norm_rows(acc: np.ndarray, residual: np.ndarray, gamma: np.ndarray, 
         x = rne_bf16(xs)
         scratch = np.multiply(xs, xs, dtype=FP32)
         np.multiply(scratch, inv_h, out=scratch)
-        rstd = np.divide(np.float32(1.0), np.sqrt(np.add(reduce_sum_a3(scratch), eps, dtype=FP32)), dtype=FP32)
+        rstd = canonical_nan(np.array(np.divide(np.float32(1.0), np.sqrt(np.add(reduce_sum_a3(scratch), eps,
+                                                                                  dtype=FP32)), dtype=FP32)))
         np.multiply(xs, rstd[..., None], out=scratch)
         np.multiply(rne_bf16(scratch), gamma, out=scratch, dtype=FP32)
         y = rne_bf16(scratch)

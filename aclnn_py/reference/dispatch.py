@@ -27,6 +27,7 @@ from ..layout import dispatch_output_specs, zeros_for
 from ..results import DispatchOutputs
 from ..validate import dispatch as _validate
 from ..validate import rules as R
+from .numerics import canonical_nan
 from .routing import EpWorld, active_pairs, ep_world, reference_group_tp
 
 OP = _validate.OP
@@ -43,9 +44,9 @@ def dynamic_quant(rows: np.ndarray, smooth: Optional[np.ndarray] = None):
     ``rows`` (n, H) bf16/fp16 (or float32), ``smooth`` (n, H) float32 or None. Returns
     ``(int8 (n, H), scale float32 (n,))`` with ``q = float32(127) / max|x*smooth|``,
     ``int8 = rint(x*smooth*q)`` (ties to even) and ``scale = float32(1) / q`` (not ``amax/127``).
-    NaN policy (undocumented on hardware; matches the simulator): the max ignores NaN (IEEE maxNum), a NaN
-    element quantises to 0; a row with an inf has amax inf, q 0, int8 0 and scale inf; a row whose q is
-    not finite (amax 0, all NaN, or 127/amax overflows) gives int8 0 and scale 0.
+    NaN policy (docs/decisions.md; the same in the simulator): the max propagates NaN, so a row holding a NaN
+    has q NaN, int8 0 and a NaN scale (the canonical NaN); a row with an inf has amax inf, q 0, int8 0 and scale
+    inf; a row whose q is not finite (NaN, amax 0, or 127/amax overflows) gives int8 0 (scale 1/q).
     """
     rows = np.asarray(rows)
     n, h = rows.shape
@@ -69,9 +70,8 @@ def _quant_into(rows: np.ndarray, smooth: Optional[np.ndarray], out_q: np.ndarra
     if smooth is not None:
         np.multiply(xf, smooth, out=xf)
     if xf.shape[1]:   # max |x| without an |x| temporary (exact); the outer abs turns -0.0 into +0.0
-        # IEEE 754-2008 maxNum: NaN elements are skipped (an all-NaN row gives NaN, taken as amax 0 below)
-        amax = np.abs(np.fmax(np.fmax.reduce(xf, axis=1), -np.fmin.reduce(xf, axis=1)))
-        amax[np.isnan(amax)] = 0
+        # NaN-propagating max (the A3 ReduceMax semantics assumed in docs/decisions.md)
+        amax = np.abs(np.maximum(np.maximum.reduce(xf, axis=1), -np.minimum.reduce(xf, axis=1)))
     else:
         amax = np.zeros(n, np.float32)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -79,7 +79,8 @@ def _quant_into(rows: np.ndarray, smooth: Optional[np.ndarray], out_q: np.ndarra
         np.multiply(xf, q[:, None], out=xf)
         np.rint(xf, out=xf)
         np.divide(np.float32(1.0), q, out=out_s)
-    bad = ~np.isfinite(q)   # amax 0 or so small that 127/amax overflows: the row is int8 0, scale 0
+    canonical_nan(out_s)
+    bad = ~np.isfinite(q)   # NaN, amax 0 or so small that 127/amax overflows: the row is int8 0
     if bad.any():
         xf[bad] = 0
     np.copyto(xf, 0, where=np.isnan(xf))   # NaN elements, and inf * 0 when amax is inf: int8 0
