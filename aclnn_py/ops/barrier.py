@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import reference, validate
 from ..consistency import check_across_ranks
+from ..validate.rules import is_tensor
 from ._call import Temporaries, active_backend, require_rank, resolve_stream
 
 OP = "aclnnDistributeBarrierV2"
@@ -14,7 +15,7 @@ OP = "aclnnDistributeBarrierV2"
 
 def _time_out_array(time_out: Any) -> Optional[np.ndarray]:
     """A validated ``time_out`` as the operator's int32 (1,) tensor (a tensor passes through)."""
-    if time_out is None or hasattr(time_out, "shape"):
+    if time_out is None or is_tensor(time_out):
         return time_out
     return np.array([time_out], np.int32)
 

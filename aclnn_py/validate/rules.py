@@ -136,9 +136,12 @@ def string(op: str, param: str, value: Any, *, optional: bool = False) -> Option
 
 
 def is_tensor(value: Any) -> bool:
-    """A tensor argument: a numpy array, a DeviceTensor, or anything with a shape tuple and a numpy dtype."""
+    """A tensor argument: a numpy array, a DeviceTensor, or anything with a shape tuple and a numpy dtype
+    (a numpy scalar such as ``np.int32(5)`` is a scalar, not a tensor)."""
     if isinstance(value, np.ndarray):
         return True
+    if isinstance(value, np.generic):
+        return False
     shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
     if not isinstance(shape, tuple) or dtype is None:
         return False
