@@ -204,8 +204,11 @@ def _check(op: str, arn: bool, t: dict, *, group_ep, ep_world_size, ep_rank_id, 
     ex = t["expand_x"]
     xdt = (bfloat16,) if arn else (bfloat16, _F16)
     R.dtype_in(op, "expand_x", ex, xdt, TL)
-    same = lambda name, obj: req(acl_name(obj.dtype) == acl_name(ex.dtype), op, TL, name,  # noqa: E731
-                                 f"[rule 18] dtype == expand_x dtype ({acl_name(ex.dtype)})", acl_name(obj.dtype))
+
+    def same(name: str, obj: Any) -> None:
+        if np.dtype(obj.dtype) != np.dtype(ex.dtype):
+            R.fail(op, TL, name, f"[rule 18] dtype == expand_x dtype ({acl_name(ex.dtype)})", acl_name(obj.dtype))
+
     for name in ("ori_x", "const_expert_alpha_1", "const_expert_alpha_2", "const_expert_v"):
         if t[name] is not None:
             same(name, t[name])
