@@ -58,16 +58,24 @@ def canonical_nan(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def _round_to(x, dtype: np.dtype) -> np.ndarray:
+    """``x`` as float32 rounded to ``dtype`` by numpy / ml_dtypes (RNE), NaNs made canonical."""
+    f = np.asarray(x, dtype=FP32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = f.astype(dtype)
+        if f.size and np.isnan(f.min()):      # the NaN scan only when there is one (min propagates NaN)
+            canonical_nan(out)
+    return out
+
+
 def rne_bf16(x) -> np.ndarray:
     """Round float32 to bfloat16, ties to even; overflow goes to inf, subnormals kept, NaN canonical."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        return canonical_nan(np.asarray(x, dtype=FP32).astype(BF16))
+    return _round_to(x, BF16)
 
 
 def rne_fp16(x) -> np.ndarray:
     """Round float32 to IEEE half, ties to even (numpy's conversion is correctly rounded); NaN canonical."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        return canonical_nan(np.asarray(x, dtype=FP32).astype(FP16))
+    return _round_to(x, FP16)
 
 
 def rne_to(x, dtype) -> np.ndarray:
