@@ -18,7 +18,9 @@ component posts a small summary of its arguments to the World's host rendezvous,
 
 It costs one host rendezvous per call (tens of microseconds with threads). Outside a World (a
 rank launched by an external launcher, a standalone call), or with ``ACLNN_PY_PRECHECK=0``, it does
-nothing. Groups created outside the World are not checked either.
+nothing, except :func:`check_group_sizes` (``ep_world_size`` / ``tp_world_size`` / the barrier's
+``world_size`` against the rank count of the group the call names), which needs no other rank and runs
+inside every World. Groups created outside the World are not checked either.
 """
 from __future__ import annotations
 

@@ -154,8 +154,8 @@ def moe_distribute_dispatch_v3(x: Sequence[Any], expert_ids: Sequence[Any], *, e
     ``g = ep_rank * max(tp_world_size, 1) + tp_rank``; ``None`` for both marks a rank removed by
     elastic scale-down (its result is ``None``). ``scales`` / ``x_active_mask`` / ``expert_scales``:
     ``None`` or one entry per rank (``(S+M, H)`` float32 / ``(BS,)`` or ``(BS, K)`` bool / ignored on
-    A3). ``elastic_info``: one int32 array ``(4 + 2*ep,)`` shared by all ranks. With
-    ``tp_world_size == 2``, ``group_tp`` must name the TP group (the tiling requires it).
+    A3). ``elastic_info``: one int32 array ``(4 + 2*ep,)`` shared by all ranks. Group names are
+    optional (the reference has no communicators; :func:`aclnn_py.reference.routing.reference_group_tp`).
 
     Each result is a :class:`DispatchOutputs` with the shapes of
     :func:`aclnn_py.layout.dispatch_output_specs`: ``expand_x`` (max(tp,1)*A, H) x dtype or int8,
@@ -164,8 +164,10 @@ def moe_distribute_dispatch_v3(x: Sequence[Any], expert_ids: Sequence[Any], *, e
     (tp,) int32, ``expand_scales`` (A,) float32 (never written on A3). Unwritten elements are 0.
 
     Every taking-part rank is validated first (:func:`aclnn_py.validate.moe_distribute_dispatch_v3`,
-    same status codes as the device), then the rules that need all ranks (same H, K and x dtype
-    everywhere; same BS when ``global_bs == 0``; ``None`` exactly for removed ranks).
+    same status codes as the device; the first one before the sequences' lengths are checked, so a broken
+    documented rule is reported as such), then the rules that need all ranks (same H, K and x dtype
+    everywhere; same BS when ``global_bs == 0``; ``None`` exactly for removed ranks). Sequences of the wrong
+    length raise 561002 naming them.
     """
     ep = _validate.attr_int("ep_world_size", ep_world_size)
     tp = _validate.attr_int("tp_world_size", tp_world_size)
