@@ -18,7 +18,9 @@ component posts a small summary of its arguments to the World's host rendezvous,
 
 It costs one host rendezvous per call (tens of microseconds with threads). Outside a World (a
 rank launched by an external launcher, a standalone call), or with ``ACLNN_PY_PRECHECK=0``, it does
-nothing. Groups created outside the World are not checked either.
+nothing, except :func:`check_group_sizes` (``ep_world_size`` / ``tp_world_size`` / the barrier's
+``world_size`` against the rank count of the group the call names), which needs no other rank and runs
+inside every World. Groups created outside the World are not checked either.
 """
 from __future__ import annotations
 
@@ -75,7 +77,10 @@ def check_across_ranks(op: str, kwargs: Mapping[str, Any]) -> None:
     missing, or disagrees on the participants); returns ``None`` when every rank agrees.
     """
     ctx = current_rank()
-    if ctx is None or not enabled():
+    if ctx is None:
+        return
+    check_group_sizes(op, kwargs, ctx)
+    if not enabled():
         return
     world = ctx.world
     plan = _plan(op, kwargs, ctx)
@@ -94,6 +99,37 @@ def check_across_ranks(op: str, kwargs: Mapping[str, Any]) -> None:
                                 global_ranks=_Identity())
 
 
+# ---- the sizes the call states against the groups it names ------------------------------------------------
+# (size parameter, group parameter, role); the TP group is checked only with tp_world_size == 2
+_SIZED_GROUPS = (("world_size", "group", "the barrier's"), ("ep_world_size", "group_ep", "EP"),
+                 ("tp_world_size", "group_tp", "TP"))
+
+
+def check_group_sizes(op: str, kwargs: Mapping[str, Any], ctx) -> None:
+    """``ep_world_size`` (and ``tp_world_size`` when it is 2, the barrier's ``world_size``) equal the rank count
+    of the group the call names: AclnnError 561002 naming both, before anything is launched.
+
+    A documented rule no CANN tiling checks (the device would hang or fault); it needs no other rank, so it runs
+    whenever the rank runs inside a World, with the pre-check on or off. Groups the World does not know are left
+    to :func:`check_across_ranks` and the device.
+    """
+    for size_param, group_param, role in _SIZED_GROUPS:
+        if size_param not in kwargs or group_param not in kwargs:
+            continue
+        size = kwargs[size_param]
+        if size_param == "tp_world_size" and size != 2:
+            continue
+        try:
+            member = ctx.world.membership(kwargs[group_param], ctx.rank)
+        except KeyError:
+            continue
+        if size != member.size:
+            raise AclnnError(ACLNN_ERR_INNER_TILING_ERROR, op,
+                             f"parameter '{size_param}' must equal the number of ranks of the {role} group "
+                             f"{group_param}={kwargs[group_param]!r}: {member.size} ranks (global ranks "
+                             f"{member.members}); got {size!r}")
+
+
 # ---- which ranks must agree --------------------------------------------------------------------------
 def _plan(op: str, kwargs: Mapping[str, Any], ctx) -> Optional[Tuple[str, List[int]]]:
     """(rendezvous key, global ranks taking part) for this call, or None when it cannot be checked."""
@@ -103,11 +139,6 @@ def _plan(op: str, kwargs: Mapping[str, Any], ctx) -> Optional[Tuple[str, List[i
             member = world.membership(kwargs["group"], ctx.rank)
         except KeyError:
             return _unknown_group(op, "group", kwargs["group"], ctx)
-        ws = kwargs.get("world_size")
-        if ws != member.size:
-            raise AclnnError(ACLNN_ERR_INNER_TILING_ERROR, op,
-                             f"parameter 'world_size' must equal the size of group {kwargs['group']!r} "
-                             f"({member.size} ranks: global ranks {member.members}); got {ws!r}")
         info = _values(kwargs.get("elastic_info"))
         group_ranks = list(range(member.size))
         if info is not None and info.size >= 2 and int(info[0]) == 1:
@@ -264,4 +295,4 @@ class _Identity:
         return r
 
 
-__all__ = ["check_across_ranks", "InconsistentParametersError", "enabled", "ENV"]
+__all__ = ["check_across_ranks", "check_group_sizes", "InconsistentParametersError", "enabled", "ENV"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from aclnn_py.errors import AclnnError
+from aclnn_py.errors import AclnnError, AclnnPyError, CollectiveError
 from aclnn_py.reference import numerics as nm
 from aclnn_py.reference.combine import (add_rms_norm_rows, moe_distribute_combine_add_rms_norm_v2,
                                         moe_distribute_combine_v3)
@@ -350,25 +350,26 @@ class TestInt8CommQuant:
 
 # ----------------------------------------------------------------------------------------------------
 class TestConsistencyErrors:
-    def expect(self, w, fragment, **kw):
-        with pytest.raises(AclnnError) as ei:
+    def expect(self, w, fragment, status=561002, **kw):
+        with pytest.raises(AclnnPyError) as ei:
             moe_distribute_combine_v3(**w, **dict(ATTRS, **kw))
-        assert ei.value.status == 561002
+        assert ei.value.status == status
         assert fragment in str(ei.value)
         return ei.value
 
+    # a slot that receives no row, or two, is the device's hang: 507015, as the simulator reports it
     def test_missing_row_would_hang(self):
         w, _ = example_world()
         w["ep_send_counts"][0] = np.array([2, 4, 5, 6], np.int32)      # rank 0 sends one row too few
-        err = self.expect(w, "rank 3 token 2 slot 1")
-        assert "wait forever" in str(err)
+        err = self.expect(w, "EP rank 3 (global rank 3) token 2 slot 1 receives no row", 507015)
+        assert "wait forever" in str(err) and isinstance(err, CollectiveError)
 
     def test_duplicate_row(self):
         w, _ = example_world()
         info = w["assist_info_for_combine"][0].copy()
         info[3:6] = info[0:3]
         w["assist_info_for_combine"][0] = info
-        self.expect(w, "receives one row only")
+        self.expect(w, "receives more than one row", 507015)
 
     def test_source_rank_out_of_range(self):
         w, _ = example_world()

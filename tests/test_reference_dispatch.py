@@ -700,10 +700,10 @@ def test_expert_scales_are_ignored_on_a3():
 # NaN / inf with quant_mode 2, and special-expert ids on the device: reference and simulator agree
 # ----------------------------------------------------------------------------------------------
 _NAN_ROWS = [  # (first four values of the row, the rest 0)
-    [1.0, 2.0, np.nan, -3.0],          # NaN skipped by the max: finite scale, NaN -> 0
-    [np.nan] * 4,                      # all NaN (rest 0): amax 0 -> int8 0, scale 0
-    [1.0, np.inf, 2.0, np.nan],        # inf: amax inf, q 0 -> int8 0, scale inf
-    [-np.inf, 1.0, 0.0, 0.0],
+    [1.0, 2.0, np.nan, -3.0],          # the max propagates NaN: q NaN -> int8 0, scale canonical NaN
+    [np.nan] * 4,                      # all NaN: the same
+    [1.0, np.inf, 2.0, np.nan],        # inf and NaN: NaN wins
+    [-np.inf, 1.0, 0.0, 0.0],          # inf: amax inf, q 0 -> int8 0, scale inf
     [1e-38, 0.0, 0.0, -1e-38],         # 127/amax overflows: int8 0, scale 0
     [2.0, -1.0, 0.5, 0.375],
 ]
@@ -730,8 +730,8 @@ def test_quant_nan_inf_rows_reference_matches_simulator(sim):
     x[1, :] = np.nan
     x = x.astype(BF16)
     q, s = dynamic_quant(x)
-    assert q[0, :4].tolist() == [42, 85, 0, -127] and f32_bits(s[0]) == 0x3CC18306
-    assert [f32_bits(v) for v in s[1:5]] == [0, 0x7F800000, 0x7F800000, 0] and not q[1:5].any()
+    assert [f32_bits(v) for v in s[:5]] == [0x7FC00000, 0x7FC00000, 0x7FC00000, 0x7F800000, 0] and not q[:5].any()
+    assert q[5, :4].tolist() == [127, -64, 32, 24] and f32_bits(s[5]) == 0x3C810204
 
     def fn(ctx):
         out = aclnn_py.moe_distribute_dispatch_v3(

@@ -405,8 +405,9 @@ def test_returns_layout():
 
 
 def test_non_integer_attribute_is_a_type_error():
-    with pytest.raises(TypeError, match="ep_world_size"):
+    with pytest.raises(TypeError, match="ep_world_size") as e:     # also an AclnnError with the op API's status
         validate(**base(ep_world_size=4.0))
+    assert e.value.status == 161002
 
 
 def test_error_pickles():

@@ -7,15 +7,17 @@ import numpy as np
 
 from .. import reference, validate
 from ..consistency import check_across_ranks
+from ..validate.rules import is_tensor
 from ._call import Temporaries, active_backend, require_rank, resolve_stream
 
 OP = "aclnnDistributeBarrierV2"
 
 
 def _time_out_array(time_out: Any) -> Optional[np.ndarray]:
-    if time_out is None or hasattr(time_out, "shape"):
+    """A validated ``time_out`` as the operator's int32 (1,) tensor (a tensor passes through)."""
+    if time_out is None or is_tensor(time_out):
         return time_out
-    return np.array([int(time_out)], np.int32)
+    return np.array([time_out], np.int32)
 
 
 def distribute_barrier_v2(x_ref: Any, *, group: str, world_size: int, time_out: Any = None,
@@ -28,9 +30,9 @@ def distribute_barrier_v2(x_ref: Any, *, group: str, world_size: int, time_out: 
     waiting longer for a missing rank. ``elastic_info``: int32 (4 + 2*world_size,); when
     ``[0] == 1`` only ranks ``Table2[0:[1]]`` take part.
     """
-    time_out = _time_out_array(time_out)
     validate.distribute_barrier_v2(x_ref, group=group, world_size=world_size, time_out=time_out,
                                    elastic_info=elastic_info)
+    time_out = _time_out_array(time_out)
     check_across_ranks(OP, dict(x_ref=x_ref, group=group, world_size=world_size, time_out=time_out,
                                 elastic_info=elastic_info))
     if active_backend() == "reference":

@@ -14,7 +14,10 @@ same shapes and attributes skip it, and any change re-runs every rule.
 """
 from __future__ import annotations
 
+import operator
 from typing import Any
+
+import numpy as np
 
 from .. import layout, reference, validate
 from ..results import CombineAddRmsNormOutputs, DispatchOutputs
@@ -147,8 +150,13 @@ def moe_distribute_combine_add_rms_norm_v2(
     return CombineAddRmsNormOutputs(**run_on_device(ADD_RMS_NORM, kwargs, specs, stream, sync, out=out))
 
 
-def _default_tp_send_counts(tp_send_counts: Any, tp_world_size: int) -> Any:
-    if tp_send_counts is not None:
+def _default_tp_send_counts(tp_send_counts: Any, tp_world_size: Any) -> Any:
+    """The (tp,) int32 zeros the A3 tiling needs when none is given; nothing for a ``tp_world_size`` that is not
+    a small non-negative integer (the validator then names it)."""
+    if tp_send_counts is not None or isinstance(tp_world_size, bool):
         return tp_send_counts
-    import numpy as np
-    return np.zeros((tp_world_size,), np.int32)
+    try:
+        tp = operator.index(tp_world_size)
+    except TypeError:
+        return None
+    return np.zeros((tp,), np.int32) if 0 <= tp <= validate.combine.TP_MAX else None

@@ -29,24 +29,28 @@ from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 
-from ..errors import AclnnError
+from ..errors import ACL_ERROR_RT_AICORE_EXCEPTION, AclnnError, CollectiveError
 from ..layout import (MoeLayout, add_rms_norm_output_specs, combine_output_specs, parse_elastic_info,
                       zeros_for)
 from ..results import CombineAddRmsNormOutputs
 from ..validate import combine as V
 from ..validate import rules as R
-from .numerics import FP32, int8_comm_roundtrip, reduce_sum_a3, rne_bf16, rne_to, tp_add, widen
+from .numerics import FP32, canonical_nan, int8_comm_roundtrip, reduce_sum_a3, rne_bf16, rne_to, tp_add, widen
+from .routing import reference_group_tp
 
 _U32 = 0xFFFFFFFF
 _BLOCK = 16          # tokens per accumulation block (16 * H fp32 rows stay in L2)
 
 
+def _entry(seq: Any, g: int) -> Any:
+    """Entry ``g`` of an optional per-rank sequence, as given (None when the sequence is None)."""
+    return None if seq is None else seq[g]
+
+
 def _at(seq: Any, g: int) -> Any:
-    """Entry ``g`` of an optional per-rank sequence (None when the sequence or the entry is None)."""
-    if seq is None:
-        return None
-    v = seq[g]
-    return None if v is None else (v if isinstance(v, np.ndarray) else np.asarray(v))
+    """Entry ``g`` of an optional per-rank sequence as a numpy array (None when the sequence or the entry is None)."""
+    v = _entry(seq, g)
+    return None if v is None else np.asarray(v)
 
 
 @dataclass
@@ -70,7 +74,8 @@ class _World:
     def __init__(self, op: str, arn: bool, a: dict, env: Any) -> None:
         self.op = op
         self.arn = arn
-        ep, tp = int(a["ep_world_size"]), int(a["tp_world_size"])
+        self.env = env
+        ep, tp = R.integer(op, "ep_world_size", a["ep_world_size"]), R.integer(op, "tp_world_size", a["tp_world_size"])
         self.ep, self.tp, self.tpf = ep, tp, max(tp, 1)
         self.world = ep * self.tpf
         self.a = a
@@ -80,41 +85,27 @@ class _World:
                           "const_expert_v"]
         if arn:
             per_rank_names += ["residual_x", "gamma"]
-        self.elastic_info = None if a["elastic_info"] is None else np.asarray(a["elastic_info"])
-        for name in ("expand_x", "expert_ids"):
-            a[name] = [None if v is None else np.asarray(v) for v in a[name]]
+        self.elastic_info = a["elastic_info"]
+        self.per_rank_names = per_rank_names
+        for name in ["expand_x", "expert_ids"] + per_rank_names:
+            if a[name] is not None or name in ("expand_x", "expert_ids"):
+                a[name] = R.sequence(op, name, a[name])
+        a["group_tp"] = reference_group_tp(a["group_tp"], tp)
+        self.rank: dict = {}
+        first = R.first_present(a["expand_x"])
+        lists = [a[n] for n in ["expert_ids"] + per_rank_names if a[n] is not None]
+        if first is not None and all(len(seq) > first for seq in lists):
+            self._validate_rank(first)       # the documented rules before the lists' structure
         per_rank = {n: a[n] for n in per_rank_names}
         self.ranks = V.participating_ranks(op, expand_x=a["expand_x"], expert_ids=a["expert_ids"],
                                            per_rank=per_rank, ep_world_size=ep, tp_world_size=tp,
                                            elastic_info=self.elastic_info)
-        self.x = {g: np.asarray(a["expand_x"][g]) for g in self.ranks}
-        self.rank: dict = {}
-        validator = V.moe_distribute_combine_add_rms_norm_v2 if arn else V.moe_distribute_combine_v3
         for g in self.ranks:
-            e, j = divmod(g, self.tpf)
-            kw = {n: _at(a[n], g) for n in per_rank_names}
-            pos = [self.x[g], _at(a["expert_ids"], g), kw.pop("assist_info_for_combine"), kw.pop("ep_send_counts"),
-                   kw.pop("expert_scales")]
-            if arn:
-                pos += [kw.pop("residual_x"), kw.pop("gamma")]
-                kw["norm_eps"] = a["norm_eps"]
-            try:
-                lay = validator(*pos, group_ep=a["group_ep"], ep_world_size=ep, ep_rank_id=e,
-                                moe_expert_num=a["moe_expert_num"], elastic_info=self.elastic_info,
-                                group_tp=a["group_tp"], tp_world_size=tp, tp_rank_id=j,
-                                expert_shard_type=a["expert_shard_type"], shared_expert_num=a["shared_expert_num"],
-                                shared_expert_rank_num=a["shared_expert_rank_num"], global_bs=a["global_bs"],
-                                out_dtype=a["out_dtype"], comm_quant_mode=a["comm_quant_mode"],
-                                group_list_type=a["group_list_type"], comm_alg=a["comm_alg"],
-                                zero_expert_num=a["zero_expert_num"], copy_expert_num=a["copy_expert_num"],
-                                const_expert_num=a["const_expert_num"], env=env, **kw)
-            except AclnnError as err:
-                raise AclnnError(err.status, err.call,
-                                 f"rank {g} (ep_rank_id={e}, tp_rank_id={j}): {err.message}") from None
-            ids = np.asarray(a["expert_ids"][g]).astype(np.int64)
-            mask = _at(a["x_active_mask"], g)
-            self.rank[g] = _Rank(g, e, j, lay, ids.shape[0], ids, np.asarray(a["expert_scales"][g], FP32),
-                                 None if mask is None else mask.astype(bool))
+            if g != first:
+                self._validate_rank(g)
+        if self.elastic_info is not None:
+            self.elastic_info = np.asarray(self.elastic_info)
+        self.x = {g: np.asarray(a["expand_x"][g]) for g in self.ranks}
         V.check_world(op, expand_x=a["expand_x"], expert_ids=a["expert_ids"], per_rank=per_rank,
                       ep_world_size=ep, tp_world_size=tp, global_bs=a["global_bs"], elastic_info=self.elastic_info)
         g0 = self.ranks[0]
@@ -127,6 +118,31 @@ class _World:
         self._row_counts()
         self._send_rows()
         self._route()
+
+    def _validate_rank(self, g: int) -> None:
+        """Validate global rank ``g``'s call (the per-rank rules and codes of the device path)."""
+        a, arn = self.a, self.arn
+        e, j = divmod(g, self.tpf)
+        kw = {n: _entry(a[n], g) for n in self.per_rank_names}
+        pos = [_entry(a["expand_x"], g), _entry(a["expert_ids"], g), kw.pop("assist_info_for_combine"),
+               kw.pop("ep_send_counts"), kw.pop("expert_scales")]
+        if arn:
+            pos += [kw.pop("residual_x"), kw.pop("gamma")]
+            kw["norm_eps"] = a["norm_eps"]
+        validator = V.moe_distribute_combine_add_rms_norm_v2 if arn else V.moe_distribute_combine_v3
+        attrs = {n: a[n] for n in ("group_ep", "moe_expert_num", "group_tp", "expert_shard_type", "shared_expert_num",
+                                   "shared_expert_rank_num", "global_bs", "out_dtype", "comm_quant_mode",
+                                   "group_list_type", "comm_alg", "zero_expert_num", "copy_expert_num",
+                                   "const_expert_num")}
+        try:
+            lay = validator(*pos, ep_world_size=self.ep, ep_rank_id=e, elastic_info=self.elastic_info,
+                            tp_world_size=self.tp, tp_rank_id=j, env=self.env, **attrs, **kw)
+        except AclnnError as err:
+            raise AclnnError(err.status, err.call, f"rank {g} (ep_rank_id={e}, tp_rank_id={j}): {err.message}") from None
+        ids = np.asarray(pos[1]).astype(np.int64)
+        mask = _at(a["x_active_mask"], g)
+        self.rank[g] = _Rank(g, e, j, lay, ids.shape[0], ids, np.asarray(pos[4], FP32),
+                             None if mask is None else mask.astype(bool))
 
     # -- elastic "effective" world (kernel InitElasticInfo) ------------------------------------------
     def _effective_world(self) -> None:
@@ -261,15 +277,7 @@ class _World:
         expected[k:] = proc[None, :]
         src_g, row, slot = self.incoming[d]
         got = np.bincount(slot, minlength=ks * bs).reshape(ks, bs)
-        for cond, what in ((got > 1, "receives one row only"), (expected & (got == 0), "receives its row (the "
-                           "device would wait forever)"), (~expected & (got > 0), "is not sent a row (the device "
-                           "would see an unexpected flag)")):
-            bad = np.argwhere(cond)
-            if bad.size:
-                kk, tt = (int(v) for v in bad[0])
-                senders = [(int(src_g[i]), int(row[i])) for i in np.flatnonzero(slot == kk * bs + tt)[:4]]
-                self._fail("assist_info_for_combine", f"rank {d} token {tt} slot {kk} {what}",
-                           f"rows (sender rank, row) {senders}")
+        self._check_slots(d, rk, expected, got, src_g, row, slot)
         win = buf[:ks * bs]
         if not expected.all():
             np.copyto(win.reshape(ks, bs, h), 0, where=~expected[:, :, None])
@@ -297,6 +305,35 @@ class _World:
                 if sx is not None:                     # shared_expert_x, unweighted
                     np.add(a_blk, sx[b0:b1], out=a_blk, dtype=FP32)
         return acc, proc
+
+    def _check_slots(self, d: int, rk: _Rank, expected: np.ndarray, got: np.ndarray, src_g: np.ndarray,
+                     row: np.ndarray, slot: np.ndarray) -> None:
+        """Each slot rank ``d`` waits for receives one row, and no other slot receives any (CS §3.4: the kernel
+        waits for a flag count per token, so a missing or an extra row is a hang). Raised as the device reports
+        a hang: :class:`CollectiveError` 507015; same order and parameter as the simulator."""
+        bs = rk.bs
+        for cond, what in ((got > 1, "receives more than one row"), (~expected & (got > 0), None),
+                           (expected & (got == 0), "receives no row (assist_info_for_combine, ep_send_counts and "
+                                                   "x_active_mask must be those of the matching DispatchV3)")):
+            bad = np.argwhere(cond)
+            if not bad.size:
+                continue
+            kk, tt = (int(v) for v in bad[0])
+            param = "assist_info_for_combine"
+            if what is None:
+                what = "received a row it does not wait for"
+                if rk.mask is not None and self._waits_unmasked(rk, tt, kk):
+                    param, what = "x_active_mask", ("received a row that its x_active_mask excludes; pass combine "
+                                                    "the x_active_mask given to DispatchV3")
+            senders = [(int(src_g[i]), int(row[i])) for i in np.flatnonzero(slot == kk * bs + tt)[:4]]
+            raise CollectiveError(ACL_ERROR_RT_AICORE_EXCEPTION, self.op,
+                                  f"parameter '{param}': EP rank {rk.e} (global rank {d}) token {tt} slot {kk} {what} "
+                                  f"(the device would wait forever for its flag count; rows (sender rank, row): "
+                                  f"{senders})")
+
+    def _waits_unmasked(self, rk: _Rank, t: int, kslot: int) -> bool:
+        """Would slot ``kslot`` of token ``t`` wait for a row if the rank had passed no x_active_mask?"""
+        return kslot >= self.k or int(rk.ids[t, kslot]) & _U32 < self.m
 
     def _fill(self, win: np.ndarray, src_g: np.ndarray, row: np.ndarray, slot: np.ndarray) -> None:
         """Write each received row into its window slot; runs of consecutive sender rows are copied as slices."""
@@ -364,7 +401,8 @@ def add_rms_norm_rows(acc: np.ndarray, residual: np.ndarray, gamma: np.ndarray, 
         x = rne_bf16(xs)
         scratch = np.multiply(xs, xs, dtype=FP32)
         np.multiply(scratch, inv_h, out=scratch)
-        rstd = np.divide(np.float32(1.0), np.sqrt(np.add(reduce_sum_a3(scratch), eps, dtype=FP32)), dtype=FP32)
+        rstd = canonical_nan(np.array(np.divide(np.float32(1.0), np.sqrt(np.add(reduce_sum_a3(scratch), eps,
+                                                                                  dtype=FP32)), dtype=FP32)))
         np.multiply(xs, rstd[..., None], out=scratch)
         np.multiply(rne_bf16(scratch), gamma, out=scratch, dtype=FP32)
         y = rne_bf16(scratch)

@@ -26,7 +26,9 @@ from ..errors import ACLNN_ERR_INNER_TILING_ERROR, ACLNN_ERR_PARAM_NULLPTR, Acln
 from ..layout import dispatch_output_specs, zeros_for
 from ..results import DispatchOutputs
 from ..validate import dispatch as _validate
-from .routing import EpWorld, active_pairs, ep_world
+from ..validate import rules as R
+from .numerics import canonical_nan
+from .routing import EpWorld, active_pairs, ep_world, reference_group_tp
 
 OP = _validate.OP
 _QUANT_ROWS_BYTES = 1 << 20   # float32 working set per quantisation chunk (1 MiB: stays in L2)
@@ -42,9 +44,9 @@ def dynamic_quant(rows: np.ndarray, smooth: Optional[np.ndarray] = None):
     ``rows`` (n, H) bf16/fp16 (or float32), ``smooth`` (n, H) float32 or None. Returns
     ``(int8 (n, H), scale float32 (n,))`` with ``q = float32(127) / max|x*smooth|``,
     ``int8 = rint(x*smooth*q)`` (ties to even) and ``scale = float32(1) / q`` (not ``amax/127``).
-    NaN policy (undocumented on hardware; matches the simulator): the max ignores NaN (IEEE maxNum), a NaN
-    element quantises to 0; a row with an inf has amax inf, q 0, int8 0 and scale inf; a row whose q is
-    not finite (amax 0, all NaN, or 127/amax overflows) gives int8 0 and scale 0.
+    NaN policy (docs/decisions.md; the same in the simulator): the max propagates NaN, so a row holding a NaN
+    has q NaN, int8 0 and a NaN scale (the canonical NaN); a row with an inf has amax inf, q 0, int8 0 and scale
+    inf; a row whose q is not finite (NaN, amax 0, or 127/amax overflows) gives int8 0 (scale 1/q).
     """
     rows = np.asarray(rows)
     n, h = rows.shape
@@ -68,9 +70,8 @@ def _quant_into(rows: np.ndarray, smooth: Optional[np.ndarray], out_q: np.ndarra
     if smooth is not None:
         np.multiply(xf, smooth, out=xf)
     if xf.shape[1]:   # max |x| without an |x| temporary (exact); the outer abs turns -0.0 into +0.0
-        # IEEE 754-2008 maxNum: NaN elements are skipped (an all-NaN row gives NaN, taken as amax 0 below)
-        amax = np.abs(np.fmax(np.fmax.reduce(xf, axis=1), -np.fmin.reduce(xf, axis=1)))
-        amax[np.isnan(amax)] = 0
+        # NaN-propagating max (the A3 ReduceMax semantics assumed in docs/decisions.md)
+        amax = np.abs(np.maximum(np.maximum.reduce(xf, axis=1), -np.minimum.reduce(xf, axis=1)))
     else:
         amax = np.zeros(n, np.float32)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -78,7 +79,8 @@ def _quant_into(rows: np.ndarray, smooth: Optional[np.ndarray], out_q: np.ndarra
         np.multiply(xf, q[:, None], out=xf)
         np.rint(xf, out=xf)
         np.divide(np.float32(1.0), q, out=out_s)
-    bad = ~np.isfinite(q)   # amax 0 or so small that 127/amax overflows: the row is int8 0, scale 0
+    canonical_nan(out_s)
+    bad = ~np.isfinite(q)   # NaN, amax 0 or so small that 127/amax overflows: the row is int8 0
     if bad.any():
         xf[bad] = 0
     np.copyto(xf, 0, where=np.isnan(xf))   # NaN elements, and inf * 0 when amax is inf: int8 0
@@ -123,16 +125,13 @@ def _quant_all_rows(x_list: List[np.ndarray], row0: np.ndarray, h: int):
 # The world-level reference
 # ---------------------------------------------------------------------------------------------
 
-def _per_rank(name: str, value: Any, world: int, required: bool) -> List[Any]:
+def _per_rank(name: str, value: Any, required: bool) -> Optional[List[Any]]:
+    """A per-rank argument as a list (entries unchanged; the per-rank validation checks their types)."""
     if value is None:
         if required:
-            raise ValueError(f"{OP} reference: '{name}' is required (a sequence of {world} arrays)")
-        return [None] * world
-    seq = list(value)
-    if len(seq) != world:
-        raise ValueError(f"{OP} reference: '{name}' must have one entry per global rank "
-                         f"g = ep_rank * max(tp_world_size, 1) + tp_rank, i.e. {world}; got {len(seq)}")
-    return [v if v is None or (hasattr(v, "shape") and hasattr(v, "dtype")) else np.asarray(v) for v in seq]
+            R.fail(OP, ACLNN_ERR_PARAM_NULLPTR, name, "a sequence with one entry per global rank (required)", None)
+        return None
+    return R.sequence(OP, name, value)
 
 
 def _rank_error(err: AclnnError, g: int, e: int, t: int) -> AclnnError:
@@ -155,8 +154,8 @@ def moe_distribute_dispatch_v3(x: Sequence[Any], expert_ids: Sequence[Any], *, e
     ``g = ep_rank * max(tp_world_size, 1) + tp_rank``; ``None`` for both marks a rank removed by
     elastic scale-down (its result is ``None``). ``scales`` / ``x_active_mask`` / ``expert_scales``:
     ``None`` or one entry per rank (``(S+M, H)`` float32 / ``(BS,)`` or ``(BS, K)`` bool / ignored on
-    A3). ``elastic_info``: one int32 array ``(4 + 2*ep,)`` shared by all ranks. With
-    ``tp_world_size == 2``, ``group_tp`` must name the TP group (the tiling requires it).
+    A3). ``elastic_info``: one int32 array ``(4 + 2*ep,)`` shared by all ranks. Group names are
+    optional (the reference has no communicators; :func:`aclnn_py.reference.routing.reference_group_tp`).
 
     Each result is a :class:`DispatchOutputs` with the shapes of
     :func:`aclnn_py.layout.dispatch_output_specs`: ``expand_x`` (max(tp,1)*A, H) x dtype or int8,
@@ -165,40 +164,48 @@ def moe_distribute_dispatch_v3(x: Sequence[Any], expert_ids: Sequence[Any], *, e
     (tp,) int32, ``expand_scales`` (A,) float32 (never written on A3). Unwritten elements are 0.
 
     Every taking-part rank is validated first (:func:`aclnn_py.validate.moe_distribute_dispatch_v3`,
-    same status codes as the device), then the rules that need all ranks (same H, K and x dtype
-    everywhere; same BS when ``global_bs == 0``; ``None`` exactly for removed ranks).
+    same status codes as the device; the first one before the sequences' lengths are checked, so a broken
+    documented rule is reported as such), then the rules that need all ranks (same H, K and x dtype
+    everywhere; same BS when ``global_bs == 0``; ``None`` exactly for removed ranks). Sequences of the wrong
+    length raise 561002 naming them.
     """
     ep = _validate.attr_int("ep_world_size", ep_world_size)
     tp = _validate.attr_int("tp_world_size", tp_world_size)
     tpf = max(tp, 1)
     world = ep * tpf
-    xs = _per_rank("x", x, world, True)
-    ids = _per_rank("expert_ids", expert_ids, world, True)
-    scs = _per_rank("scales", scales, world, False)
-    masks = _per_rank("x_active_mask", x_active_mask, world, False)
-    escs = _per_rank("expert_scales", expert_scales, world, False)
-    if elastic_info is not None and not (hasattr(elastic_info, "shape") and hasattr(elastic_info, "dtype")):
-        elastic_info = np.asarray(elastic_info)
+    lists = {name: _per_rank(name, value, name in ("x", "expert_ids"))
+             for name, value in (("x", x), ("expert_ids", expert_ids), ("scales", scales),
+                                 ("x_active_mask", x_active_mask), ("expert_scales", expert_scales))}
     qm = _validate.attr_int("quant_mode", quant_mode)
-    attrs = dict(group_ep=group_ep, ep_world_size=ep, moe_expert_num=moe_expert_num, group_tp=group_tp,
-                 tp_world_size=tp, expert_shard_type=expert_shard_type, shared_expert_num=shared_expert_num,
-                 shared_expert_rank_num=shared_expert_rank_num, quant_mode=qm, global_bs=global_bs,
-                 expert_token_nums_type=expert_token_nums_type, comm_alg=comm_alg,
-                 zero_expert_num=zero_expert_num, copy_expert_num=copy_expert_num,
-                 const_expert_num=const_expert_num)
+    attrs = dict(group_ep=group_ep, ep_world_size=ep, moe_expert_num=moe_expert_num,
+                 group_tp=reference_group_tp(group_tp, tp), tp_world_size=tp, expert_shard_type=expert_shard_type,
+                 shared_expert_num=shared_expert_num, shared_expert_rank_num=shared_expert_rank_num, quant_mode=qm,
+                 global_bs=global_bs, expert_token_nums_type=expert_token_nums_type, comm_alg=comm_alg,
+                 zero_expert_num=zero_expert_num, copy_expert_num=copy_expert_num, const_expert_num=const_expert_num)
 
-    # 1. per-rank validation (every rank that takes part), then the cross-rank rules
-    lays: List[Any] = [None] * world
-    for g in range(world):
-        if xs[g] is None and ids[g] is None:
-            continue
+    # 1. per-rank validation: the first taking-part rank before the lists' lengths (documented rules first),
+    #    then every other rank, then the cross-rank rules
+    def validated(g: int) -> Any:
         e, t = divmod(g, tpf)
+        entry = {name: (seq[g] if seq is not None else None) for name, seq in lists.items()}
         try:
-            lays[g] = _validate.moe_distribute_dispatch_v3(
-                xs[g], ids[g], ep_rank_id=e, tp_rank_id=t, scales=scs[g], x_active_mask=masks[g],
-                expert_scales=escs[g], elastic_info=elastic_info, **attrs)
+            return _validate.moe_distribute_dispatch_v3(entry.pop("x"), entry.pop("expert_ids"), ep_rank_id=e,
+                                                        tp_rank_id=t, elastic_info=elastic_info, **entry, **attrs)
         except AclnnError as err:
             raise _rank_error(err, g, e, t) from None
+
+    lays: List[Any] = [None] * world
+    first = R.first_present(lists["x"])
+    if first is not None and all(seq is None or len(seq) > first for seq in lists.values()):
+        lays[first] = validated(first)
+    for name, seq in lists.items():
+        if seq is not None:
+            R.per_rank_length(OP, name, seq, world)
+    xs, ids, scs, masks, escs = (lists[n] or [None] * world for n in ("x", "expert_ids", "scales", "x_active_mask",
+                                                                       "expert_scales"))
+    for g in range(world):
+        if lays[g] is None and not (xs[g] is None and ids[g] is None):
+            lays[g] = validated(g)
     _check_world(xs, ids, lays, elastic_info, ep=ep, tpf=tpf, global_bs=int(global_bs))
 
     # 2. outputs, zero-filled with the layout's shapes
@@ -251,7 +258,7 @@ def _check_world(xs, ids, lays, elastic_info, *, ep: int, tpf: int, global_bs: i
                                   f"Table1[ep_rank] == -1, may be None)", None)
     parts = [g for g in range(world) if lays[g] is not None]
     if not parts:
-        raise ValueError(f"{OP} reference: no rank takes part (every x entry is None)")
+        raise param_error(OP, ACLNN_ERR_PARAM_NULLPTR, "x", "an array for at least one rank", "every entry None")
     g0 = parts[0]
     h0, k0, bs0, dt0 = xs[g0].shape[1], ids[g0].shape[1], xs[g0].shape[0], np.dtype(xs[g0].dtype)
     for g in parts[1:]:

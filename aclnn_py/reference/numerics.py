@@ -42,16 +42,40 @@ def widen(x) -> np.ndarray:
     return x if x.dtype == FP32 else x.astype(FP32)
 
 
-def rne_bf16(x) -> np.ndarray:
-    """Round float32 to bfloat16, ties to even; NaN stays NaN, overflow goes to inf, subnormals kept."""
+#: The canonical quiet NaN every NaN result is written as (positive, payload 0), per dtype: which NaN the A3
+#: vector unit returns is not documented (docs/decisions.md), so both backends write this one.
+CANONICAL_NAN_BITS = {BF16: 0x7FC0, FP16: 0x7E00, FP32: 0x7FC00000}
+_INF_BITS = {BF16: 0x7F80, FP16: 0x7C00, FP32: 0x7F800000}     # a magnitude above this is a NaN
+
+
+def canonical_nan(a: np.ndarray) -> np.ndarray:
+    """``a`` (a fresh bf16 / fp16 / fp32 array) with every NaN replaced in place by :data:`CANONICAL_NAN_BITS`;
+    returns ``a``."""
+    dt = a.dtype
+    bits = a.view(np.uint16 if dt.itemsize == 2 else np.uint32)
+    sign = 1 << (8 * dt.itemsize - 1)
+    np.copyto(bits, bits.dtype.type(CANONICAL_NAN_BITS[dt]), where=(bits & (sign - 1)) > _INF_BITS[dt])
+    return a
+
+
+def _round_to(x, dtype: np.dtype) -> np.ndarray:
+    """``x`` as float32 rounded to ``dtype`` by numpy / ml_dtypes (RNE), NaNs made canonical."""
+    f = np.asarray(x, dtype=FP32)
     with np.errstate(invalid="ignore", over="ignore"):
-        return np.asarray(x, dtype=FP32).astype(BF16)
+        out = f.astype(dtype)
+        if f.size and np.isnan(f.min()):      # the NaN scan only when there is one (min propagates NaN)
+            canonical_nan(out)
+    return out
+
+
+def rne_bf16(x) -> np.ndarray:
+    """Round float32 to bfloat16, ties to even; overflow goes to inf, subnormals kept, NaN canonical."""
+    return _round_to(x, BF16)
 
 
 def rne_fp16(x) -> np.ndarray:
-    """Round float32 to IEEE half, ties to even (numpy's conversion is correctly rounded)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        return np.asarray(x, dtype=FP32).astype(FP16)
+    """Round float32 to IEEE half, ties to even (numpy's conversion is correctly rounded); NaN canonical."""
+    return _round_to(x, FP16)
 
 
 def rne_to(x, dtype) -> np.ndarray:
@@ -125,7 +149,8 @@ def int8_comm_quant(rows) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     rounded to XType (n, G) and the unrounded fp32 scales (n, G), with ``G = ceil(H / 8)``.
     Per group of 8 consecutive elements (the last group zero-padded):
     ``s = fp32(amax * fp32(1/127))``; ``q = rne_int8(rne_fp16(fp32(v / s)))`` (unrounded ``s``);
-    the scale sent is ``rne_X(s)`` (spec §7, kernel ``Int8QuantProcess``).
+    the scale sent is ``rne_X(s)`` (spec §7, kernel ``Int8QuantProcess``). The group maximum propagates NaN
+    (``BlockReduceMax``, docs/decisions.md): a group holding a NaN, or an inf (inf/inf and 0*inf), arrives as NaN.
     """
     rows = np.asarray(rows)
     xdt = rows.dtype
@@ -164,7 +189,7 @@ def int8_comm_roundtrip(rows) -> np.ndarray:
 
 
 __all__ = [
-    "BF16", "FP16", "FP32", "INV_127", "REDUCE_GROUP", "QUANT_GROUP", "is_half_type", "widen",
+    "BF16", "FP16", "FP32", "INV_127", "CANONICAL_NAN_BITS", "canonical_nan", "REDUCE_GROUP", "QUANT_GROUP", "is_half_type", "widen",
     "rne_bf16", "rne_fp16", "rne_to", "rne_int8", "tp_add", "reduce_sum_a3",
     "int8_comm_quant", "int8_comm_dequant", "int8_comm_roundtrip",
 ]

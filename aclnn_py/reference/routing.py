@@ -57,6 +57,21 @@ def ep_world(ep_world_size: int, moe_expert_num: int, shared_expert_num: int, sh
                    rpse_eff=(r2 // s if s > 0 else 0), to_new=to_new, to_orig=to_orig, scaled_down=scaled)
 
 
+REFERENCE_GROUP_TP = "tp"
+
+
+def reference_group_tp(group_tp: Optional[str], tp_world_size: int) -> Optional[str]:
+    """The TP group name the world-level reference validates a rank with.
+
+    The reference has no communicators (DESIGN §2.1 takes no group names): ``None`` or ``""`` stands for its
+    own TP group, ``"tp"``, when ``tp_world_size == 2`` and for "no TP group" otherwise. A name the caller gives
+    (the per-rank backend passes the rank's real group) is kept.
+    """
+    if group_tp is None or group_tp == "":
+        return REFERENCE_GROUP_TP if tp_world_size == 2 else ""
+    return group_tp
+
+
 def active_pairs(bs: int, k: int, mask: Optional[np.ndarray]) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
     """The (token, k) pairs a sender routes, and its active tokens, before special-expert dropping.
 

@@ -25,21 +25,32 @@ def elastic_table(op: str, info: Any, world_size: int, param: str = "elastic_inf
               f"{world_size}{note}", n)
     to_new, to_orig = a[4:4 + world_size], a[4 + world_size:4 + 2 * world_size]
     live = to_orig[:n]
-    R.require(bool(np.all((live >= 0) & (live < world_size))) and len(set(live.tolist())) == n, op, R.TILING,
-              param, f"Table2[0:{n}] to hold {n} distinct original ranks in [0, {world_size}){note}", live.tolist())
-    R.require(bool(np.all(to_new[live] == np.arange(n))), op, R.TILING, param,
-              f"Table1[Table2[i]] == i for every surviving rank i{note}", to_new.tolist())
+    if not (np.all((live >= 0) & (live < world_size)) and np.unique(live).size == n):
+        R.fail(op, R.TILING, param, f"Table2[0:{n}] to hold {n} distinct original ranks in [0, {world_size}){note}",
+               live.tolist())
+    if not np.all(to_new[live] == np.arange(n)):
+        R.fail(op, R.TILING, param, f"Table1[Table2[i]] == i for every surviving rank i{note}", to_new.tolist())
     removed = np.setdiff1d(np.arange(world_size), live)
-    R.require(bool(np.all(to_new[removed] == -1)), op, R.TILING, param,
-              f"Table1 == -1 for every removed rank{note}", to_new.tolist())
+    if not np.all(to_new[removed] == -1):
+        R.fail(op, R.TILING, param, f"Table1 == -1 for every removed rank{note}", to_new.tolist())
+
+
+INT32_MAX = 2**31 - 1
 
 
 def distribute_barrier_v2(x_ref: Any, *, group: Optional[str], world_size: int, time_out: Any = None,
                           elastic_info: Any = None) -> None:
-    """Validate one rank's DistributeBarrierV2 call. ``time_out``: None, an int (µs) or int32 (1,)."""
+    """Validate one rank's DistributeBarrierV2 call.
+
+    ``time_out``: None, an int (microseconds) or an int32 tensor of shape (1,); ``elastic_info``: int32
+    ``(4 + 2 * world_size,)``. Values are read from host numpy arrays only.
+    """
+    R.tensor(OP, "x_ref", x_ref)
+    if not R.is_tensor(time_out):
+        time_out = None if time_out is None else R.integer(OP, "time_out", time_out)
+    R.tensor(OP, "elastic_info", elastic_info)
+    R.string(OP, "group", group)
     world_size = R.integer(OP, "world_size", world_size)
-    if time_out is not None and not hasattr(time_out, "shape"):
-        time_out = R.integer(OP, "time_out", time_out)
     R.not_none(OP, "x_ref", x_ref)
     R.require(group is not None, OP, R.NULLPTR, "group", "not None (required)", group)
     n = len(group.encode("utf-8"))
@@ -47,19 +58,34 @@ def distribute_barrier_v2(x_ref: Any, *, group: Optional[str], world_size: int, 
               "length in [1, 127] bytes (documented rule; the CANN op_api layer only logs it)", f"{n} bytes")
     R.dtype_in(OP, "x_ref", x_ref, X_REF_DTYPES, R.INVALID)
     R.require(len(x_ref.shape) <= 8, OP, R.INVALID, "x_ref", "0-8 dimensions", f"{len(x_ref.shape)}-D")
-    if time_out is not None and hasattr(time_out, "dtype"):
+    if R.is_tensor(time_out):
         R.dtype_in(OP, "time_out", time_out, (np.int32,), R.INVALID)
     if elastic_info is not None:
         R.dtype_in(OP, "elastic_info", elastic_info, (np.int32,), R.INVALID)
     R.in_range(OP, "world_size", world_size, WORLD_SIZE_MIN, WORLD_SIZE_MAX)
-    if time_out is not None and hasattr(time_out, "shape"):
+    if R.is_tensor(time_out):
         R.ndim(OP, "time_out", time_out, (1,))
         R.shape_eq(OP, "time_out", time_out, (1,))
-    elif time_out is not None:
-        R.require(-2**31 <= int(time_out) < 2**31, OP, R.TILING, "time_out", "an int32 number of microseconds",
-                  time_out)
     if elastic_info is not None:
         R.ndim(OP, "elastic_info", elastic_info, (1,))
         R.shape_eq(OP, "elastic_info", elastic_info, (4 + 2 * world_size,))
-        if hasattr(elastic_info, "__array__"):
+        if isinstance(elastic_info, np.ndarray):
             elastic_table(OP, elastic_info, world_size)
+    time_out_us(time_out)
+
+
+def time_out_us(time_out: Any) -> Optional[int]:
+    """The barrier time-out in microseconds (None: none given, or a device tensor whose value is unknown).
+
+    Documented range (aclnnDistributeBarrierV2: "pass a timeOut > 0 in us, at most INT32_MAX"): 0..INT32_MAX;
+    0 is accepted and fails at once, as the kernel's first poll does. A negative value is refused (561002):
+    the kernel reads the int32 as uint32, so it would silently mean "wait about 71 minutes".
+    """
+    if isinstance(time_out, np.ndarray):
+        value = int(time_out.reshape(-1)[0])
+    elif time_out is None or R.is_tensor(time_out):
+        return None
+    else:
+        value = int(time_out)
+    R.in_range(OP, "time_out", value, 0, INT32_MAX)
+    return value

@@ -22,6 +22,7 @@ import os
 from typing import Mapping, Optional
 
 from ..errors import ACLNN_ERR_INNER_TILING_ERROR, AclnnError
+from . import rules as R
 
 ENV_NAME = "HCCL_BUFFSIZE"
 DEFAULT_MB = 200
@@ -39,14 +40,43 @@ def _align(v: int, a: int) -> int:
     return (v + a - 1) // a * a
 
 
+HELPER = "aclnn_py.required_hccl_buffsize"
+COMM_ALGS = ("", "fullmesh_v1", "fullmesh_v2")   # the A3 DispatchV3 tiling's commAlg values (None means "")
+# what each argument of the public helpers may be (the ranges of the operators that use the window)
+_ARG_RANGES = (("h", 1024, 8192), ("max_bs", 1, 2**31 - 1), ("ep_world_size", 2, 768), ("local_expert_num", 1, 1024),
+               ("k", 1, 16), ("shared_expert_num", 0, 4))
+
+
+def _checked_args(kwargs: Mapping[str, object]) -> dict:
+    """The helpers' arguments after the type and range checks (AclnnError 161002 / 561002 naming the argument)."""
+    out = {}
+    for name, lo, hi in _ARG_RANGES:
+        out[name] = R.integer(HELPER, name, kwargs[name])
+        R.in_range(HELPER, name, out[name], lo, hi)
+    alg = R.string(HELPER, "comm_alg", kwargs["comm_alg"], optional=True)
+    R.one_of(HELPER, "comm_alg", alg, (None,) + COMM_ALGS)
+    out["comm_alg"] = alg or ""
+    return out
+
+
 def required_hccl_buffsize_bytes(*, h: int, max_bs: int, ep_world_size: int, local_expert_num: int,
                                  k: int, shared_expert_num: int, comm_alg: str = "") -> int:
-    """Bytes of HCCL window the tiling requires (the ``need`` above)."""
-    h, max_bs, ep, lnum, k, s = (int(v) for v in (h, max_bs, ep_world_size, local_expert_num, k,
-                                                  shared_expert_num))
+    """Bytes of HCCL window the tiling requires (the ``need`` above).
+
+    ``h`` in [1024, 8192], ``max_bs`` >= 1, ``ep_world_size`` in [2, 768], ``local_expert_num`` in [1, 1024],
+    ``k`` in [1, 16], ``shared_expert_num`` in [0, 4] (integers), ``comm_alg`` None, "", "fullmesh_v1" or
+    "fullmesh_v2"; anything else raises :class:`aclnn_py.AclnnError` naming the argument.
+    """
+    return _need_bytes(**_checked_args(locals()))
+
+
+def _need_bytes(*, h: int, max_bs: int, ep_world_size: int, local_expert_num: int, k: int,
+                shared_expert_num: int, comm_alg: str) -> int:
+    """The window formula for validated arguments."""
+    ep, lnum, s = ep_world_size, local_expert_num, shared_expert_num
     tok_combine = _align(h * _DTYPE_BYTES, _WIN_ADDR_ALIGN)
     tok_actual = _align(h * _DTYPE_BYTES, _UB_ALIGN) + _SCALE_TRIPLE_BYTES
-    if (comm_alg or "") == "fullmesh_v2":
+    if comm_alg == "fullmesh_v2":
         tok_dispatch = -(-tok_actual // _FULLMESH_V2_ALIGN) * _WIN_ADDR_ALIGN
     else:
         tok_dispatch = _align(tok_actual, _WIN_ADDR_ALIGN)
@@ -60,12 +90,9 @@ def required_hccl_buffsize_mb(*, h: int, max_bs: int, ep_world_size: int, local_
     ``h``: hidden size; ``max_bs``: ``globalBs_eff / ep_world_size``; ``local_expert_num``: MoE experts
     per MoE rank (``M / (ep - R)``); ``shared_expert_num``: after normalisation; ``comm_alg``: ``""``,
     ``"fullmesh_v1"`` or ``"fullmesh_v2"``. Example: H=7168, maxBs=32, ep=16, L=16, K=8, S=0 -> 239
-    (247 with ``"fullmesh_v2"``).
+    (247 with ``"fullmesh_v2"``). Arguments are checked as in :func:`required_hccl_buffsize_bytes`.
     """
-    need = required_hccl_buffsize_bytes(h=h, max_bs=max_bs, ep_world_size=ep_world_size,
-                                        local_expert_num=local_expert_num, k=k,
-                                        shared_expert_num=shared_expert_num, comm_alg=comm_alg)
-    return -(-need // MB)
+    return -(-required_hccl_buffsize_bytes(**locals()) // MB)
 
 
 def hccl_buffsize_mb(op: str, env: Optional[Mapping[str, str]] = None, *, suggest_mb: int = 0) -> int:
@@ -99,13 +126,10 @@ def check_hccl_buffsize(op: str, *, h: int, max_bs: int, ep_world_size: int, loc
 
     ``env`` defaults to ``os.environ``. The message states the size needed and how to set it.
     """
-    need_mb = required_hccl_buffsize_mb(h=h, max_bs=max_bs, ep_world_size=ep_world_size,
-                                        local_expert_num=local_expert_num, k=k,
-                                        shared_expert_num=shared_expert_num, comm_alg=comm_alg)
+    need = _need_bytes(h=h, max_bs=max_bs, ep_world_size=ep_world_size, local_expert_num=local_expert_num, k=k,
+                       shared_expert_num=shared_expert_num, comm_alg=comm_alg or "")
+    need_mb = -(-need // MB)
     have_mb = hccl_buffsize_mb(op, env, suggest_mb=need_mb)
-    need = required_hccl_buffsize_bytes(h=h, max_bs=max_bs, ep_world_size=ep_world_size,
-                                        local_expert_num=local_expert_num, k=k,
-                                        shared_expert_num=shared_expert_num, comm_alg=comm_alg)
     if need > have_mb * MB:
         env = os.environ if env is None else env
         where = "" if ENV_NAME in env else " (unset: the default)"

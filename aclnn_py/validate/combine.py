@@ -29,7 +29,7 @@ from ..dtypes import acl_name, bfloat16
 from ..layout import MoeLayout, normalised_shared_expert_num, parse_elastic_info
 from . import rules as R
 from .barrier import elastic_table
-from .buffsize import check_hccl_buffsize
+from .buffsize import COMM_ALGS, check_hccl_buffsize
 
 OP_COMBINE = "aclnnMoeDistributeCombineV3"
 OP_ARN = "aclnnMoeDistributeCombineAddRmsNormV2"
@@ -64,13 +64,6 @@ _DEF_ARN = dict(_DEF_COMBINE, expand_x=(bfloat16,), shared_expert_x=(bfloat16,),
                 residual_x=(bfloat16,), gamma=(bfloat16,), y=(bfloat16,), rstd=(_F32,), x=(bfloat16,))
 
 
-def _arr(t: Any) -> Any:
-    """Anything with .shape/.dtype passes through; lists etc. become numpy arrays."""
-    if t is None or (hasattr(t, "shape") and hasattr(t, "dtype")):
-        return t
-    return np.asarray(t)
-
-
 def _is_nz(t: Any) -> bool:
     fmt = getattr(t, "format", None)
     if isinstance(fmt, str):
@@ -82,19 +75,22 @@ def _name_len(name: str) -> int:
     return len(name.encode("utf-8"))
 
 
-def _unpack_outputs(outputs: Any, arn: bool) -> dict:
+def _unpack_outputs(op: str, outputs: Any, arn: bool) -> dict:
     """``outputs``: None, a mapping by name, a NamedTuple/sequence in C order, or (combine) one tensor."""
     names = ("y", "rstd", "x") if arn else ("x",)
     if outputs is None:
-        return {}
-    if isinstance(outputs, Mapping):
-        return {n: _arr(outputs.get(n)) for n in names}
-    if not arn and hasattr(outputs, "shape"):
-        return {"x": _arr(outputs)}
-    seq = list(outputs)
-    if len(seq) != len(names):
-        raise TypeError(f"outputs must hold {names}, got {len(seq)} items")
-    return {n: _arr(v) for n, v in zip(names, seq)}
+        out = {}
+    elif isinstance(outputs, Mapping):
+        out = {n: outputs.get(n) for n in names}
+    elif not arn and R.is_tensor(outputs):
+        out = {"x": outputs}
+    elif isinstance(outputs, (tuple, list)) and len(outputs) == len(names):
+        out = dict(zip(names, outputs))
+    else:
+        raise R.ArgumentTypeError(R.INVALID, op, f"outputs must be a mapping or a sequence of {names}; got "
+                                                 f"{type(outputs).__name__}")
+    R.tensors(op, out)
+    return out
 
 
 def _check(op: str, arn: bool, t: dict, *, group_ep, ep_world_size, ep_rank_id, moe_expert_num, group_tp,
@@ -102,7 +98,7 @@ def _check(op: str, arn: bool, t: dict, *, group_ep, ep_world_size, ep_rank_id, 
            comm_quant_mode, zero_expert_num, copy_expert_num, const_expert_num, outputs, env,
            check_values) -> MoeLayout:
     has_out = outputs is not None
-    outs = _unpack_outputs(outputs, arn)
+    outs = _unpack_outputs(op, outputs, arn)
     ep, tp = int(ep_world_size), int(tp_world_size)
     m, z, c, q = int(moe_expert_num), int(zero_expert_num), int(copy_expert_num), int(const_expert_num)
     req = R.require
@@ -208,8 +204,11 @@ def _check(op: str, arn: bool, t: dict, *, group_ep, ep_world_size, ep_rank_id, 
     ex = t["expand_x"]
     xdt = (bfloat16,) if arn else (bfloat16, _F16)
     R.dtype_in(op, "expand_x", ex, xdt, TL)
-    same = lambda name, obj: req(acl_name(obj.dtype) == acl_name(ex.dtype), op, TL, name,  # noqa: E731
-                                 f"[rule 18] dtype == expand_x dtype ({acl_name(ex.dtype)})", acl_name(obj.dtype))
+
+    def same(name: str, obj: Any) -> None:
+        if np.dtype(obj.dtype) != np.dtype(ex.dtype):
+            R.fail(op, TL, name, f"[rule 18] dtype == expand_x dtype ({acl_name(ex.dtype)})", acl_name(obj.dtype))
+
     for name in ("ori_x", "const_expert_alpha_1", "const_expert_alpha_2", "const_expert_v"):
         if t[name] is not None:
             same(name, t[name])
@@ -382,10 +381,10 @@ def _check_values(op: str, t: dict, lay: MoeLayout, m: int, z: int, c: int, q: i
         if mk.ndim == 1:
             n_true = int(mk.sum())
             bad = np.flatnonzero(mk != (np.arange(mk.shape[0]) < n_true))
-            R.require(bad.size == 0, op, TL, "x_active_mask",
-                      f"1-D mask with every True before any False ({NOT_ENFORCED}: the kernel uses the first "
-                      "count(True) tokens)", mk.astype(int).tolist() if mk.size <= 32 else f"first bad index "
-                      f"{int(bad[0])}")
+            if bad.size:
+                R.fail(op, TL, "x_active_mask", f"1-D mask with every True before any False ({NOT_ENFORCED}: the "
+                       "kernel uses the first count(True) tokens)", mk.astype(int).tolist() if mk.size <= 32
+                       else f"first False at token {int(bad[0])}, {n_true} True in total")
             active &= mk[:, None]
         else:
             active &= mk
@@ -416,21 +415,42 @@ _TENSORS_CV3 = ("expand_x", "expert_ids", "assist_info_for_combine", "ep_send_co
                 "shared_expert_x", "elastic_info", "ori_x", "const_expert_alpha_1", "const_expert_alpha_2",
                 "const_expert_v")
 _TENSORS_ARN = _TENSORS_CV3[:5] + ("residual_x", "gamma") + _TENSORS_CV3[5:]
-# the arguments _check takes as they are (out_dtype, group_list_type, comm_alg and norm_eps it ignores)
-_INT_ARGS = {"ep_world_size", "ep_rank_id", "moe_expert_num", "tp_world_size", "tp_rank_id", "expert_shard_type",
-             "shared_expert_num", "shared_expert_rank_num", "global_bs", "comm_quant_mode", "zero_expert_num",
-             "copy_expert_num", "const_expert_num"}
+# the scalar arguments in C order, with their Python types; _check ignores out_dtype, group_list_type, comm_alg
+# and norm_eps (the A3 tiling does not read them) but they are still checked here: they reach the C call
+_SCALARS = (("group_ep", "str"), ("ep_world_size", "int"), ("ep_rank_id", "int"), ("moe_expert_num", "int"),
+            ("group_tp", "str"), ("tp_world_size", "int"), ("tp_rank_id", "int"), ("expert_shard_type", "int"),
+            ("shared_expert_num", "int"), ("shared_expert_rank_num", "int"), ("global_bs", "int"),
+            ("out_dtype", "int"), ("comm_quant_mode", "int"), ("group_list_type", "int"), ("comm_alg", "alg"),
+            ("norm_eps", "real"), ("zero_expert_num", "int"), ("copy_expert_num", "int"), ("const_expert_num", "int"))
 _CHECK_ARGS = ("group_ep", "ep_world_size", "ep_rank_id", "moe_expert_num", "group_tp", "tp_world_size", "tp_rank_id",
                "expert_shard_type", "shared_expert_num", "shared_expert_rank_num", "global_bs", "comm_quant_mode",
                "zero_expert_num", "copy_expert_num", "const_expert_num", "outputs", "check_values")
+_AS_TYPE = {"str": R.string, "int": R.integer, "real": R.real,
+            "alg": lambda op, name, v: R.string(op, name, v, optional=True)}
+
+
+def _typed(op: str, arn: bool, args: Mapping[str, Any]) -> dict:
+    """Every argument checked for its Python type, in C order (tensors, then attributes)."""
+    names = _TENSORS_ARN if arn else _TENSORS_CV3
+    t = {name: args[name] for name in names}
+    R.tensors(op, t)
+    scalars = {name: _AS_TYPE[kind](op, name, args[name]) for name, kind in _SCALARS
+               if arn or name != "norm_eps"}
+    return dict(t, **scalars)
 
 
 def _validate(op: str, arn: bool, args: Mapping[str, Any]) -> MoeLayout:
     """The body of both public validators; ``args``: their arguments by name."""
-    t = {name: _arr(args[name]) for name in (_TENSORS_ARN if arn else _TENSORS_CV3)}
+    typed = _typed(op, arn, args)
+    t = {name: typed[name] for name in (_TENSORS_ARN if arn else _TENSORS_CV3)}
     env = args["env"]
-    checked = {k: R.integer(op, k, args[k]) if k in _INT_ARGS else args[k] for k in _CHECK_ARGS}
-    return _check(op, arn, t, env=env if env is not None else os.environ, **checked)
+    checked = {k: typed.get(k, args.get(k)) for k in _CHECK_ARGS}
+    lay = _check(op, arn, t, env=env if env is not None else os.environ, **checked)
+    comm_alg = typed["comm_alg"]
+    if comm_alg not in (None,) + COMM_ALGS:
+        R.fail(op, R.TILING, "comm_alg", f"None or one of {COMM_ALGS!r}, the values DispatchV3 accepts (every rank "
+               f"passes DispatchV3's comm_alg; the A3 combine tiling does not read it, {NOT_ENFORCED})", comm_alg)
+    return lay
 
 
 def moe_distribute_combine_v3(expand_x: Any, expert_ids: Any, assist_info_for_combine: Any, ep_send_counts: Any,
@@ -494,10 +514,8 @@ def participating_ranks(op: str, *, expand_x: Sequence, expert_ids: Sequence, pe
     world = int(ep_world_size) * tpf
     seqs = dict(per_rank, expand_x=expand_x, expert_ids=expert_ids)
     for name, seq in seqs.items():
-        if seq is None:
-            continue
-        R.require(len(seq) == world, op, TL, name,
-                  f"one entry per global rank (ep_world_size * max(tp_world_size, 1) = {world})", len(seq))
+        if seq is not None:
+            R.per_rank_length(op, name, R.sequence(op, name, seq), world)
     el = None
     if elastic_info is not None and np.asarray(elastic_info).size >= 4 + 2 * ep_world_size:
         el = parse_elastic_info(np.asarray(elastic_info), ep_world_size)
@@ -505,21 +523,20 @@ def participating_ranks(op: str, *, expand_x: Sequence, expert_ids: Sequence, pe
         want = [0 <= int(el.to_new[g // tpf]) < el.ep_world_size for g in range(world)]
     else:
         want = [True] * world
-    R.require(any(want), op, TL, "elastic_info", "at least one rank kept by the elastic table",
-              np.asarray(elastic_info).tolist() if elastic_info is not None else None)
+    if not any(want):
+        R.fail(op, TL, "elastic_info", "at least one rank kept by the elastic table", np.asarray(elastic_info).tolist())
     for g in range(world):
         present = expand_x[g] is not None
-        R.require(present == want[g], op, TL, "expand_x",
-                  f"rank {g} present iff it is kept by the elastic table (None marks a removed rank)",
-                  "None" if not present else "an array")
+        if present != want[g]:
+            R.fail(op, TL, "expand_x", f"rank {g} present iff it is kept by the elastic table (None marks a removed "
+                   "rank)", "an array" if present else "None")
         if not present:
             continue
         for name in ("expert_ids", "expert_scales", "assist_info_for_combine", "ep_send_counts", "residual_x",
                      "gamma"):
-            if name in seqs:
-                seq = seqs[name]
-                R.require(seq is not None and seq[g] is not None, op, R.NULLPTR, name, f"an array on rank {g}",
-                          None)
+            seq = seqs.get(name, ())
+            if name in seqs and (seq is None or seq[g] is None):
+                R.fail(op, R.NULLPTR, name, f"an array on rank {g}", None)
     return [g for g in range(world) if want[g]]
 
 
@@ -535,17 +552,18 @@ def check_world(op: str, *, expand_x: Sequence, expert_ids: Sequence, per_rank: 
     ranks = participating_ranks(op, expand_x=expand_x, expert_ids=expert_ids, per_rank=per_rank,
                                 ep_world_size=ep_world_size, tp_world_size=tp_world_size, elastic_info=elastic_info)
     g0 = ranks[0]
+    x0, ids0 = expand_x[g0], expert_ids[g0]
     for g in ranks:
         x, ids = expand_x[g], expert_ids[g]
-        R.require(x.shape[1:] == expand_x[g0].shape[1:] and x.dtype == expand_x[g0].dtype, op, TL, "expand_x",
-                  f"the same H and dtype on every rank (rank {g0}: {expand_x[g0].shape[1:]} "
-                  f"{acl_name(expand_x[g0].dtype)})", f"rank {g}: {x.shape[1:]} {acl_name(x.dtype)}")
-        R.require(ids.shape[1:] == expert_ids[g0].shape[1:], op, TL, "expert_ids",
-                  f"the same K on every rank (rank {g0}: {expert_ids[g0].shape[1:]})", f"rank {g}: {ids.shape[1:]}")
-        if int(global_bs) == 0:
-            R.require(ids.shape[0] == expert_ids[g0].shape[0], op, TL, "expert_ids",
-                      f"the same Bs on every rank when global_bs == 0 (rank {g0}: {expert_ids[g0].shape[0]})",
-                      f"rank {g}: {ids.shape[0]}")
+        if x.shape[1:] != x0.shape[1:] or x.dtype != x0.dtype:
+            R.fail(op, TL, "expand_x", f"the same H and dtype on every rank (rank {g0}: {x0.shape[1:]} "
+                   f"{acl_name(x0.dtype)})", f"rank {g}: {x.shape[1:]} {acl_name(x.dtype)}")
+        if ids.shape[1:] != ids0.shape[1:]:
+            R.fail(op, TL, "expert_ids", f"the same K on every rank (rank {g0}: {ids0.shape[1:]})",
+                   f"rank {g}: {ids.shape[1:]}")
+        if int(global_bs) == 0 and ids.shape[0] != ids0.shape[0]:
+            R.fail(op, TL, "expert_ids", f"the same Bs on every rank when global_bs == 0 (rank {g0}: {ids0.shape[0]})",
+                   f"rank {g}: {ids.shape[0]}")
     return ranks
 
 

@@ -16,8 +16,8 @@ import numpy as np
 from ..dtypes import bfloat16
 from ..layout import MoeLayout, dispatch_output_specs, normalised_shared_expert_num
 from . import buffsize
-from .rules import (GROUP_NAME_MAX, INVALID, NULLPTR, TILING, dtype_in, fail, in_range, integer, ndim, one_of,
-                    require, shared_experts)
+from .rules import (GROUP_NAME_MAX, INVALID, NULLPTR, TILING, ArgumentTypeError, dtype_in, fail, in_range,
+                    integer, ndim, one_of, require, shared_experts, string, tensors)
 
 OP = "aclnnMoeDistributeDispatchV3"
 INT32_MAX = 2 ** 31 - 1
@@ -27,7 +27,7 @@ H_MIN, H_MAX = 1024, 8192
 K_MAX = 16
 M_MAX = 1024
 SHARED_MAX = 4
-COMM_ALGS = ("", "fullmesh_v1", "fullmesh_v2")
+COMM_ALGS = buffsize.COMM_ALGS
 NOT_ENFORCED = "documented rule, not enforced by the CANN kernel"
 
 OUTPUT_NAMES = ("expand_x", "dynamic_scales", "assist_info_for_combine", "expert_token_nums",
@@ -77,16 +77,6 @@ def _is_nz(t: Any) -> bool:
         return False
 
 
-def _dtype_in(op: str, name: str, t: Any, dtypes: tuple, status: int = TILING) -> None:
-    """``rules.dtype_in`` with a fast path (names are only built for the error message)."""
-    try:
-        if np.dtype(t.dtype) in dtypes:
-            return
-    except TypeError:
-        pass
-    dtype_in(op, name, t, dtypes, status=status)
-
-
 def _name_len(s: str) -> int:
     return len(s.encode("utf-8"))
 
@@ -111,6 +101,9 @@ def moe_distribute_dispatch_v3(x: Any, expert_ids: Any, *, group_ep: Optional[st
     (default ``os.environ``) supplies ``HCCL_BUFFSIZE``. Returns this rank's :class:`MoeLayout`.
     """
     op = OP
+    tensors(op, {"x": x, "expert_ids": expert_ids, "scales": scales, "x_active_mask": x_active_mask,
+                 "expert_scales": expert_scales, "elastic_info": elastic_info})
+    string(op, "group_ep", group_ep)
     ep = attr_int("ep_world_size", ep_world_size)
     ep_rank = attr_int("ep_rank_id", ep_rank_id)
     m = attr_int("moe_expert_num", moe_expert_num)
@@ -125,11 +118,15 @@ def moe_distribute_dispatch_v3(x: Any, expert_ids: Any, *, group_ep: Optional[st
     zero = attr_int("zero_expert_num", zero_expert_num)
     copy = attr_int("copy_expert_num", copy_expert_num)
     const = attr_int("const_expert_num", const_expert_num)
-    comm_alg = "" if comm_alg is None else comm_alg
+    string(op, "group_tp", group_tp)
+    comm_alg = "" if string(op, "comm_alg", comm_alg, optional=True) is None else comm_alg
     has_elastic = elastic_info is not None
 
     given = outputs is not None
+    if given and not isinstance(outputs, Mapping):
+        raise ArgumentTypeError(INVALID, op, f"outputs must map output names to tensors; got {type(outputs).__name__}")
     outs: dict = dict(outputs) if given else {}
+    tensors(op, {name: outs[name] for name in OUTPUT_NAMES if name in outs})
 
     # ---- op_api layer (CheckNotNull / CheckParams): 161001 ------------------------------------
     for name, t in (("x", x), ("expert_ids", expert_ids)):
@@ -155,10 +152,10 @@ def moe_distribute_dispatch_v3(x: Any, expert_ids: Any, *, group_ep: Optional[st
               ("expert_scales", expert_scales), ("elastic_info", elastic_info))
     for name, t in inputs:
         if t is not None:
-            _dtype_in(op, name, t, _DEF_DTYPES[name], status=INVALID)
+            dtype_in(op, name, t, _DEF_DTYPES[name], status=INVALID)
     for name in OUTPUT_NAMES:
         if outs.get(name) is not None:
-            _dtype_in(op, name, outs[name], _DEF_DTYPES[name], status=INVALID)
+            dtype_in(op, name, outs[name], _DEF_DTYPES[name], status=INVALID)
 
     # ---- tiling, A3 (561002), evaluation order of dispatch-v3.md §13.2 --------------------------
     # 1-5 CheckAndSetGroupInfo
@@ -190,8 +187,8 @@ def moe_distribute_dispatch_v3(x: Any, expert_ids: Any, *, group_ep: Optional[st
     fullmesh_v2 = comm_alg == "fullmesh_v2"
     # 14-15 GetParamsAndSetTilingData
     require(qm != 1, op, TILING, "quant_mode", "quant_mode != 1 (static quant is not supported)", qm)
-    require(not (scales is not None and qm == 0), op, TILING, "scales",
-            "None when quant_mode == 0", f"tensor of shape {tuple(getattr(scales, 'shape', ()))}")
+    if scales is not None and qm == 0:
+        fail(op, TILING, "scales", "None when quant_mode == 0", f"tensor of shape {tuple(scales.shape)}")
     # 16 CheckTensorDim
     ndim(op, "x", x, (2,))
     ndim(op, "expert_ids", expert_ids, (2,))
@@ -219,21 +216,21 @@ def moe_distribute_dispatch_v3(x: Any, expert_ids: Any, *, group_ep: Optional[st
     for name in ("assist_info_for_combine", "expert_token_nums", "ep_recv_counts", "tp_recv_counts"):
         ndim(op, name, outs[name], (1,))
     # 17 CheckTensorDataType
-    _dtype_in(op, "x", x, (bfloat16, _F16))
-    _dtype_in(op, "expert_ids", expert_ids, (_I32,))
+    dtype_in(op, "x", x, (bfloat16, _F16))
+    dtype_in(op, "expert_ids", expert_ids, (_I32,))
     if scales is not None:
-        _dtype_in(op, "scales", scales, (_F32,))
+        dtype_in(op, "scales", scales, (_F32,))
     if x_active_mask is not None:
-        _dtype_in(op, "x_active_mask", x_active_mask, (_BOOL,))
+        dtype_in(op, "x_active_mask", x_active_mask, (_BOOL,))
     if has_elastic:
-        _dtype_in(op, "elastic_info", elastic_info, (_I32,))
-    _dtype_in(op, "expand_x", outs["expand_x"], (_I8,) if qm != 0 else (np.dtype(x.dtype),))
+        dtype_in(op, "elastic_info", elastic_info, (_I32,))
+    dtype_in(op, "expand_x", outs["expand_x"], (_I8,) if qm != 0 else (np.dtype(x.dtype),))
     if qm == 2:
-        _dtype_in(op, "dynamic_scales", outs["dynamic_scales"], (_F32,))
-    _dtype_in(op, "assist_info_for_combine", outs["assist_info_for_combine"], (_I32,))
-    _dtype_in(op, "expert_token_nums", outs["expert_token_nums"], (_I64,))
-    _dtype_in(op, "ep_recv_counts", outs["ep_recv_counts"], (_I32,))
-    _dtype_in(op, "tp_recv_counts", outs["tp_recv_counts"], (_I32,))
+        dtype_in(op, "dynamic_scales", outs["dynamic_scales"], (_F32,))
+    dtype_in(op, "assist_info_for_combine", outs["assist_info_for_combine"], (_I32,))
+    dtype_in(op, "expert_token_nums", outs["expert_token_nums"], (_I64,))
+    dtype_in(op, "ep_recv_counts", outs["ep_recv_counts"], (_I32,))
+    dtype_in(op, "tp_recv_counts", outs["tp_recv_counts"], (_I32,))
     # 18 CheckTensorFormat
     checked = [("x", x), ("expert_ids", expert_ids), ("scales", scales), ("x_active_mask", x_active_mask),
                ("elastic_info", elastic_info), ("expand_x", outs["expand_x"])]
@@ -328,9 +325,9 @@ def moe_distribute_dispatch_v3(x: Any, expert_ids: Any, *, group_ep: Optional[st
     if mask is not None:
         if mask.ndim == 1:
             n = int(np.count_nonzero(mask))
-            require(bool(mask[:n].all()), op, TILING, "x_active_mask",
-                    f"every True before any False in a 1-D mask ({NOT_ENFORCED})",
-                    f"first False at token {int(np.argmin(mask))}, {n} True in total")
+            if not mask[:n].all():
+                fail(op, TILING, "x_active_mask", f"every True before any False in a 1-D mask ({NOT_ENFORCED})",
+                     f"first False at token {int(np.argmin(mask))}, {n} True in total")
             active = np.broadcast_to(mask[:, None], (bs, k))
         else:
             active = mask
@@ -385,13 +382,13 @@ def _check_elastic_table(info: np.ndarray, *, ep: int, ep_rank: int, m: int, s: 
             f"elastic_info[3] / (new ep - new shared rank num) == {lnum} experts per MoE rank, as before {where}",
             f"{m2} / {ep2 - r2}")
     kept = t1[t1 != -1]
-    require(bool(((t1 == -1) | ((t1 >= 0) & (t1 < ep2))).all()) and kept.size == ep2
-            and np.unique(kept).size == ep2, op, TILING, "elastic_info",
-            f"Table1 (elastic_info[4:{4 + ep}]) maps the kept ranks one-to-one onto [0, {ep2}) and the rest to -1 "
-            f"{where}", t1.tolist())
+    if not (((t1 == -1) | ((t1 >= 0) & (t1 < ep2))).all() and kept.size == ep2 and np.unique(kept).size == ep2):
+        fail(op, TILING, "elastic_info", f"Table1 (elastic_info[4:{4 + ep}]) maps the kept ranks one-to-one onto "
+             f"[0, {ep2}) and the rest to -1 {where}", t1.tolist())
     orig = np.flatnonzero(t1 != -1)
-    require(bool((t2[t1[orig]] == orig).all()), op, TILING, "elastic_info",
-            f"Table2 (elastic_info[{4 + ep}:]) is the inverse of Table1 on the new ranks {where}", t2.tolist())
+    if not (t2[t1[orig]] == orig).all():
+        fail(op, TILING, "elastic_info", f"Table2 (elastic_info[{4 + ep}:]) is the inverse of Table1 on the new "
+             f"ranks {where}", t2.tolist())
     require(int(t1[ep_rank]) != -1, op, TILING, "ep_rank_id",
             f"a rank kept by the elastic table (Table1[ep_rank_id] != -1); removed ranks must not call the op "
             f"{where}", ep_rank)

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "aclnnop/aclnn_distribute_barrier_v2.h"
+#include "op_moe_common.h" /* moe_check_comm_size */
 #include "simcore.h"
 
 /* Like the other MC2 ops, the op asks for the 16 MiB system workspace; the simulator does not touch it. */
@@ -232,6 +233,8 @@ static aclnnStatus barrier_prepare(const char *api, const char *op, const aclTen
                       timeOut && !timeOut->data ? "timeOut" : "elasticInfo");
         return SIM_ACLNN_ERR_PARAM_NULLPTR;
     }
+
+    if ((rc = moe_check_comm_size(api, group, "worldSize", worldSize, "barrier")) != 0) return rc;
 
     BarrierState *st = calloc(1, sizeof(*st));
     if (!st) return SIM_ACLNN_ERR_RUNTIME_ERROR;

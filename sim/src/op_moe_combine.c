@@ -319,6 +319,15 @@ static int validate_tiling(const CombineState *s, const char *groupEp, const cha
     return moe_check_win_size(s->gws, &s->a, 0);
 }
 
+/* commAlg: the A3 tiling does not read it, but every rank passes DispatchV3's commAlg (documented rule), so it
+ * must be one of the values DispatchV3 accepts; aclnn_py's validation applies the same rule. */
+static int check_comm_alg(const char *gws, const char *commAlg) {
+    if (commAlg && commAlg[0] && strcmp(commAlg, "fullmesh_v1") && strcmp(commAlg, "fullmesh_v2"))
+        return moe_fail(gws, TILING, "commAlg = \"%s\"; it must be DispatchV3's commAlg: NULL, \"\", \"fullmesh_v1\" or "
+                                     "\"fullmesh_v2\" (documented rule, not enforced by the A3 combine tiling)", commAlg);
+    return 0;
+}
+
 /* ================================ execution ================================================== */
 typedef struct {
     char err[512];
@@ -344,6 +353,44 @@ static int check_consistency(const CombinePub *me, const CombinePub *p, char *er
 }
 
 #define RUN_ERR(...) snprintf(err, sizeof err, __VA_ARGS__)
+
+/* Slot kslot of token t waits for a row: t is processed and, for kslot < K, the pair is not masked out and goes
+ * to a MoE expert (the kernel's uint32 id compare); shared-expert slots wait whenever t is processed. */
+static int slot_expected(const CombineState *s, const int32_t *ids, const uint8_t *mask, int mask_nd, int64_t np,
+                         int64_t t, int64_t kslot) {
+    const int64_t k = s->a.k;
+    if (!moe_token_processed(mask, mask_nd, k, t, np)) return 0;
+    if (kslot >= k) return 1;
+    if (mask_nd == 2 && !mask[t * k + kslot]) return 0;
+    return (uint32_t)ids[t * k + kslot] < (uint64_t)s->a.M;
+}
+
+/* Rows that arrived where the kernel does not wait for one (CS §3.4 WaitDispatch counts flags per token: one row
+ * too many is a count it never reaches, a hang): a slot with two rows, or a row for a slot no token waits for,
+ * typically a (token, k) the combine x_active_mask excludes but DispatchV3's did not. Slot-major order, as the
+ * reference reports them. The missing rows are found by moe_combine_token. */
+static void check_slots(const CombineState *s, const uint8_t *counts, const int32_t *ids, const uint8_t *mask,
+                        int mask_nd, int64_t np, char *err, size_t n) {
+    const int64_t bs = s->a.bs, kslots = s->a.k + s->a.sh.S;
+    for (int64_t j = 0; j < kslots && !err[0]; j++)
+        for (int64_t t = 0; t < bs && !err[0]; t++)
+            if (counts[t * kslots + j] > 1)
+                snprintf(err, n, "assistInfoForCombine: EP rank %lld token %lld slot %lld receives more than one row",
+                         (long long)s->a.rank, (long long)t, (long long)j);
+    for (int64_t j = 0; j < kslots && !err[0]; j++)
+        for (int64_t t = 0; t < bs && !err[0]; t++) {
+            if (!counts[t * kslots + j] || slot_expected(s, ids, mask, mask_nd, np, t, j)) continue;
+            if (mask_nd && slot_expected(s, ids, NULL, 0, bs, t, j))
+                snprintf(err, n, "xActiveMaskOptional (x_active_mask): EP rank %lld token %lld slot %lld received a "
+                                 "row that its x_active_mask excludes; pass combine the x_active_mask given to "
+                                 "DispatchV3 (the real kernel would wait forever for a flag count it has passed)",
+                         (long long)s->a.rank, (long long)t, (long long)j);
+            else
+                snprintf(err, n, "assistInfoForCombine: EP rank %lld token %lld slot %lld received a row it does not "
+                                 "wait for (the real kernel would wait forever for a flag count it has passed)",
+                         (long long)s->a.rank, (long long)t, (long long)j);
+        }
+}
 
 /* read one int32 element of a 1-D tensor */
 static int32_t read_i32(const MoeTensor *t, int64_t i) {
@@ -471,6 +518,7 @@ static int combine_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
     /* ---- Step D: per-token combine (CS §3.4) [+ AddRmsNorm (CS §4)] ---- */
     const int64_t kslots = k + s->a.sh.S;
     const uint16_t **slots = NULL;
+    uint8_t *counts = NULL;
     uint16_t *xout = NULL, *yout = NULL;
     float *rstd = NULL, *acc = NULL;
     uint8_t *done = NULL;
@@ -479,16 +527,17 @@ static int combine_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
              g_res = {0}, g_gam = {0};
     if (!err[0]) {
         slots = (const uint16_t **)malloc(sizeof(void *) * (size_t)(bs * kslots + 1));
+        counts = (uint8_t *)malloc((size_t)(bs * kslots + 1));
         xout = (uint16_t *)malloc(sizeof(uint16_t) * (size_t)(bs * h));
         yout = s->arn ? (uint16_t *)malloc(sizeof(uint16_t) * (size_t)(bs * h)) : NULL;
         rstd = (float *)malloc(sizeof(float) * (size_t)(bs + 1));
         acc = (float *)malloc(sizeof(float) * (size_t)h);
         done = (uint8_t *)calloc((size_t)bs, 1);
         scratch = malloc(MOE_COMBINE_SCRATCH_BYTES(h) + sizeof(float) * 2 * (size_t)h);
-        if (!slots || !xout || (s->arn && !yout) || !rstd || !acc || !done || !scratch) RUN_ERR("out of host memory");
+        if (!slots || !counts || !xout || (s->arn && !yout) || !rstd || !acc || !done || !scratch) RUN_ERR("out of host memory");
     }
     if (!err[0]) {
-        moe_combine_collect(srcs, el.n_part, el.me, bs, kslots, slots);
+        moe_combine_collect(srcs, el.n_part, el.me, bs, kslots, slots, counts);
         const int32_t *ids = (const int32_t *)gather_all(&g_ids, T(T_IDS));
         const float *w = (const float *)gather_all(&g_w, T(T_SCALES));
         const uint8_t *mask = (const uint8_t *)gather_all(&g_mask, T(T_MASK));
@@ -501,6 +550,7 @@ static int combine_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
         const uint16_t *gam = (const uint16_t *)gather_all(&g_gam, T(T_GAMMA));
         const int mask_nd = P(T_MASK) ? moe_ndim(T(T_MASK)) : 0;
         const int64_t np = moe_mask_prefix(mask, mask_nd, bs);
+        check_slots(s, counts, ids, mask, mask_nd, np, err, sizeof err);
         MoeCombineCfg cc = {.k = k, .s = s->a.sh.S, .h = h, .moe_num = s->a.M, .zero_num = s->a.zero, .copy_num = s->a.copy,
                             .const_num = s->a.cnst, .is_bf16 = is_bf16, .int8_comm = s->cqm == 2};
         const float inv_h = 1.0f / (float)h;
@@ -514,7 +564,8 @@ static int combine_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
                 int64_t j = miss - 1;
                 if (j < k)
                     RUN_ERR("EP rank %lld token %lld: no row came back for k = %lld (expert id %d); the real kernel "
-                            "would wait for it forever (dispatch and combine inputs inconsistent?)",
+                            "would wait for it forever (assistInfoForCombine, epSendCounts and xActiveMaskOptional must be "
+                            "those of the matching DispatchV3)",
                             (long long)s->a.rank, (long long)t, (long long)j, ids[t * k + j]);
                 else
                     RUN_ERR("EP rank %lld token %lld: no row came back from shared expert %lld; the real kernel would "
@@ -551,6 +602,7 @@ static int combine_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
     Gathered *gs[] = {&g_ids, &g_w, &g_mask, &g_ori, &g_a1, &g_a2, &g_v, &g_sx, &g_res, &g_gam};
     for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) gfree(gs[i]);
     free(slots);
+    free(counts);
     free(xout);
     free(yout);
     free(rstd);
@@ -630,6 +682,8 @@ static aclnnStatus combine_gws(int arn, const aclTensor *const *tin, const char 
                         moe_ndim(ids) >= 2 ? moe_dim(ids, 1) : 0, st->t[T_ELASTIC].present);
         rc = validate_tiling(st, groupEp, groupTp);
     }
+    if (!rc) rc = check_comm_alg(gws, commAlg);
+    if (!rc) rc = moe_check_comm_sizes(gws, &st->a, groupEp, groupTp);
     /* workspace of the A3 tiling: 16 MiB + aivNum * 10 KiB (CT/AT SetWorkspace), unused by the simulator */
     const uint64_t ws = 16ull * 1024 * 1024 + (uint64_t)MOE_AIV_NUM * 10 * 1024;
     return moe_gws_finish(rc, gws, st->run, ws, &st->a, groupEp, groupTp, combine_run, st, workspaceSize, executor);

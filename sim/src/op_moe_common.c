@@ -278,6 +278,22 @@ int moe_check_api_args(const char *api, const char *groupEp, const char *groupTp
     return 0;
 }
 
+int moe_check_comm_size(const char *api, const char *group, const char *param, int64_t want, const char *role) {
+    const int dev = sim_current_device();
+    const SimComm *c = dev >= 0 && group ? sim_comm_lookup(group, dev) : NULL;
+    if (c && sim_comm_size(c) != want)
+        FAIL(TILING, "%s = %lld but the %s communicator \"%s\" has %d ranks (documented rule: %s equals the number "
+                     "of ranks of its communicator; the CANN tiling does not compare them, the real device would hang "
+                     "or fault)", param, (long long)want, role, group, sim_comm_size(c), param);
+    return 0;
+}
+
+int moe_check_comm_sizes(const char *api, const MoeAttrs *a, const char *groupEp, const char *groupTp) {
+    int rc = moe_check_comm_size(api, groupEp, "epWorldSize", a->ep, "EP");
+    if (!rc && a->tp == 2) rc = moe_check_comm_size(api, groupTp, "tpWorldSize", a->tp, "TP");
+    return rc;
+}
+
 int moe_check_expert_sum(const char *api, const MoeAttrs *a) {
     int64_t sum;
     if (__builtin_add_overflow(a->zero, a->copy, &sum) || __builtin_add_overflow(sum, a->cnst, &sum) ||

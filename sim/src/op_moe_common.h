@@ -99,6 +99,12 @@ int moe_in_list(int32_t dt, const int32_t *l, int n);
 int moe_check_api_args(const char *api, const char *groupEp, const char *groupTp, int len_status,
                        const void *workspaceSize, const void *executor, const void *const *raw,
                        const char *const *raw_names, int n_raw);
+/* Documented rule the CANN tiling does not check (561002): when a communicator named `group` lives on the
+ * calling thread's device, `param` (its value `want`) equals its rank count. No such communicator: unchecked
+ * here (the run reports it). role: "EP", "TP", ... for the message. */
+int moe_check_comm_size(const char *api, const char *group, const char *param, int64_t want, const char *role);
+/* moe_check_comm_size for epWorldSize / groupEp and, with tpWorldSize = 2, for groupTp. */
+int moe_check_comm_sizes(const char *api, const MoeAttrs *a, const char *groupEp, const char *groupTp);
 /* Tiling: moeExpertNum + zeroExpertNum + copyExpertNum + constExpertNum fits INT32. */
 int moe_check_expert_sum(const char *api, const MoeAttrs *a);
 /* Tiling (561002): epWorldSize, tpWorldSize, epRankId, tpRankId and groupTp with TP = 2. */

@@ -534,6 +534,7 @@ SIM_API aclnnStatus aclnnMoeDistributeDispatchV3GetWorkspaceSize(
                         moe_ndim(&st->ids) >= 2 ? moe_dim(&st->ids, 1) : 0, st->elastic.present);
         rc = validate_tiling(st, expertShardType, commAlg);
     }
+    if (!rc) rc = moe_check_comm_sizes(GWS_API, &st->a, groupEp, groupTp);
     /* workspace of the A3 tiling: 16 MiB + 512 * aivNum^2 (TIL SetWorkSpace), unused by the simulator */
     const uint64_t ws = 16ull * 1024 * 1024 + 512ull * MOE_AIV_NUM * MOE_AIV_NUM;
     return moe_gws_finish(rc, GWS_API, RUN_API, ws, &st->a, groupEp, groupTp, dispatch_run, st, workspaceSize,

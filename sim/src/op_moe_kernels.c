@@ -20,7 +20,7 @@
 /* ---- conversions ------------------------------------------------------------------------------ */
 uint16_t moe_f32_to_bf16(float f) {
     uint32_t u = moe_f32_bits(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u); /* quiet NaN */
+    if ((u & 0x7fffffffu) > 0x7f800000u) return MOE_BF16_NAN; /* NaN sign/payload: docs/decisions.md */
     u += 0x7fffu + ((u >> 16) & 1u);
     return (uint16_t)(u >> 16);
 }
@@ -43,7 +43,7 @@ uint16_t moe_f32_to_fp16(float f) {
     uint32_t u = moe_f32_bits(f);
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
     uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu)); /* NaN */
+    if (a > 0x7f800000u) return MOE_FP16_NAN;                /* NaN sign/payload: docs/decisions.md */
     if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* >= 65520 (incl. inf) -> inf */
     if (a >= 0x38800000u) {                                  /* normal fp16 */
         uint32_t h = ((((a >> 23) - 112u) << 10) | ((a & 0x7fffffu) >> 13));
@@ -80,15 +80,14 @@ void moe_quant_row(const uint16_t *x, int is_bf16, const float *smooth, int64_t 
     for (int64_t i = 0; i < h; i++) {
         float v = moe_x_to_f32(x[i], is_bf16);
         if (smooth) v = v * smooth[i];
-        float a = fabsf(v);
-        if (a > amax) amax = a;
+        amax = moe_max_nan(amax, fabsf(v));
     }
     float qs = 127.0f / amax;
-    /* NaN policy (docs/decisions.md): NaN is skipped by the max above (maxNum) and quantises to 0; a row whose
-     * q is not finite (amax 0 or 127/amax overflows) is int8 0 with scale 1/inf = 0, as in the reference */
-    if (isinf(qs)) {
+    /* NaN policy (docs/decisions.md): the max propagates NaN, so a row holding one has q = NaN, int8 0 and a NaN
+     * scale; a row whose q is not finite (NaN, amax 0 or 127/amax overflows) is int8 0, as in the reference */
+    if (!isfinite(qs)) {
         memset(q, 0, (size_t)h);
-        *scale = 1.0f / qs;
+        *scale = moe_canon_f32(1.0f / qs);
         return;
     }
     for (int64_t i = 0; i < h; i++) {
@@ -247,16 +246,19 @@ int moe_dispatch_receive(const MoeDispatchCfg *c, const MoeDispatchSrc *const *s
 
 /* ---- Combine (CS §3, §6, §7) ------------------------------------------------------------------- */
 int64_t moe_combine_collect(const MoeCombineSrc *const *srcs, int64_t n_src, int64_t me, int64_t bs,
-                            int64_t kslots, const uint16_t **slots) {
+                            int64_t kslots, const uint16_t **slots, uint8_t *counts) {
     int64_t mapped = 0;
     for (int64_t i = 0; i < bs * kslots; i++) slots[i] = NULL;
+    if (counts) memset(counts, 0, (size_t)(bs * kslots));
     for (int64_t p = 0; p < n_src; p++) {
         const MoeCombineSrc *s = srcs[p];
         if (!s) continue;
         for (int64_t r = 0; r < s->n_rows; r++) {
             const int32_t *tr = s->triples + 3 * r;
             if (tr[0] != me || tr[1] < 0 || tr[1] >= bs || tr[2] < 0 || tr[2] >= kslots) continue;
-            slots[(int64_t)tr[1] * kslots + tr[2]] = s->rows + r * s->h;
+            const int64_t at = (int64_t)tr[1] * kslots + tr[2];
+            slots[at] = s->rows + r * s->h;
+            if (counts && counts[at] < 2) counts[at]++;
             mapped++;
         }
     }
@@ -271,8 +273,7 @@ void moe_int8_roundtrip(const uint16_t *row, int64_t h, int is_bf16, uint16_t *o
         float amax = 0.0f;
         for (int64_t i = 0; i < n; i++) {
             v[i] = moe_x_to_f32(row[g + i], is_bf16);
-            float a = fabsf(v[i]);
-            if (a > amax) amax = a;
+            amax = moe_max_nan(amax, fabsf(v[i])); /* BlockReduceMax: a NaN in the group makes the group's max NaN */
         }
         float s = amax * inv127;
         uint16_t sx = moe_f32_to_x(s, is_bf16);
@@ -379,7 +380,7 @@ void moe_add_rms_norm_token(const float *acc, const uint16_t *residual, const ui
     float me = ms + eps;
     float rt = sqrtf(me);
     float rstd = 1.0f / rt;
-    *rstd_out = rstd;
+    *rstd_out = moe_canon_f32(rstd);
     for (int64_t i = 0; i < h; i++) {
         float a = xs[i] * rstd;
         float ab = moe_bf16_to_f32(moe_f32_to_bf16(a));

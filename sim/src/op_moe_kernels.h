@@ -26,6 +26,18 @@ static inline uint32_t moe_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); re
 static inline float moe_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 
 static inline float moe_bf16_to_f32(uint16_t h) { return moe_bits_f32((uint32_t)h << 16); }
+/* A NaN result is written as the canonical quiet NaN of its type (positive, payload 0): which NaN the A3
+ * vector unit returns is not documented, and the reference writes the same bits (docs/decisions.md). */
+#define MOE_BF16_NAN ((uint16_t)0x7fc0u)
+#define MOE_FP16_NAN ((uint16_t)0x7e00u)
+#define MOE_F32_NAN_BITS 0x7fc00000u
+static inline float moe_canon_f32(float f) { return f != f ? moe_bits_f32(MOE_F32_NAN_BITS) : f; }
+/* max of an accumulated maximum and a new value that propagates NaN (the A3 BlockReduceMax / ReduceMax
+ * semantics aclnn_py assumes, docs/decisions.md): once NaN, the maximum stays NaN */
+static inline float moe_max_nan(float acc, float v) {
+    if (acc != acc) return acc;
+    return (v != v || v > acc) ? v : acc;
+}
 uint16_t moe_f32_to_bf16(float f);
 float moe_fp16_to_f32(uint16_t h);
 uint16_t moe_f32_to_fp16(float f);
@@ -41,9 +53,9 @@ int8_t moe_f32_to_int8_rne(float f);
 
 /* ---- DispatchV3 quantMode 2 (dispatch-v3.md §6) ---------------------------------------------- */
 /* One row: xf = f32(x) [* smooth], amax = max|xf|, q = 127/amax, y = xf*q, int8 = rint(y),
- * scale = 1/q. smooth may be NULL. NaN policy (hardware behaviour undocumented): the max skips NaN
- * (IEEE maxNum) and a NaN element gives int8 0; an inf gives amax inf, q 0, int8 0, scale inf; a row
- * whose q is not finite (amax 0 / all NaN, or 127/amax overflows) is int8 0 with scale 0. */
+ * scale = 1/q. smooth may be NULL. NaN policy (docs/decisions.md): the max propagates NaN, so a row holding
+ * a NaN has q NaN, int8 0 and scale NaN (canonical); an inf gives amax inf, q 0, int8 0, scale inf; a row
+ * whose q is not finite (NaN, amax 0, or 127/amax overflows) is int8 0 (scale 1/q). */
 void moe_quant_row(const uint16_t *x, int is_bf16, const float *smooth, int64_t h, int8_t *q,
                    float *scale);
 
@@ -103,9 +115,10 @@ typedef struct {
     int64_t n_rows, h;
 } MoeCombineSrc;
 /* Fill slots[t*kslots + kslot] with the row addressed to rank `me` (new id) by any source, NULL
- * where none. Rows with out-of-range token or slot are ignored. Returns how many rows mapped. */
+ * where none. Rows with out-of-range token or slot are ignored. counts (optional, bs*kslots): rows per
+ * slot, saturating at 2. Returns how many rows mapped. */
 int64_t moe_combine_collect(const MoeCombineSrc *const *srcs, int64_t n_src, int64_t me, int64_t bs,
-                            int64_t kslots, const uint16_t **slots);
+                            int64_t kslots, const uint16_t **slots, uint8_t *counts);
 
 /* TP reduce-scatter add of one element: rne_X(f32(peer) + f32(own)). */
 static inline uint16_t moe_tp_add(uint16_t own, uint16_t peer, int is_bf16) {

@@ -37,6 +37,12 @@ static void test_conversions(void) {
     CHECK((bf(fbits(0x7fc00001)) & 0x7fc0) == 0x7fc0, "bf16 NaN stays NaN");
     CHECK((bf(fbits(0x7f800001)) & 0x7f80) == 0x7f80 && (bf(fbits(0x7f800001)) & 0x7f), "bf16 sNaN stays NaN");
     CHECK(bf(fbits(0x7f7fffff)) == 0x7f80, "bf16 overflow to inf");
+    /* NaN results are the canonical quiet NaN, whatever the sign and payload (docs/decisions.md) */
+    CHECK(bf(fbits(0xffc00000)) == 0x7fc0 && bf(fbits(0x7f812345)) == 0x7fc0, "bf16 NaN canonical");
+    CHECK(moe_f32_to_fp16(fbits(0xffc00000)) == 0x7e00 && moe_f32_to_fp16(fbits(0x7fa00001)) == 0x7e00,
+          "fp16 NaN canonical");
+    CHECK(moe_f32_bits(moe_canon_f32(fbits(0xffc00001))) == 0x7fc00000u && moe_canon_f32(2.0f) == 2.0f,
+          "fp32 NaN canonical");
     CHECK(moe_tp_add(bf(1.0f), bf(0.00390625f), 1) == bf(1.0f), "TP add tie (CS 3.2)");
     CHECK(moe_tp_add(bf(1.0f), bf(0.005859375f), 1) == bf(1.0078125f), "TP add up (CS 3.2)");
 #if defined(__FLT16_MAX__)
@@ -286,15 +292,15 @@ static void test_quant(void) {
     moe_quant_row(xh, 0, NULL, 4, q, &sc);
     CHECK(q[1] == -64 && moe_f32_bits(sc) == 0x3C810204u, "DS 6 quant fp16");
 
-    /* NaN policy (docs/decisions.md): max skips NaN, NaN -> 0; inf -> amax inf, int8 0, scale inf;
-     * q = 127/amax not finite (all NaN, amax 0, or overflow) -> int8 0, scale 0 */
+    /* NaN policy (docs/decisions.md): the max propagates NaN -> q NaN, int8 0, scale canonical NaN; inf (no NaN)
+     * -> amax inf, q 0, int8 0, scale inf; q = 127/amax not finite (amax 0 or overflow) -> int8 0, scale 0 */
     {
         const float nan = NAN, inf = INFINITY;
-        const float rows[4][4] = {{1.0f, 2.0f, nan, -3.0f}, {nan, nan, nan, nan}, {1.0f, inf, 2.0f, nan},
-                                  {1e-38f, 0.0f, 0.0f, -1e-38f}};
-        const int8_t want_q[4][4] = {{42, 85, 0, -127}, {0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}};
-        const uint32_t want_s[4] = {0x3CC18306u, 0u, 0x7F800000u, 0u};
-        for (int r = 0; r < 4; r++) {
+        const float rows[5][4] = {{1.0f, 2.0f, nan, -3.0f}, {nan, nan, nan, nan}, {1.0f, inf, 2.0f, nan},
+                                  {1e-38f, 0.0f, 0.0f, -1e-38f}, {1.0f, -inf, 2.0f, 3.0f}};
+        const int8_t want_q[5][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}};
+        const uint32_t want_s[5] = {0x7FC00000u, 0x7FC00000u, 0x7FC00000u, 0u, 0x7F800000u};
+        for (int r = 0; r < 5; r++) {
             uint16_t xr[4];
             for (int i = 0; i < 4; i++) xr[i] = bf(rows[r][i]);
             moe_quant_row(xr, 1, NULL, 4, q, &sc);
@@ -392,7 +398,7 @@ static void run_cs10(int64_t h, const uint8_t *mask1, const int *want_counts_or_
     const float inv_h = 1.0f / (float)h;
     for (int r = 0; r < ep; r++) {
         const uint16_t *slots[3 * 2];
-        int64_t mapped = moe_combine_collect(csp, 4, r, bs, k, slots);
+        int64_t mapped = moe_combine_collect(csp, 4, r, bs, k, slots, NULL);
         CHECK(mapped == ((mask1 && r == 1) ? 4 : 6), "CS10 collect r%d mapped %ld", r, (long)mapped);
         const uint8_t *mk = (r == 1 && mask1) ? m1 : NULL;
         int64_t np = moe_mask_prefix(mk, mk ? 1 : 0, bs);
@@ -483,6 +489,22 @@ static void test_combine(void) {
     uint16_t z[8] = {0}, zo[8];
     moe_int8_roundtrip(z, 8, 1, zo);
     CHECK(zo[0] == 0 && zo[7] == 0, "int8 zero group -> 0");
+    /* a NaN or an inf in a group of 8 makes the group's max NaN / inf: the whole group arrives as NaN (the
+     * receiver multiplies by a NaN or inf scale); the next group is untouched */
+    {
+        uint16_t gi[16], go[16];
+        for (int i = 0; i < 16; i++) gi[i] = bf((float)(i + 1));
+        uint16_t ref[16];
+        moe_int8_roundtrip(gi, 16, 1, ref);
+        for (int special = 0; special < 3; special++) {
+            gi[3] = special == 0 ? bf(NAN) : special == 1 ? (uint16_t)0xffc0u : bf(INFINITY);
+            moe_int8_roundtrip(gi, 16, 1, go);
+            int ok = 1;
+            for (int i = 0; i < 8; i++) ok &= go[i] == 0x7fc0;
+            for (int i = 8; i < 16; i++) ok &= go[i] == ref[i];
+            CHECK(ok, "int8 group with NaN/inf (%d) -> canonical NaN group", special);
+        }
+    }
 
     /* HCCL window example (DS §12): H 7168, maxBs 32, ep 16, L 16, K 8 -> 239 / 247 MB */
     uint64_t n1 = moe_hccl_window_need(32, 7168, 16, 16, 8, 0, 0), n2 = moe_hccl_window_need(32, 7168, 16, 16, 8, 0, 1);
