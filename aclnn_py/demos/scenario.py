@@ -206,9 +206,10 @@ def ffn_stand_in(expand_x: np.ndarray, dynamic_scales: np.ndarray, dtype) -> np.
     out = np.zeros(x.shape, dtype)
     n = written_rows(x)
     rows = x[:n].astype(np.float32)
-    if x.dtype == np.int8:
-        rows *= np.asarray(dynamic_scales, np.float32)[:n, None]
-    rows *= np.float32(1.5)
+    with np.errstate(invalid="ignore", over="ignore"):   # NaN/inf rows and scales are part of the tests
+        if x.dtype == np.int8:
+            rows *= np.asarray(dynamic_scales, np.float32)[:n, None]
+        rows *= np.float32(1.5)
     out[:n] = rows.astype(dtype)
     return out
 
