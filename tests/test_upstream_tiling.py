@@ -57,12 +57,7 @@ PENDING_PROFILE = {
         f"5778144 does not need tp_send_counts (section 4; c29bc10 oCT:379-384 does); {_V4}",
 }
 # rules both snapshots' tilings enforce that aclnn_py.validate does not check yet
-VALIDATOR_GAPS = {
-    ("5778144", "barrier", "TestTilingTimeOutFormatInvalid"):
-        "validate.distribute_barrier_v2 does not reject a FRACTAL_NZ time_out (oBT:86-87, nBT:68-74)",
-    ("5778144", "barrier", "TestTilingElasticInfoFormatInvalid"):
-        "validate.distribute_barrier_v2 does not reject a FRACTAL_NZ elastic_info (oBT:105-106, nBT:98-105)",
-}
+VALIDATOR_GAPS: Dict[Tuple[str, str, str], str] = {}
 _GROUP = ("the op_api layer logs a group name of length 0 or >= 128 but returns `false`, i.e. ACLNN_SUCCESS "
           "(oBA.cpp:37-43, nBB:68-72), and the tiling checks only for NULL; aclnn_py rejects it (documented rule)")
 _ARN = ("the test runs the CombineV2 tiling with AddRmsNorm outputs and float16 expand_x; the only aclnn call "

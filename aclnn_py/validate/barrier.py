@@ -64,9 +64,11 @@ def distribute_barrier_v2(x_ref: Any, *, group: Optional[str], world_size: int, 
         R.dtype_in(OP, "elastic_info", elastic_info, (np.int32,), R.INVALID)
     R.in_range(OP, "world_size", world_size, WORLD_SIZE_MIN, WORLD_SIZE_MAX)
     if R.is_tensor(time_out):
+        R.not_nz(OP, "time_out", time_out)
         R.ndim(OP, "time_out", time_out, (1,))
         R.shape_eq(OP, "time_out", time_out, (1,))
     if elastic_info is not None:
+        R.not_nz(OP, "elastic_info", elastic_info)
         R.ndim(OP, "elastic_info", elastic_info, (1,))
         R.shape_eq(OP, "elastic_info", elastic_info, (4 + 2 * world_size,))
         if isinstance(elastic_info, np.ndarray):

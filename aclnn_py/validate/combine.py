@@ -44,7 +44,6 @@ BS_MAX = 512
 K_MAX = 16
 H_MIN, H_MAX = 1024, 8192
 ASSIST_PER_A = 128
-ACL_FORMAT_FRACTAL_NZ = 29
 
 _F16, _F32, _I32, _I64, _BOOL = np.float16, np.float32, np.int32, np.int64, np.bool_
 
@@ -62,13 +61,6 @@ _DEF_COMBINE = {
 _DEF_ARN = dict(_DEF_COMBINE, expand_x=(bfloat16,), shared_expert_x=(bfloat16,), ori_x=(bfloat16,),
                 const_expert_alpha_1=(bfloat16,), const_expert_alpha_2=(bfloat16,), const_expert_v=(bfloat16,),
                 residual_x=(bfloat16,), gamma=(bfloat16,), y=(bfloat16,), rstd=(_F32,), x=(bfloat16,))
-
-
-def _is_nz(t: Any) -> bool:
-    fmt = getattr(t, "format", None)
-    if isinstance(fmt, str):
-        return "NZ" in fmt.upper()
-    return fmt is not None and int(fmt) == ACL_FORMAT_FRACTAL_NZ
 
 
 def _name_len(name: str) -> int:
@@ -239,9 +231,9 @@ def _check(op: str, arn: bool, t: dict, *, group_ep, ep_world_size, ep_rank_id, 
     fmt_order += ["x_active_mask", "elastic_info", "shared_expert_x"]
     for name in fmt_order:
         if t.get(name) is not None:
-            req(not _is_nz(t[name]), op, TL, name, "[rule 19] format ND (not FRACTAL_NZ)", "FRACTAL_NZ")
+            req(not R.is_nz(t[name]), op, TL, name, "[rule 19] format ND (not FRACTAL_NZ)", "FRACTAL_NZ")
     for name, obj in outs.items():
-        req(not _is_nz(obj), op, TL, name, "[rule 19] format ND (not FRACTAL_NZ)", "FRACTAL_NZ")
+        req(not R.is_nz(obj), op, TL, name, "[rule 19] format ND (not FRACTAL_NZ)", "FRACTAL_NZ")
 
     # ---- 3e. CheckAttrs (rules 20-25) ------------------------------------------------------------
     r_num = int(shared_expert_rank_num)

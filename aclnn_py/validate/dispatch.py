@@ -16,7 +16,7 @@ import numpy as np
 from ..dtypes import bfloat16
 from ..layout import MoeLayout, dispatch_output_specs, normalised_shared_expert_num
 from . import buffsize
-from .rules import (GROUP_NAME_MAX, INVALID, NULLPTR, TILING, ArgumentTypeError, dtype_in, fail, in_range,
+from .rules import (GROUP_NAME_MAX, INVALID, NULLPTR, TILING, ArgumentTypeError, dtype_in, fail, in_range, is_nz,
                     integer, ndim, one_of, require, shared_experts, string, tensors)
 
 OP = "aclnnMoeDistributeDispatchV3"
@@ -55,8 +55,6 @@ _DEF_DTYPES = {
     "expand_scales": (_F32, _I32),
 }
 
-_NZ_FORMATS = (29, 50, 51, 52, 53, 54, "FRACTAL_NZ", "ACL_FORMAT_FRACTAL_NZ")
-
 
 def attr_int(name: str, v: Any) -> int:
     return integer(OP, name, v)
@@ -65,16 +63,6 @@ def attr_int(name: str, v: Any) -> int:
 def _host(t: Any) -> Optional[np.ndarray]:
     """Values of a host array (value rules skip device tensors)."""
     return t if isinstance(t, np.ndarray) else None
-
-
-def _is_nz(t: Any) -> bool:
-    fmt = getattr(t, "acl_format", None)
-    if fmt is None and not isinstance(t, np.ndarray):
-        fmt = getattr(t, "format", None)
-    try:
-        return fmt in _NZ_FORMATS
-    except TypeError:
-        return False
 
 
 def _name_len(s: str) -> int:
@@ -240,7 +228,7 @@ def moe_distribute_dispatch_v3(x: Any, expert_ids: Any, *, group_ep: Optional[st
                                        "tp_recv_counts")]
     for name, t in checked:
         if t is not None:
-            require(not _is_nz(t), op, TILING, name, "not in FRACTAL_NZ format", "FRACTAL_NZ")
+            require(not is_nz(t), op, TILING, name, "not in FRACTAL_NZ format", "FRACTAL_NZ")
     # 19 CheckSharedAttrs (after the (1, 0) -> 0 normalisation)
     s = normalised_shared_expert_num(s_attr, r)
     shared_experts(op, s, r, s, ("shared_expert_rank_num == 0 when shared_expert_num == 0",

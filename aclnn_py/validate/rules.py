@@ -185,3 +185,23 @@ def per_rank_length(op: str, param: str, seq: list, world: int,
 def first_present(seq: list) -> Optional[int]:
     """Index of the first entry that is not None (a rank that takes part), or None."""
     return next((g for g, v in enumerate(seq) if v is not None), None)
+
+
+ACL_FORMAT_FRACTAL_NZ = 29
+_NZ_FORMATS = frozenset((29, 50, 51, 52, 53, 54))   # aclFormat FRACTAL_NZ and its C0 variants
+
+
+def is_nz(t: Any) -> bool:
+    """Whether tensor ``t`` declares a FRACTAL_NZ format (``acl_format`` or ``format``: an aclFormat
+    number or a name containing ``NZ``); numpy arrays and tensors without one are ND."""
+    fmt = getattr(t, "acl_format", None)
+    if fmt is None and not isinstance(t, np.ndarray):
+        fmt = getattr(t, "format", None)
+    if isinstance(fmt, str):
+        return "NZ" in fmt.upper()
+    return isinstance(fmt, (int, np.integer)) and int(fmt) in _NZ_FORMATS
+
+
+def not_nz(op: str, param: str, t: Any, rule: str = "format ND (not FRACTAL_NZ)", status: int = TILING) -> None:
+    require(not is_nz(t), op, status, param, rule, "FRACTAL_NZ")
+
