@@ -38,13 +38,34 @@ def keyword_map(op_name: str) -> Dict[str, str]:
 
 
 class HostTensor(np.ndarray):
-    """A reference-backend result: a numpy array with the DeviceTensor methods (``numpy``, ``free``)."""
+    """A reference-backend result: a numpy array with the DeviceTensor methods, satisfying
+    :class:`aclnn_py.Tensor` like a device result does.
+
+    As with a DeviceTensor, what you compute from it -- arithmetic, ufuncs, indexing -- is a plain
+    ``numpy.ndarray`` (host data, no ``.numpy()`` / ``.free()``), so per-rank code behaves the same on
+    both backends. ``free()`` and the ``with`` block are no-ops (numpy memory is garbage-collected).
+    """
 
     def numpy(self) -> np.ndarray:
-        return np.asarray(self).copy()
+        """A host copy (a new, writable plain ndarray)."""
+        return np.array(self.view(np.ndarray), copy=True)
 
     def free(self) -> None:
-        pass
+        """Nothing to release (kept for the :class:`aclnn_py.Tensor` interface)."""
+
+    def __enter__(self) -> "HostTensor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.free()
+
+    def __array_wrap__(self, array, context=None, return_scalar=False):
+        # results of ufuncs and arithmetic are plain host arrays (or scalars), as on the device backend
+        array = array.view(np.ndarray)
+        return array[()] if return_scalar else array
+
+    def __getitem__(self, key):
+        return self.view(np.ndarray)[key]
 
     @property
     def handle(self):  # lets reference results be passed back in like device tensors
