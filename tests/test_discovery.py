@@ -87,3 +87,41 @@ def test_simulator_marker(tmp_path):
 def test_describe_search_lists_everything(tmp_path):
     text = discovery.describe_search({"ASCEND_HOME_PATH": "/x"}, roots=("/r1",), simulator_roots=())
     assert "ASCEND_HOME_PATH: /x" in text and "/r1" in text
+
+
+# ---- the aclnn_py simulator trees, searched after the documented roots ---------------------------------------
+def test_simulator_trees_come_after_the_documented_roots(tmp_path):
+    from aclnn_py import simbuild
+    cache = tmp_path / "cache"
+    env = {"XDG_CACHE_HOME": str(cache), "ASCEND_HOME_PATH": "/x"}
+    sources = [s for s, _ in discovery.candidate_roots(env, roots=("/r1",))]
+    assert sources[:2] == ["ASCEND_HOME_PATH", "default root /r1"]
+    trees = simbuild.simulator_trees(env)
+    assert sources[2:] == [s for s, _ in trees]
+    assert trees[-1] == ("aclnn_py simulator in the user cache", cache / "aclnn_py" / "cann-sim-0.1.0")
+    if simbuild.checkout_root() is not None:        # imported from this checkout: its build/cann-sim first
+        assert trees[0][1] == simbuild.checkout_root() / "build" / "cann-sim"
+    home_default = simbuild.cache_tree({"HOME": str(tmp_path)})
+    assert home_default == tmp_path / ".cache" / "aclnn_py" / "cann-sim-0.1.0"
+
+
+def test_sim_home_variable_replaces_the_simulator_trees(tmp_path):
+    tree = make_root(tmp_path / "mysim")
+    (tree / discovery.SIMULATOR_MARKER).write_text("simulator\n")
+    found = discovery.find_cann({"ACLNN_PY_SIM_HOME": str(tree)}, roots=())
+    assert found.home == tree and found.source == "ACLNN_PY_SIM_HOME" and found.is_simulator
+    found, skipped = discovery.search({"ACLNN_PY_SIM_HOME": str(tmp_path / "none")}, roots=())
+    assert found is None and skipped == [("ACLNN_PY_SIM_HOME", f"{tmp_path / 'none'} does not exist")]
+
+
+def test_a_cache_tree_is_found_when_nothing_else_is(tmp_path):
+    tree = make_root(tmp_path / "cache" / "aclnn_py" / "cann-sim-0.1.0")
+    found = discovery.find_cann({"XDG_CACHE_HOME": str(tmp_path / "cache")}, roots=(),
+                                simulator_roots=[("aclnn_py simulator in the user cache", tree)])
+    assert found.home == tree and found.source == "aclnn_py simulator in the user cache"
+
+
+def test_rejected_roots_name_only_what_a_variable_pointed_to(tmp_path):
+    env = {"ACLNN_PY_CANN_HOME": str(tmp_path / "gone")}
+    assert discovery.rejected_roots(env, roots=("/r1",), simulator_roots=()) == \
+        [("ACLNN_PY_CANN_HOME", f"{tmp_path / 'gone'} does not exist")]
