@@ -61,17 +61,27 @@ def device_backend_problem(min_devices: int = 1) -> Optional[Tuple[str, str]]:
     from .runtime.device import device_count
     from .runtime.library import CannNotFound, get_library
     try:
-        get_library()
+        install = get_library().install
     except CannNotFound:
         return "no CANN install or aclnn_py simulator was found" + _skipped_roots(), DEVICE_REMEDY
     except OSError as e:
         return f"the CANN libraries failed to load ({str(e).splitlines()[0]})", DEVICE_REMEDY
+    _warn_ignored_variables(install)
     n = device_count()
     if n < min_devices:
         return (f"the runtime reports {n} device{'s' if n != 1 else ''}, {min_devices} needed",
                 "run fewer ranks, make more devices visible (ASCEND_RT_VISIBLE_DEVICES; ACLNN_SIM_DEVICE_COUNT on "
                 "the simulator) or use the reference backend")
     return None
+
+
+def _warn_ignored_variables(install) -> None:
+    """A variable naming a root that discovery rejected, while another root was used, is worth a word."""
+    from .runtime.discovery import named_rejections
+    rejected = named_rejections(install.skipped)
+    if rejected:
+        warn_once("; ".join(f"{src}: {why}" for src, why in rejected)
+                  + f" -- aclnn_py uses {install.home} (found via {install.source}) instead")
 
 
 def _skipped_roots() -> str:
@@ -109,17 +119,20 @@ _warned: Set[str] = set()
 _warned_lock = threading.Lock()
 
 
-def warn_fallback(why: str, remedy: str = DEVICE_REMEDY) -> None:
-    """Emit the :class:`BackendFallbackWarning` for ``why`` (once per process per distinct reason),
-    attributed to the first caller outside aclnn_py."""
+def warn_once(message: str) -> None:
+    """Emit ``message`` as a :class:`BackendFallbackWarning`, once per process, attributed to the first caller
+    outside aclnn_py."""
     with _warned_lock:
-        if why in _warned:
+        if message in _warned:
             return
-        _warned.add(why)
-    warnings.warn(BackendFallbackWarning(
-        f"backend 'auto' chose the numpy reference backend because {why}. To use the device: {remedy}; "
-        f"to choose the reference explicitly (and silence this): {ENV_NAME}=reference"),
-        stacklevel=_user_stacklevel())
+        _warned.add(message)
+    warnings.warn(BackendFallbackWarning(message), stacklevel=_user_stacklevel())
+
+
+def warn_fallback(why: str, remedy: str = DEVICE_REMEDY) -> None:
+    """Say that ``auto`` chose the reference because ``why`` (once per distinct reason), and ``remedy``."""
+    warn_once(f"backend 'auto' chose the numpy reference backend because {why}. To use the device: {remedy}; "
+              f"to choose the reference explicitly (and silence this): {ENV_NAME}=reference")
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -76,3 +76,14 @@ def test_info_says_what_auto_picks(sim, monkeypatch):
     assert "auto picks: device (the aclnn_py simulator, 16 devices) for a World of up to 16 ranks" in text
     monkeypatch.setenv("ACLNN_PY_BACKEND", "Device ")
     assert "in use: device (requested)" in "\n".join(info_lines())
+
+
+def test_a_variable_pointing_nowhere_is_reported_when_another_root_is_used(tmp_path, cann_sim_home):
+    from cli_support import clean_env
+    env = clean_env(ACLNN_PY_CANN_HOME=str(tmp_path / "typo"), ASCEND_HOME_PATH=str(cann_sim_home))
+    code = "import aclnn_py\nwith aclnn_py.World(2) as w:\n    print(w.backend)\n"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.split() == ["device"], r.stderr
+    assert r.stderr.count("BackendFallbackWarning") == 1
+    assert (f"ACLNN_PY_CANN_HOME: {tmp_path / 'typo'} does not exist -- aclnn_py uses {cann_sim_home} "
+            f"(found via ASCEND_HOME_PATH) instead") in r.stderr

@@ -131,10 +131,14 @@ def rejected_roots(env: Optional[Mapping[str, str]] = None, roots: Sequence[str]
                    simulator_roots: SimRoots = None) -> List[Tuple[str, str]]:
     """The roots a variable named (``ACLNN_PY_CANN_HOME`` etc.) that discovery rejected, with why: a
     variable pointing nowhere is something to tell the user, a missing default root is not."""
-    named = set(HOME_VARIABLES)
+    return named_rejections(search(env, roots, simulator_roots)[1])
+
+
+def named_rejections(skipped: Sequence[Tuple[str, str]]) -> List[Tuple[str, str]]:
+    """The entries of ``skipped`` whose root a variable named (not a missing default root)."""
     from ..simbuild import SIM_HOME_VARIABLE
-    named.add(SIM_HOME_VARIABLE)
-    return [(src, why) for src, why in search(env, roots, simulator_roots)[1] if src in named]
+    named = set(HOME_VARIABLES) | {SIM_HOME_VARIABLE}
+    return [(src, why) for src, why in skipped if src in named]
 
 
 def describe_search(env: Optional[Mapping[str, str]] = None, roots: Sequence[str] = DEFAULT_ROOTS,
