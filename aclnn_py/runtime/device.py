@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import operator
 import os
 import threading
+import weakref
 from typing import List, Optional
 
-from ..errors import ACL_ERROR_REPEAT_INITIALIZE, AclError
+from ..backend import BackendUnavailableError, device_backend_problem, requested_backend
+from ..errors import ACL_ERROR_REPEAT_INITIALIZE, ACLNN_ERR_PARAM_INVALID, AclError, AclnnError
 from . import abi
 from .library import CannLibrary, get_library
 
@@ -147,6 +150,7 @@ class Context:
 # ---- aclnn_py.Device: one device, context and stream outside a World --------------------------------------
 _local = threading.local()
 _open_devices = 0          # Devices not yet closed, in any thread (lets the per-tensor hot path skip the lookup)
+_open_lock = threading.Lock()
 
 
 def _device_stack() -> list:
@@ -165,8 +169,6 @@ def adopt_by_current_device(tensor) -> None:
 
 
 def _checked_index(index) -> int:
-    import operator
-    from ..errors import ACLNN_ERR_PARAM_INVALID, AclnnError
     try:
         value = operator.index(index)
     except TypeError:
@@ -190,7 +192,6 @@ class Device:
 
     def __init__(self, index: int = 0) -> None:
         global _open_devices
-        from ..backend import BackendUnavailableError, device_backend_problem, requested_backend
         self.index = index = _checked_index(index)
         if requested_backend() == "reference":
             raise BackendUnavailableError(
@@ -211,11 +212,10 @@ class Device:
         self._stack = _device_stack()
         self._stack.append(self)
         self.closed = False
-        with _init_lock:
+        with _open_lock:
             _open_devices += 1
 
     def _adopt(self, tensor) -> None:
-        import weakref
         self._owned[id(tensor)] = weakref.ref(tensor)
 
     def synchronize(self) -> None:
@@ -229,7 +229,7 @@ class Device:
         if self.closed:
             return
         self.closed = True
-        with _init_lock:
+        with _open_lock:
             _open_devices -= 1
         failures: List[BaseException] = []
         steps = [self._context.bind, self.stream.synchronize, self._free_owned, self.stream.destroy,
