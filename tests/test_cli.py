@@ -98,3 +98,13 @@ def test_sim_path_and_env_in_the_checkout(cann_sim_home):
     assert r.returncode == 0, r.stderr
     assert f"export ASCEND_HOME_PATH={cann_sim_home}" in r.stdout.splitlines()
     assert any(line.startswith(f"export LD_LIBRARY_PATH={cann_sim_home}/lib64") for line in r.stdout.splitlines())
+
+
+def test_a_broken_install_is_reported_not_crashed_on(tmp_path):
+    (tmp_path / "cann" / "lib64").mkdir(parents=True)
+    (tmp_path / "cann" / "lib64" / "libascendcl.so").write_bytes(b"not a library")
+    env = no_cann_env(tmp_path, ACLNN_PY_CANN_HOME=str(tmp_path / "cann"))
+    r = run_cli(["info"], env)
+    assert r.returncode == 0 and "Traceback" not in r.stderr
+    assert "loading failed" in r.stdout and "auto picks: reference (numpy), because the CANN libraries failed" in r.stdout
+    _one_line_error(run_cli(["demo", "--backend", "device"], env), 1, "failed to load", "libascendcl.so")
