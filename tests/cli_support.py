@@ -26,7 +26,8 @@ def sim_env(**overrides: str) -> Dict[str, str]:
 def no_cann_env(tmp: Path, **overrides: str) -> Dict[str, str]:
     """An environment where discovery finds nothing: ACLNN_PY_CANN_HOME points nowhere, and so does the
     simulator tree (ACLNN_PY_SIM_HOME replaces the checkout's build/cann-sim and the user cache)."""
-    return clean_env(ACLNN_PY_CANN_HOME=str(tmp / "no-cann"), ACLNN_PY_SIM_HOME=str(tmp / "no-sim"), **overrides)
+    return clean_env(**{"ACLNN_PY_CANN_HOME": str(tmp / "no-cann"), "ACLNN_PY_SIM_HOME": str(tmp / "no-sim"),
+                        **overrides})
 
 
 def console_script() -> Optional[str]:
