@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the aclnn_py CANN simulator into build/cann-sim/, a tree laid out like a CANN toolkit:
+# Builds the aclnn_py CANN simulator into build/cann-sim/ (or $SIM_OUT), a tree laid out like a CANN toolkit:
 #   include/            public headers (copy of sim/include)
 #   lib64/              libop_common.so (core) + libascendcl.so (libacl_rt.so -> it), libnnopbase.so,
 #                       libhccl.so, libopapi.so (every sim/src/op_*.c)
@@ -7,13 +7,21 @@
 #   latest -> .         so "$cann_path/latest/include" works as in the official demos
 # Objects are cached in build/obj and rebuilt when their source or any header changes.
 # Env: CC (default gcc), SIM_CFLAGS (extra compile+link flags, e.g. -fsanitize=address), SIM_WERROR=1 (warnings are errors), JOBS (default 2).
+# Directories (defaults: this checkout; `python -m aclnn_py sim build` sets them for an installed package):
+#   SIM_SRC  the simulator sources (src/, include/, tools/)  default sim/ (or this script's directory when it has src/)
+#   SIM_OUT  the install tree                                 default build/cann-sim
+#   SIM_OBJ  the object cache                                 default build/obj
+#   SIM_SOURCE_ID  recorded in version.info                   default the git revision
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-SRC="$ROOT/sim/src"
-INC="$ROOT/sim/include"
-OBJ="$ROOT/build/obj"
-OUT="$ROOT/build/cann-sim"
+SELF="$ROOT/$(basename "${BASH_SOURCE[0]}")"
+if [[ -d "$ROOT/sim/src" ]]; then DEFAULT_SIM="$ROOT/sim"; else DEFAULT_SIM="$ROOT"; fi
+SIM="$(cd "${SIM_SRC:-$DEFAULT_SIM}" && pwd)"
+SRC="$SIM/src"
+INC="$SIM/include"
+OBJ="${SIM_OBJ:-$ROOT/build/obj}"
+OUT="${SIM_OUT:-$ROOT/build/cann-sim}"
 LIB="$OUT/lib64"
 CC="${CC:-gcc}"
 JOBS="${JOBS:-2}"
@@ -36,12 +44,12 @@ pids=()
 compile() {
     local src="$1" obj="$2"
     shift 2
-    if [[ -f "$obj" && "$obj" -nt "$src" && "$obj" -nt "$newest_header" && "$obj" -nt "$ROOT/build.sh" ]]; then
+    if [[ -f "$obj" && "$obj" -nt "$src" && "$obj" -nt "$newest_header" && "$obj" -nt "$SELF" ]]; then
         return 0
     fi
     mkdir -p "$(dirname "$obj")"
     while (( $(jobs -rp | wc -l) >= JOBS )); do wait -n || true; done
-    echo "  CC    ${src#"$ROOT"/}"
+    echo "  CC    ${src#"$SIM"/}"
     "$CC" "${CFLAGS[@]}" "$@" -c "$src" -o "$obj" &
     pids+=($!)
 }
@@ -160,7 +168,7 @@ export ACLNN_SIM=1
 unset _aclnn_sim_root
 EOF
 
-git_rev="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+git_rev="${SIM_SOURCE_ID:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 cat >"$OUT/version.info" <<EOF
 Version=8.5.0
 version_dir=aclnn_py-simulator
@@ -204,12 +212,12 @@ echo "  use it with: source $OUT/bin/setenv.bash"
 
 # ---- tools: sim/tools/*.c -> bin/<name> and bin/lib<name>.so, host programs linked against this tree -------
 # (e.g. bin/bench_driver, the C baseline of benchmarks/binding.py). Rebuilt when the source or libopapi changes.
-for tool in "$ROOT"/sim/tools/*.c; do
+for tool in "$SIM"/tools/*.c; do
     [[ -e "$tool" ]] || continue
     name="$(basename "${tool%.c}")"
     for out in "$OUT/bin/$name" "$OUT/bin/lib$name.so"; do
         [[ -f "$out" && "$out" -nt "$tool" && "$out" -nt "$LIB/libopapi.so" ]] && continue
-        echo "  CC    ${tool#"$ROOT"/} -> bin/$(basename "$out")"
+        echo "  CC    ${tool#"$SIM"/} -> bin/$(basename "$out")"
         tflags=(-std=gnu11 -O2 -g -pthread -Wall -Wextra)
         [[ "${SIM_WERROR:-0}" == "1" ]] && tflags+=(-Werror)
         [[ "$out" == *.so ]] && tflags+=(-shared -fPIC)

@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 setup() {
     [ -x .venv/bin/python ] || python3 -m venv .venv
     local stamp=.venv/.aclnn_py-installed
-    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ]; then
         .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
         touch "$stamp"
     fi

@@ -4,20 +4,39 @@ Per-rank ops (``distribute_barrier_v2``, ...), the :class:`World` that runs one 
 rank, the bit-exact numpy ``reference`` of every op, and errors carrying CANN status codes.
 Importing this package never requires CANN; libraries load on first device use.
 """
+import types as _types
+
 from . import layout, reference, validate
+from .backend import BackendFallbackWarning, BackendUnavailableError, InvalidBackendError
 from .errors import AclError, AclnnError, AclnnPyError, CollectiveError, HcclError
 from .ops import (distribute_barrier_v2, moe_distribute_combine_add_rms_norm_v2, moe_distribute_combine_v3,
                   moe_distribute_dispatch_v3)
-from .results import CombineAddRmsNormOutputs, DispatchOutputs
+from .results import CombineAddRmsNormOutputs, DispatchOutputs, Tensor
 from .consistency import InconsistentParametersError
-from .launch import ProcessWorld, launch
+from .runtime.device import Device
+from .runtime.tensor import DeviceTensor
 from .world import RankContext, UnknownGroupError, World, current_rank
+from .launch import ProcessWorld
+from . import launch
+
+
+class _CallableModule(_types.ModuleType):
+    """A module that can be called: ``aclnn_py.launch(fn, n)`` is ``aclnn_py.launch.launch(fn, n)``."""
+
+    def __call__(self, *args, **kwargs):
+        return self.launch(*args, **kwargs)
+
+
+# ``aclnn_py.launch`` is the module (``aclnn_py.launch.launch``, ``aclnn_py.launch.ep_tp_groups``, ...) and,
+# called, its launch() function: one object, so neither spelling shadows the other.
+launch.__class__ = _CallableModule
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AclError", "AclnnError", "AclnnPyError", "CollectiveError", "HcclError", "InconsistentParametersError",
-    "UnknownGroupError", "World", "RankContext", "ProcessWorld", "launch",
+    "UnknownGroupError", "BackendFallbackWarning", "BackendUnavailableError", "InvalidBackendError",
+    "World", "RankContext", "ProcessWorld", "launch", "Device", "DeviceTensor", "Tensor",
     "current_rank", "distribute_barrier_v2", "moe_distribute_dispatch_v3", "moe_distribute_combine_v3",
     "moe_distribute_combine_add_rms_norm_v2", "DispatchOutputs", "CombineAddRmsNormOutputs", "layout",
     "reference", "validate",

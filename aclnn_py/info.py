@@ -1,31 +1,41 @@
-"""``python -m aclnn_py info``: what discovery found, from where, and which op versions are exported."""
+"""``python -m aclnn_py info``: what discovery found, from where, which op versions are exported, and which
+backend ``auto`` picks and why. It reports problems (a broken install, an invalid ``ACLNN_PY_BACKEND``)
+instead of failing on them."""
 from __future__ import annotations
 
 import os
 from typing import List
 
+from .backend import BACKENDS, ENV_NAME, InvalidBackendError, device_backend_problem, requested_backend
 from .runtime import abi
-from .runtime.discovery import describe_search, find_cann
+from .runtime.discovery import search
+
+SIMULATOR_KIND = "aclnn_py CANN simulator (emulation on host memory, not hardware)"
 
 
 def info_lines() -> List[str]:
     """The report as lines (also used by tests)."""
-    lines = []
-    install = find_cann()
+    from . import __version__
+    lines = [f"aclnn_py {__version__}"]
+    install, skipped = search()
     if install is None:
-        lines.append("CANN: not found; " + describe_search())
-        lines.append("backend: reference (numpy) is what 'auto' selects")
-        return lines
+        lines.append("CANN: not found (neither an install nor the aclnn_py simulator); searched, in order:")
+        lines += [f"  {source}: {why}" for source, why in skipped]
+    else:
+        lines += _install_lines(install)
+    return lines + backend_lines()
+
+
+def _install_lines(install) -> List[str]:
     is_sim = install.is_simulator
     try:
         from .runtime.library import get_library
         is_sim = get_library().is_simulator
     except Exception:  # reported below when loading fails
         pass
-    kind = "aclnn_py CANN simulator (emulation on host memory, not hardware)" if is_sim else "CANN install"
-    lines.append(f"CANN home: {install.home}  [{kind}; found via {install.source}]")
-    for source, why in install.skipped:
-        lines.append(f"  skipped {source}: {why}")
+    kind = SIMULATOR_KIND if is_sim else "CANN install"
+    lines = [f"CANN home: {install.home}  [{kind}; found via {install.source}]"]
+    lines += [f"  skipped {source}: {why}" for source, why in install.skipped]
     for label, path in (("runtime", install.runtime), ("nnopbase", install.nnopbase), ("hccl", install.hccl),
                         ("op_common", install.op_common)):
         lines.append(f"  {label:10s} {path or 'not found'}")
@@ -45,5 +55,32 @@ def info_lines() -> List[str]:
     for family, names in abi.OP_FAMILIES.items():
         have = [n.replace("aclnn", "") for n in names if any(n in ops for ops in exports.values())]
         lines.append(f"  {family:32s} {', '.join(have) if have else 'missing'}")
-    lines.append(f"backend: {os.environ.get('ACLNN_PY_BACKEND', 'auto')} (ACLNN_PY_BACKEND)")
+    return lines
+
+
+def backend_lines() -> List[str]:
+    """What ``ACLNN_PY_BACKEND`` requests and what ``auto`` picks, with the reason."""
+    raw = os.environ.get(ENV_NAME)
+    lines = [f"backend: {ENV_NAME}={raw!r}" if raw is not None else f"backend: {ENV_NAME} is unset (auto)"]
+    problem = device_backend_problem(1)
+    if problem is None:
+        from .runtime.device import device_count
+        from .runtime.library import get_library
+        n = device_count()
+        what = "the aclnn_py simulator" if get_library().is_simulator else "CANN"
+        lines.append(f"  auto picks: device ({what}, {n} devices) for a World of up to {n} ranks; "
+                     f"the numpy reference (with a warning) for larger ones")
+    else:
+        lines.append(f"  auto picks: reference (numpy), because {problem[0]}")
+        lines.append(f"  to use a device: {problem[1]}")
+    try:
+        name = requested_backend()
+    except InvalidBackendError:
+        lines.append(f"  INVALID: {ENV_NAME} must be one of {', '.join(BACKENDS)} (or unset); every World and op "
+                     f"call raises InvalidBackendError until it is fixed")
+        return lines
+    if name == "device" and problem is not None:
+        lines.append("  PROBLEM: device is requested but unavailable; every World raises BackendUnavailableError")
+    elif name != "auto":
+        lines.append(f"  in use: {name} (requested)")
     return lines

@@ -72,3 +72,27 @@ def test_errors_pickle_and_carry_status(cls):
     e2 = pickle.loads(pickle.dumps(e))
     assert type(e2) is cls and e2.status == 161002 and e2.call == "aclnnX" and str(e2) == str(e)
     assert "161002" in str(e)
+
+
+# ---- DeviceTensor constructor arguments: 161002 naming the argument, before any device work -------------------
+@pytest.mark.parametrize("shape", [(2.5,), (-1,), ("a",), 3, None, (2, None)], ids=repr)
+def test_device_tensor_bad_shape_names_shape(shape):
+    from aclnn_py import DeviceTensor
+    with pytest.raises(AclnnError, match=r"shape must be a sequence of non-negative integers") as e:
+        DeviceTensor.zeros(shape, np.float32)
+    assert e.value.status == 161002
+
+
+@pytest.mark.parametrize("dtype", [object, "foo", np.dtype("<U3"), np.dtype([("a", "i4")])], ids=repr)
+def test_device_tensor_bad_dtype_names_dtype(dtype):
+    from aclnn_py import DeviceTensor
+    with pytest.raises(AclnnError, match=r"dtype") as e:
+        DeviceTensor.zeros((2,), dtype)
+    assert e.value.status == 161002
+
+
+def test_device_tensor_from_an_object_array_names_dtype():
+    from aclnn_py import DeviceTensor
+    with pytest.raises(AclnnError, match=r"dtype object") as e:
+        DeviceTensor.from_numpy(np.array([1, "a", None], dtype=object))
+    assert e.value.status == 161002

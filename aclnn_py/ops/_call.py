@@ -90,7 +90,7 @@ class Temporaries:
 
     def keep(self, t) -> Any:
         """Hand ``t`` to the caller: it is no longer released on exit."""
-        self.items.remove(t)
+        self.items = [item for item in self.items if item is not t]   # by identity: == is elementwise
         return t
 
     def __enter__(self) -> "Temporaries":

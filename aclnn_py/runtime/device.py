@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import operator
 import os
 import threading
+import weakref
 from typing import List, Optional
 
-from ..errors import ACL_ERROR_REPEAT_INITIALIZE, AclError
+from ..backend import BackendUnavailableError, device_backend_problem, requested_backend
+from ..errors import ACL_ERROR_REPEAT_INITIALIZE, ACLNN_ERR_PARAM_INVALID, AclError, AclnnError
 from . import abi
 from .library import CannLibrary, get_library
 
@@ -142,3 +145,119 @@ class Context:
             handle, self.handle = self.handle, None
             self._lib.aclrtDestroyContext(handle)
             self._lib.aclrtResetDevice(self.device_id)
+
+
+# ---- aclnn_py.Device: one device, context and stream outside a World --------------------------------------
+_local = threading.local()
+_open_devices = 0          # Devices not yet closed, in any thread (lets the per-tensor hot path skip the lookup)
+_open_lock = threading.Lock()
+
+
+def _device_stack() -> list:
+    stack = getattr(_local, "devices", None)
+    if stack is None:
+        stack = _local.devices = []
+    return stack
+
+
+def adopt_by_current_device(tensor) -> None:
+    """Register ``tensor`` with the calling thread's innermost open :class:`Device` (freed when it closes)."""
+    if _open_devices:
+        stack = _device_stack()
+        if stack:
+            stack[-1]._adopt(tensor)
+
+
+def _checked_index(index) -> int:
+    try:
+        value = operator.index(index)
+    except TypeError:
+        value = -1
+    if value < 0:
+        raise AclnnError(ACLNN_ERR_PARAM_INVALID, "aclnn_py.Device",
+                         f"index must be a non-negative integer device id; got {index!r}")
+    return value
+
+
+class Device:
+    """Device ``index`` with its own context and stream, for device tensors outside a :class:`~aclnn_py.World`.
+
+    ``with aclnn_py.Device(0) as dev:`` sets the device and creates a context (current on the calling
+    thread while the block runs) and a stream (``dev.stream``; pass it as ``stream=``); device tensors
+    made in the block live on that device. On exit the stream is synchronized, every DeviceTensor created
+    in the block that is still alive is freed, and the stream and context are destroyed, so nothing
+    leaks. Works on real CANN and on the aclnn_py simulator; raises
+    :class:`~aclnn_py.BackendUnavailableError` on the reference backend or when no CANN is found.
+    """
+
+    def __init__(self, index: int = 0) -> None:
+        global _open_devices
+        self.index = index = _checked_index(index)
+        if requested_backend() == "reference":
+            raise BackendUnavailableError(
+                "aclnn_py.Device needs the device backend, but ACLNN_PY_BACKEND=reference selects the numpy "
+                "reference, which has no devices; unset ACLNN_PY_BACKEND (or set it to auto or device)")
+        problem = device_backend_problem(index + 1)
+        if problem is not None:
+            raise BackendUnavailableError(f"aclnn_py.Device({index}) needs CANN or the aclnn_py simulator with device "
+                                          f"{index}, but {problem[0]}; {problem[1]}")
+        self._owned: dict = {}      # id -> weak reference of the DeviceTensors made in this block
+        self._context = Context(index)
+        try:
+            self._context.bind()
+            self.stream = Stream()
+        except BaseException:
+            self._context.destroy()
+            raise
+        self._stack = _device_stack()
+        self._stack.append(self)
+        self.closed = False
+        with _open_lock:
+            _open_devices += 1
+
+    def _adopt(self, tensor) -> None:
+        self._owned[id(tensor)] = weakref.ref(tensor)
+
+    def synchronize(self) -> None:
+        """Wait for the work queued on :attr:`stream`."""
+        self.stream.synchronize()
+
+    def close(self) -> None:
+        """Synchronize, free the block's remaining tensors, destroy the stream and the context (idempotent).
+        The first failure is raised after everything was released."""
+        global _open_devices
+        if self.closed:
+            return
+        self.closed = True
+        with _open_lock:
+            _open_devices -= 1
+        failures: List[BaseException] = []
+        steps = [self._context.bind, self.stream.synchronize, self._free_owned, self.stream.destroy,
+                 self._context.destroy]
+        for step in steps:
+            try:
+                step()
+            except Exception as e:
+                failures.append(e)
+        if self in self._stack:
+            self._stack.remove(self)
+        if self._stack:                       # the enclosing Device becomes current again
+            self._stack[-1]._context.bind()
+        if failures:
+            raise failures[0]
+
+    def _free_owned(self) -> None:
+        owned, self._owned = self._owned, {}
+        for ref in owned.values():
+            t = ref()
+            if t is not None:
+                t.free()
+
+    def __enter__(self) -> "Device":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Device({self.index}{', closed' if self.closed else ''})"

@@ -1,7 +1,9 @@
 """Where the CANN libraries are: install root, runtime/tensor/HCCL libraries, operator libraries.
 
-Search order (DESIGN §1): ``ACLNN_PY_CANN_HOME``, ``ASCEND_HOME_PATH``, ``ASCEND_TOOLKIT_HOME``, then
-the default roots. Operator symbols come from the first library that exports them: custom op
+Search order (DESIGN §1): ``ACLNN_PY_CANN_HOME``, ``ASCEND_HOME_PATH``, ``ASCEND_TOOLKIT_HOME``, the
+default roots, then the aclnn_py simulator trees (:func:`aclnn_py.simbuild.simulator_trees`: the
+checkout's ``build/cann-sim`` when aclnn_py is imported from a checkout, then the per-user cache that
+``python -m aclnn_py sim build`` fills; or only ``ACLNN_PY_SIM_HOME`` when set). Operator symbols come from the first library that exports them: custom op
 packages (``ASCEND_CUSTOM_OPP_PATH`` entries, then ``$ASCEND_OPP_PATH/vendors`` in ``config.ini``
 priority), ``lib64/libopapi_*.so``, then ``lib64/libopapi.so`` (spec/abi.md §3.4).
 This module only looks at files; :mod:`.library` loads them.
@@ -66,10 +68,18 @@ def custom_op_libraries(env: Mapping[str, str]) -> List[Path]:
     return [p for p in found if p.is_file()]
 
 
-def candidate_roots(env: Mapping[str, str], roots: Sequence[str] = DEFAULT_ROOTS) -> List[Tuple[str, Path]]:
-    """(source, path) pairs in search order."""
+SimRoots = Optional[Sequence[Tuple[str, Path]]]
+
+
+def candidate_roots(env: Mapping[str, str], roots: Sequence[str] = DEFAULT_ROOTS,
+                    simulator_roots: SimRoots = None) -> List[Tuple[str, Path]]:
+    """(source, path) pairs in search order; ``simulator_roots`` default: the simulator trees of ``env``."""
     out = [(var, Path(env[var])) for var in HOME_VARIABLES if env.get(var)]
     out += [(f"default root {r}", Path(r)) for r in roots]
+    if simulator_roots is None:
+        from ..simbuild import simulator_trees
+        simulator_roots = simulator_trees(env)
+    out += [(source, Path(p)) for source, p in simulator_roots]
     return out
 
 
@@ -92,11 +102,13 @@ def inspect_root(home: Path, source: str, env: Mapping[str, str]) -> Optional[Ca
         is_simulator=(home / SIMULATOR_MARKER).is_file())
 
 
-def find_cann(env: Optional[Mapping[str, str]] = None, roots: Sequence[str] = DEFAULT_ROOTS) -> Optional[CannInstall]:
-    """The first usable install in search order, with the roots skipped before it; ``None`` if none."""
+def search(env: Optional[Mapping[str, str]] = None, roots: Sequence[str] = DEFAULT_ROOTS,
+           simulator_roots: SimRoots = None) -> Tuple[Optional[CannInstall], List[Tuple[str, str]]]:
+    """The first usable install in search order (or ``None``) and the (source, why) of every root
+    rejected before it."""
     env = os.environ if env is None else env
     skipped: List[Tuple[str, str]] = []
-    for source, home in candidate_roots(env, roots):
+    for source, home in candidate_roots(env, roots, simulator_roots):
         if not home.is_dir():
             skipped.append((source, f"{home} does not exist"))
             continue
@@ -105,12 +117,33 @@ def find_cann(env: Optional[Mapping[str, str]] = None, roots: Sequence[str] = DE
             skipped.append((source, f"{home} has no lib64/{' or '.join(RUNTIME_NAMES)}"))
             continue
         found.skipped = skipped
-        return found
-    return None
+        return found, skipped
+    return None, skipped
 
 
-def describe_search(env: Optional[Mapping[str, str]] = None, roots: Sequence[str] = DEFAULT_ROOTS) -> str:
+def find_cann(env: Optional[Mapping[str, str]] = None, roots: Sequence[str] = DEFAULT_ROOTS,
+              simulator_roots: SimRoots = None) -> Optional[CannInstall]:
+    """The first usable install in search order, with the roots skipped before it; ``None`` if none."""
+    return search(env, roots, simulator_roots)[0]
+
+
+def rejected_roots(env: Optional[Mapping[str, str]] = None, roots: Sequence[str] = DEFAULT_ROOTS,
+                   simulator_roots: SimRoots = None) -> List[Tuple[str, str]]:
+    """The roots a variable named (``ACLNN_PY_CANN_HOME`` etc.) that discovery rejected, with why: a
+    variable pointing nowhere is something to tell the user, a missing default root is not."""
+    return named_rejections(search(env, roots, simulator_roots)[1])
+
+
+def named_rejections(skipped: Sequence[Tuple[str, str]]) -> List[Tuple[str, str]]:
+    """The entries of ``skipped`` whose root a variable named (not a missing default root)."""
+    from ..simbuild import SIM_HOME_VARIABLE
+    named = set(HOME_VARIABLES) | {SIM_HOME_VARIABLE}
+    return [(src, why) for src, why in skipped if src in named]
+
+
+def describe_search(env: Optional[Mapping[str, str]] = None, roots: Sequence[str] = DEFAULT_ROOTS,
+                    simulator_roots: SimRoots = None) -> str:
     """Human-readable account of where discovery looked (for error messages)."""
     env = os.environ if env is None else env
-    lines = [f"  {source}: {home}" for source, home in candidate_roots(env, roots)]
+    lines = [f"  {source}: {home}" for source, home in candidate_roots(env, roots, simulator_roots)]
     return "searched, in order:\n" + "\n".join(lines)

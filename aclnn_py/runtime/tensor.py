@@ -1,16 +1,26 @@
-"""Device tensors: an ``aclrtMalloc`` buffer plus its ``aclTensor`` descriptor (ND, row-major)."""
+"""Device tensors: an ``aclrtMalloc`` buffer plus its ``aclTensor`` descriptor (ND, row-major).
+
+A :class:`DeviceTensor` speaks numpy's protocols by copying to the host: ``np.asarray(t)``,
+arithmetic and ufuncs (``t * 2``, ``np.exp(t)``), indexing and the non-mutating ndarray methods
+(``t.astype``, ``t.sum``, ...) compute on a host copy and return numpy arrays; in-place forms
+(``t *= 2``, ``np.add(a, b, out=t)``, ``t[0] = 1``) write the result back to the device. Together
+with the reference backend's results it satisfies :class:`aclnn_py.Tensor`.
+"""
 from __future__ import annotations
 
 import ctypes
 import math
-from typing import Optional, Sequence
+import operator
+from typing import Any, Optional, Sequence
 
 import numpy as np
+from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from ..dtypes import to_acl
+from ..errors import ACLNN_ERR_PARAM_INVALID, ACLNN_ERR_PARAM_NULLPTR, AclnnError
 from . import abi
 from . import library as _library
-from .device import acl_init
+from .device import acl_init, adopt_by_current_device
 
 MIN_ALLOCATION = 32  # aclrtMalloc of 0 bytes is not portable; empty tensors get a small buffer
 
@@ -85,21 +95,64 @@ def _dims_and_strides(shape: tuple):
 
 _ACL_DTYPES: dict = {}   # numpy dtype -> aclDataType value
 
+# ndarray attributes that read the data and return new host data: served from a host copy.
+HOST_METHODS = frozenset((
+    "T", "all", "any", "argmax", "argmin", "argsort", "astype", "clip", "copy", "cumprod", "cumsum", "diagonal",
+    "dot", "flatten", "imag", "item", "max", "mean", "min", "nonzero", "prod", "ravel", "real", "repeat",
+    "reshape", "round", "searchsorted", "squeeze", "std", "sum", "swapaxes", "take", "tobytes", "tolist",
+    "trace", "transpose", "var", "view"))
 
-class DeviceTensor(DeviceBuffer):
+
+def _invalid(param: str, rule: str, value: Any) -> AclnnError:
+    return AclnnError(ACLNN_ERR_PARAM_INVALID, "DeviceTensor", f"{param} must be {rule}; got {value!r}")
+
+
+def checked_shape(shape: Any) -> tuple:
+    """``shape`` as a tuple of non-negative ints; 161002 naming ``shape`` otherwise (e.g. ``(2.5,)``)."""
+    try:
+        dims = tuple(operator.index(d) for d in shape)
+    except TypeError:
+        raise _invalid("shape", "a sequence of non-negative integers", shape) from None
+    if any(d < 0 for d in dims):
+        raise _invalid("shape", "a sequence of non-negative integers", shape)
+    return dims
+
+
+def checked_dtype(dtype: Any) -> tuple:
+    """(numpy dtype, aclDataType value) of ``dtype``; 161002 naming ``dtype`` when CANN has no such type."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise _invalid("dtype", "a numpy / ml_dtypes dtype", dtype) from None
+    acl_dtype = _ACL_DTYPES.get(dt)
+    if acl_dtype is None:
+        try:
+            acl_dtype = _ACL_DTYPES.setdefault(dt, int(to_acl(dt)))
+        except TypeError as e:
+            raise AclnnError(ACLNN_ERR_PARAM_INVALID, "DeviceTensor", f"dtype: {e}") from None
+    return dt, acl_dtype
+
+
+def _host(x: Any) -> Any:
+    return x.numpy() if isinstance(x, DeviceTensor) else x
+
+
+class DeviceTensor(NDArrayOperatorsMixin, DeviceBuffer):
     """A device tensor owning its buffer and descriptor. Shapes in elements, dtype numpy/ml_dtypes.
 
-    Create with :meth:`zeros` or :meth:`from_numpy`; read back with :meth:`numpy`; release with
+    Create with :meth:`zeros` or :meth:`from_numpy` (on a World rank's device, or inside
+    ``with aclnn_py.Device(i):``); read back with :meth:`numpy` or ``np.asarray``; release with
     :meth:`free` or a ``with`` block. Use on the device (thread context) it was created on.
+    numpy interoperation works on host copies (module docstring); ``==`` is elementwise like numpy's,
+    while hashing stays by identity.
     """
 
+    __hash__ = object.__hash__     # the mixin's elementwise __eq__ would make it unhashable
+
     def __init__(self, shape: Sequence[int], dtype, *, zero: bool = True) -> None:
-        self.shape = shape = tuple(int(d) for d in shape)
-        self.dtype = dt = np.dtype(dtype)
-        acl_dtype = _ACL_DTYPES.get(dt)
-        if acl_dtype is None:
-            acl_dtype = _ACL_DTYPES.setdefault(dt, int(to_acl(dt)))
-        self.acl_dtype = acl_dtype
+        shape = checked_shape(shape)
+        dt, acl_dtype = checked_dtype(dtype)
+        self.shape, self.dtype, self.acl_dtype = shape, dt, acl_dtype
         self.handle: Optional[int] = None
         super().__init__(math.prod(shape) * dt.itemsize)
         try:
@@ -113,13 +166,15 @@ class DeviceTensor(DeviceBuffer):
         except BaseException:
             DeviceBuffer.free(self)
             raise
+        adopt_by_current_device(self)
 
     @classmethod
     def zeros(cls, shape: Sequence[int], dtype) -> "DeviceTensor":
+        """A zero-filled tensor of ``shape`` (non-negative ints) and ``dtype`` (one CANN supports)."""
         return cls(shape, dtype, zero=True)
 
     @classmethod
-    def from_numpy(cls, array: np.ndarray) -> "DeviceTensor":
+    def from_numpy(cls, array: Any) -> "DeviceTensor":
         """Upload ``array`` (any strides; copied to C order first)."""
         host = c_order(array)
         t = cls(host.shape, host.dtype, zero=False)
@@ -134,22 +189,87 @@ class DeviceTensor(DeviceBuffer):
     def ndim(self) -> int:
         return len(self.shape)
 
-    def copy_from(self, array: np.ndarray) -> None:
-        """Overwrite the tensor with ``array`` (same shape and dtype)."""
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return math.prod(self.shape)
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+    def _require_live(self, what: str) -> None:
+        if self.ptr is None:
+            raise AclnnError(ACLNN_ERR_PARAM_NULLPTR, f"DeviceTensor.{what}",
+                             f"{self!r} was freed (free(), or the end of its with / Device block); it holds no data")
+
+    def copy_from(self, array: Any) -> None:
+        """Overwrite the tensor with ``array`` (same shape; converted to the tensor's dtype)."""
+        self._require_live("copy_from")
         host = c_order(np.asarray(array, dtype=self.dtype))
         if host.shape != self.shape:
-            raise ValueError(f"copy_from: shape {host.shape} != tensor shape {self.shape}")
+            raise AclnnError(ACLNN_ERR_PARAM_INVALID, "DeviceTensor.copy_from",
+                             f"array must have the tensor's shape {self.shape}; got shape {host.shape}")
         if self.nbytes:
             self._lib.aclrtMemcpy(self.ptr, self.nbytes, host.ctypes.data, self.nbytes,
                                          abi.ACL_MEMCPY_HOST_TO_DEVICE)
 
     def numpy(self) -> np.ndarray:
-        """A host copy of the tensor."""
+        """A host copy of the tensor (a new, writable numpy array)."""
+        self._require_live("numpy")
         out = np.empty(self.shape, self.dtype)
         if self.nbytes:
             self._lib.aclrtMemcpy(out.ctypes.data, self.nbytes, self.ptr, self.nbytes,
                                          abi.ACL_MEMCPY_DEVICE_TO_HOST)
         return out
+
+    # -- numpy protocols (host copies) ------------------------------------------------------------
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        if copy is False:
+            raise ValueError("a DeviceTensor is in device memory: np.asarray / np.array always copy it to the host "
+                             "(copy=False cannot be honoured)")
+        host = self.numpy()
+        return host if dtype is None else host.astype(dtype, copy=False)
+
+    def __array_ufunc__(self, ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """Compute on host copies; results are numpy arrays, except that DeviceTensors given as ``out=`` (or
+        the first argument of ``ufunc.at``) are written back and returned."""
+        outs = kwargs.get("out") or ()
+        if outs:
+            kwargs["out"] = tuple(_host(o) for o in outs)
+        host_inputs = [_host(x) for x in inputs]
+        result = getattr(ufunc, method)(*host_inputs, **kwargs)
+        written = list(zip(outs, kwargs.get("out", ())))
+        if method == "at" and isinstance(inputs[0], DeviceTensor):
+            written.append((inputs[0], host_inputs[0]))
+        for target, host in written:
+            if isinstance(target, DeviceTensor):
+                target.copy_from(host)
+        if outs:
+            return outs[0] if len(outs) == 1 else tuple(outs)
+        return result
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of unsized object (a 0-d DeviceTensor)")
+        return self.shape[0]
+
+    def __iter__(self):
+        return iter(self.numpy())
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.numpy()[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        host = self.numpy()
+        host[key] = value
+        self.copy_from(host)
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for names the class does not define: ndarray's data-reading methods, on a host copy
+        if name in HOST_METHODS:
+            return getattr(self.numpy(), name)
+        raise AttributeError(f"'DeviceTensor' object has no attribute {name!r}")
 
     def free(self) -> None:
         """Destroy the descriptor and release the buffer (idempotent)."""
@@ -163,5 +283,5 @@ class DeviceTensor(DeviceBuffer):
             DeviceBuffer.free(self)
 
     def __repr__(self) -> str:
-        state = "freed" if self.ptr is None else f"ptr=0x{self.ptr:x}"
-        return f"DeviceTensor(shape={self.shape}, dtype={self.dtype}, {state})"
+        state = "freed" if self.__dict__.get("ptr") is None else f"ptr=0x{self.ptr:x}"
+        return f"DeviceTensor(shape={self.__dict__.get('shape')}, dtype={self.__dict__.get('dtype')}, {state})"
