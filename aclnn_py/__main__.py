@@ -47,8 +47,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                                          "reference", description="Run every op at real sizes on every visible "
                                          "device and compare with the numpy reference, as a table.")
     smoke.add_argument("--quick", action="store_true", help="H 1024 and small batches (CI-sized)")
-    smoke.add_argument("--backend", choices=["auto", "device", "reference"], default="device",
-                       help="where to run the ops: device (default), auto, or reference (checks the harness only)")
+    smoke.add_argument("--backend", choices=["auto", "device", "reference"], default=None,
+                       help="where to run the ops: auto (default: the device when CANN or the simulator is found, "
+                            "else the reference, with a warning), device, or reference (checks the harness only)")
     smoke.add_argument("--ulp-tolerance", type=int, default=None, metavar="N",
                        help="allowed ulps on combine outputs (default: 0 on the simulator, 1 on hardware)")
     smoke.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON to FILE")
@@ -92,8 +93,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_smoke(args: argparse.Namespace) -> int:
     from .smoke import run_smoke
-    extra = {} if args.json is None else {"json_path": args.json}
-    rows = run_smoke(args.backend, quick=args.quick, ulp_tolerance=args.ulp_tolerance, **extra)
+    rows = run_smoke(args.backend, quick=args.quick, ulp_tolerance=args.ulp_tolerance, json_path=args.json)
     return 0 if all(r.passed for r in rows) else 1
 
 
