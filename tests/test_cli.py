@@ -67,7 +67,12 @@ def test_device_backend_unavailable_without_cann(tmp_path):
     env = no_cann_env(tmp_path)
     _one_line_error(run_cli(["demo", "--backend", "device"], env), 1, "device backend requested but unavailable",
                     "does not exist", "sim build")
-    _one_line_error(run_cli(["smoke", "--quick"], env), 1)
+    _one_line_error(run_cli(["smoke", "--quick", "--backend", "device"], env), 1,
+                    "device backend requested but unavailable")
+    r = run_cli(["smoke", "--quick"], env)            # auto: the reference, saying so once
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "smoke suite on the numpy reference backend" in r.stdout and "smoke: PASS" in r.stdout
+    assert stderr_lines(r) and all("reference" in line for line in stderr_lines(r)), r.stderr
     r = run_cli(["info"], env)
     assert r.returncode == 0 and "Traceback" not in r.stderr
     assert "CANN: not found" in r.stdout and "auto picks: reference (numpy), because no CANN" in r.stdout
