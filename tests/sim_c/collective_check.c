@@ -650,13 +650,85 @@ static void case_rootinfo(void)
     CHECK_EQ(HcclGetRankSize(c, &sz), 0);
     CHECK_EQ(sz, 1);
     CHECK_EQ(HcclCommDestroy(c), 0);
-    /* a rank whose peers never come times out */
-    setenv("ACLNN_SIM_HANG_TIMEOUT_MS", "200", 1);
+    /* a rank whose peers never come gives up after the set-up timeout (HCCL_CONNECT_TIMEOUT; shortened here with
+     * the simulator's ACLNN_SIM_CONNECT_TIMEOUT_MS), not after the hang timeout of collectives */
+    setenv("ACLNN_SIM_HANG_TIMEOUT_MS", "20", 1);
+    setenv("ACLNN_SIM_CONNECT_TIMEOUT_MS", "200", 1);
     double t0 = now_ms();
     CHECK_EQ(HcclCommInitRootInfo(2, &root, 1, &c), HCCL_E_TIMEOUT);
     CHECK(now_ms() - t0 >= 180.0);
     CHECK_MSG("rank(s) 0");
+    CHECK_EQ(HcclCommInitRootInfo(2, &root, 1, &c), HCCL_E_TIMEOUT);
+    CHECK_MSG("ACLNN_SIM_CONNECT_TIMEOUT_MS");
+    unsetenv("ACLNN_SIM_CONNECT_TIMEOUT_MS");
+    unsetenv("ACLNN_SIM_HANG_TIMEOUT_MS");
     CHECK_EQ(aclrtResetDevice(0), 0);
+    check_no_leaks();
+}
+
+static void *late_join_main(void *p)
+{
+    RootJob *j = p;
+    aclrtSetDevice(4 + j->rank);
+    j->rc = HcclCommInitRootInfo((uint32_t)j->nranks, j->root, (uint32_t)j->rank, &j->comm);
+    return NULL;
+}
+
+/* Communicator set-up waits as HCCL_CONNECT_TIMEOUT says (seconds in [120, 7200], default 120), which has nothing
+ * to do with the hang timeout of collectives; HCCL refuses other values in every set-up call (HCCL_E_PARA). */
+static void case_connect_timeout(void)
+{
+    unsetenv("HCCL_CONNECT_TIMEOUT");
+    unsetenv("ACLNN_SIM_CONNECT_TIMEOUT_MS");
+    CHECK_EQ(aclsimConnectTimeoutMs(), 120000);
+    setenv("HCCL_CONNECT_TIMEOUT", "200", 1);
+    CHECK_EQ(aclsimConnectTimeoutMs(), 200000);
+    setenv("HCCL_CONNECT_TIMEOUT", "7200", 1);
+    CHECK_EQ(aclsimConnectTimeoutMs(), 7200000);
+    setenv("ACLNN_SIM_CONNECT_TIMEOUT_MS", "300", 1); /* the simulator's own knob wins */
+    CHECK_EQ(aclsimConnectTimeoutMs(), 300);
+    unsetenv("ACLNN_SIM_CONNECT_TIMEOUT_MS");
+
+    /* a rank that joins 300 ms after its peer still meets it, although collectives would give up after 20 ms */
+    setenv("ACLNN_SIM_HANG_TIMEOUT_MS", "20", 1);
+    unsetenv("HCCL_CONNECT_TIMEOUT");
+    HcclRootInfo root;
+    CHECK_EQ(HcclGetRootInfo(&root), 0);
+    RootJob early = {.rank = 0, .nranks = 2, .root = &root};
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, late_join_main, &early), 0);
+    usleep(300000);
+    RootJob late = {.rank = 1, .nranks = 2, .root = &root};
+    late_join_main(&late);
+    pthread_join(th, NULL);
+    CHECK_EQ(early.rc, HCCL_SUCCESS);
+    CHECK_EQ(late.rc, HCCL_SUCCESS);
+    CHECK_EQ(HcclCommDestroy(early.comm), 0);
+    CHECK_EQ(HcclCommDestroy(late.comm), 0);
+    unsetenv("ACLNN_SIM_HANG_TIMEOUT_MS");
+
+    static const char *const bad[] = {"60", "119", "7201", "abc", "120.5", "-130", " 200", "", "99999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (!bad[i][0]) continue; /* empty: unset, the default */
+        setenv("HCCL_CONNECT_TIMEOUT", bad[i], 1);
+        CHECK_EQ(aclsimConnectTimeoutMs(), -1);
+        CHECK_MSG("[120, 7200]");
+        HcclRootInfo r2;
+        CHECK_EQ(HcclGetRootInfo(&r2), HCCL_E_PARA);
+        CHECK_MSG("HCCL_CONNECT_TIMEOUT");
+        HcclComm c = NULL;
+        CHECK_EQ(HcclCommInitRootInfo(2, &root, 1, &c), HCCL_E_PARA);
+        CHECK_MSG("HCCL_CONNECT_TIMEOUT");
+        int32_t one[1] = {6};
+        CHECK_EQ(HcclCommInitAll(1, one, &c), HCCL_E_PARA);
+        CHECK_MSG("[120, 7200]");
+    }
+    setenv("HCCL_CONNECT_TIMEOUT", "120", 1);
+    HcclRootInfo r3;
+    CHECK_EQ(HcclGetRootInfo(&r3), 0);
+    unsetenv("HCCL_CONNECT_TIMEOUT");
+    CHECK_EQ(aclrtResetDevice(4), 0);
+    CHECK_EQ(aclrtResetDevice(5), 0);
     check_no_leaks();
 }
 
@@ -736,6 +808,7 @@ int main(int argc, char **argv)
     else if (strcmp(c, "launch") == 0) case_launch();
     else if (strcmp(c, "repeatable") == 0) case_repeatable();
     else if (strcmp(c, "rootinfo") == 0) case_rootinfo();
+    else if (strcmp(c, "connect_timeout") == 0) case_connect_timeout();
     else if (strcmp(c, "hccl_misc") == 0) case_hccl_misc();
     else {
         fprintf(stderr, "unknown case %s\n", c);
