@@ -781,15 +781,19 @@ static int dead_member_locked(SimGroup *g, SeqHdr *q)
     return -1;
 }
 
-/* A participant of q other than `me` that may still be reading what `me` published in call idx - 1: it has
- * not entered call idx, is not blocked in another exchange, still has its comm and is alive. */
-static int reader_left_locked(SimGroup *g, SeqHdr *q, int64_t idx, int me)
+/* A participant of set qi other than `me` that may still be reading what `me` published in call idx - 1: it
+ * has not entered call idx, is not blocked in an exchange other than that call (it may be just leaving it),
+ * still has its comm and is alive. */
+static int reader_left_locked(SimGroup *g, int qi, int64_t idx, int me)
 {
     GroupState *st = g->st;
+    SeqHdr *q = SEQ(st, qi);
     int32_t *m = MEMBERS(st, q);
     for (int i = 0; i < q->n; i++) {
         int r = m[i];
-        if (r != me && ENTERED(st, q)[r] <= idx && WAITERS(st)[r] == 0 && !LEFT(st)[r] && !rank_dead(g, r)) return 1;
+        if (r == me || ENTERED(st, q)[r] > idx || LEFT(st)[r] || rank_dead(g, r)) continue;
+        int elsewhere = WAITERS(st)[r] > 0 && !(WAIT_SEQ(st)[r] == qi && WAIT_IDX(st)[r] == idx - 1);
+        if (!elsewhere) return 1;
     }
     return 0;
 }
@@ -798,11 +802,11 @@ static int reader_left_locked(SimGroup *g, SeqHdr *q, int64_t idx, int me)
  * payload (and the buffers it points to) until they enter call idx. Returning now would let the caller free or
  * reuse that memory under them, and they would read (and report) garbage; so wait, up to timeout_us (< 0: until
  * the stream is cancelled), until none can still be reading. */
-static void wait_for_readers_locked(SimGroup *g, SeqHdr *q, int64_t idx, int me, int64_t timeout_us, SimStream *s)
+static void wait_for_readers_locked(SimGroup *g, int qi, int64_t idx, int me, int64_t timeout_us, SimStream *s)
 {
-    if (idx == 0 || EXPOSED(g->st, q)[me] != idx) return;
+    if (idx == 0 || EXPOSED(g->st, SEQ(g->st, qi))[me] != idx) return;
     int64_t start = now_us();
-    while (reader_left_locked(g, q, idx, me) && !(s && sim_stream_cancelled(s)) &&
+    while (reader_left_locked(g, qi, idx, me) && !(s && sim_stream_cancelled(s)) &&
            (timeout_us < 0 || now_us() - start < timeout_us))
         gwait(g->st, POLL_US);
 }
@@ -933,13 +937,6 @@ SIM_API int sim_comm_exchange(SimComm *c, const int *participants, int n, void *
 
     const int me = c->rank;
     glock(st);
-    if (st->aborted) {
-        char msg[MSG_CAP];
-        snprintf(msg, sizeof msg, "%s", st->abort_msg);
-        pthread_mutex_unlock(&st->mu);
-        sim_set_error("collective on group \"%s\" (rank %d, device %d) was aborted: %s", st->name, me, c->device, msg);
-        return SIM_ERR_ABORTED;
-    }
     int qi = seq_find(st, participants, n, 1);
     if (qi < 0) {
         pthread_mutex_unlock(&st->mu);
@@ -953,18 +950,28 @@ SIM_API int sim_comm_exchange(SimComm *c, const int *participants, int n, void *
     g->local_in_flight++;
     INFLIGHT(st)[me]++;
     q->busy++;
-    int64_t idx = calls[me]++;
+    int64_t idx = calls[me];
+    if (ENTERED(st, q)[me] <= idx) ENTERED(st, q)[me] = idx + 1; /* this rank stopped reading call idx - 1 */
+    char why[MSG_CAP];
+    why[0] = '\0';
+    if (st->aborted) { /* fails at once, without joining the call */
+        snprintf(why, sizeof why, "%s", st->abort_msg);
+        gwake(st);
+        wait_for_readers_locked(g, qi, idx, me, timeout_us, s);
+        EXPOSED(st, q)[me] = 0;
+        sim_set_error("collective on group \"%s\" (rank %d, device %d) was aborted: %s", st->name, me, c->device, why);
+        rc = SIM_ERR_ABORTED;
+        goto out;
+    }
+    calls[me]++;
     slots[(size_t)me * RING + (size_t)(idx % RING)] = payload;
     posted[me] = idx + 1;
-    if (ENTERED(st, q)[me] <= idx) ENTERED(st, q)[me] = idx + 1;
     WAITERS(st)[me]++;
     WAIT_SEQ(st)[me] = WAITERS(st)[me] == 1 ? qi : -1;
     WAIT_IDX(st)[me] = idx;
     uint64_t gen = st->fail_gen, qgen = q->gen;
     gwake(st);
 
-    char why[MSG_CAP];
-    why[0] = '\0';
     int follower = 0;
     rc = wait_call_locked(g, qi, idx, me, gen, qgen, timeout_us, s, why, sizeof why, &follower);
     if (--WAITERS(st)[me] == 0 || WAIT_SEQ(st)[me] == qi) WAIT_SEQ(st)[me] = -1;
@@ -996,10 +1003,11 @@ SIM_API int sim_comm_exchange(SimComm *c, const int *participants, int n, void *
             posted[me] = idx;
             slots[(size_t)me * RING + (size_t)(idx % RING)] = NULL;
         }
-        if (rc != SIM_ERR_TIMEOUT) wait_for_readers_locked(g, q, idx, me, timeout_us, s);
+        if (rc != SIM_ERR_TIMEOUT) wait_for_readers_locked(g, qi, idx, me, timeout_us, s);
         EXPOSED(st, q)[me] = 0;
         set_failure_message(c, idx, rc, follower, why);
     }
+out:
     q->busy--;
     INFLIGHT(st)[me]--;
     int free_it = --g->local_in_flight == 0 && g->unlinked;

@@ -666,6 +666,68 @@ static void case_rootinfo(void)
     check_no_leaks();
 }
 
+/* The simulator's rendezvous, exported by libop_common.so for its op libraries (declared in sim/src/simcore.h,
+ * which is not installed): driven directly here, as a collective kernel drives it. */
+extern int sim_comm_exchange(void *comm, const int *participants, int n, void *payload, void **peers_out,
+                             int64_t timeout_us, void *stream);
+
+static char g_payload[2][64]; /* what each rank publishes (a kernel's stack frame, reused once it returns) */
+
+typedef struct {
+    HcclComm comm;
+    int rank;
+    int rc0, rc1;
+    char seen[64];
+} ReaderJob;
+
+static void *reader_main(void *p)
+{
+    ReaderJob *j = p;
+    void *peers[2] = {NULL, NULL};
+    memset(g_payload[j->rank], 'A' + j->rank, sizeof g_payload[j->rank]);
+    j->rc0 = sim_comm_exchange(j->comm, NULL, 0, g_payload[j->rank], peers, 5000000, NULL);
+    if (j->rank == 0) { /* fails its next call at once (aborted), then its frame is reused */
+        aclsimAbortComm(j->comm, "aborted between the two exchanges");
+        j->rc1 = sim_comm_exchange(j->comm, NULL, 0, NULL, peers, 5000000, NULL);
+        memset(g_payload[0], 'X', sizeof g_payload[0]);
+    } else { /* still computing from rank 0's payload */
+        usleep(200000);
+        if (peers[0]) memcpy(j->seen, peers[0], sizeof j->seen);
+        j->rc1 = sim_comm_exchange(j->comm, NULL, 0, NULL, peers, 5000000, NULL);
+    }
+    return NULL;
+}
+
+/* A rank whose call fails right after a call in which it published a payload does not return (and let its caller
+ * reuse that memory) while a peer may still be reading the payload: the peer reads what was published. */
+static void case_readers(void)
+{
+    int32_t devices[2] = {0, 1};
+    HcclComm comms[2];
+    CHECK_EQ(HcclCommInitAll(2, devices, comms), 0);
+    ReaderJob jobs[2];
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        memset(&jobs[i], 0, sizeof jobs[i]);
+        jobs[i].comm = comms[i];
+        jobs[i].rank = i;
+        CHECK_EQ(pthread_create(&th[i], NULL, reader_main, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ(jobs[i].rc0, 0);
+        CHECK_EQ(jobs[i].rc1, -5); /* SIM_ERR_ABORTED */
+    }
+    char want[64];
+    memset(want, 'A', sizeof want);
+    CHECK(memcmp(jobs[1].seen, want, sizeof want) == 0);
+    CHECK_EQ(aclsimRecoverComm(comms[0]), 0);
+    CHECK_EQ(aclsimCommState(comms[0]), 0);
+    CHECK_EQ(HcclCommDestroy(comms[0]), 0);
+    CHECK_EQ(HcclCommDestroy(comms[1]), 0);
+    check_no_leaks();
+}
+
 static void *late_join_main(void *p)
 {
     RootJob *j = p;
@@ -809,6 +871,7 @@ int main(int argc, char **argv)
     else if (strcmp(c, "repeatable") == 0) case_repeatable();
     else if (strcmp(c, "rootinfo") == 0) case_rootinfo();
     else if (strcmp(c, "connect_timeout") == 0) case_connect_timeout();
+    else if (strcmp(c, "readers") == 0) case_readers();
     else if (strcmp(c, "hccl_misc") == 0) case_hccl_misc();
     else {
         fprintf(stderr, "unknown case %s\n", c);
