@@ -70,8 +70,8 @@ ACLSIM_API int32_t aclsimIsSimulator(void);
 
 /* Abort the communication group of `comm` (an HcclComm): every exchange of the group that is waiting now
  * or starts later fails at once (the op reports an AI Core exception, 507015) with a message that includes
- * `reason` (the first reason, if the group is already aborted), until aclsimRecoverComm. The simulator aborts
- * a process-shared group itself when a member's process dies, naming the rank and its pid. aclnn_py's World calls it when a rank's Python function raised, so
+ * `reason` (the first reason, if the group is already aborted), until aclsimRecoverComm. (Without any abort, a
+ * collective across processes fails at once, naming the rank, when a participant's process has exited.) aclnn_py's World calls it when a rank's Python function raised, so
  * the other ranks do not wait for a rank that will never launch. 0, or -1 if comm is not a live HcclComm.
  * A real CANN has no such hook. */
 ACLSIM_API int32_t aclsimAbortComm(void *comm, const char *reason);

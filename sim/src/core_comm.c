@@ -15,8 +15,8 @@
  *
  * Failure handling: an exchange ends early, with a message, when its stream is cancelled, when the
  * group is aborted (aclsimAbortComm, e.g. by aclnn_py.World when a rank's Python function raised),
- * when a participant's process has exited (the group is then aborted, naming it: a group that lost a
- * member can never complete a collective), or when two ranks are provably deadlocked on different
+ * when a participant's process has exited (checked for every participant, arrived or not), or when two
+ * ranks are provably deadlocked on different
  * participant sets (each blocked in a set the other has not joined: they disagree on elastic_info). A
  * failed call dies for every participant waiting in it and is withdrawn, so the call sequences stay
  * aligned and nobody pairs with an abandoned call. A rank whose failed call follows one in which it
@@ -257,13 +257,6 @@ static int rank_dead(SimGroup *g, int r)
         return poll(&p, 1, 0) > 0;
     }
     return pid_gone(pid);
-}
-
-/* Aborts the group because rank r's process has exited. */
-static void abort_dead_locked(GroupState *st, int r)
-{
-    abort_locked(st, "rank %d's process (pid %d) has exited (it crashed or was killed) while the group was in use; "
-                 "no collective of group \"%s\" can complete any more", r, (int)PIDS(st)[r], st->name);
 }
 
 /* The robust lock's owner died (holding it): the state it was changing may be half-written, so the group is
@@ -769,15 +762,27 @@ static int deadlock_locked(GroupState *st, int pi, int64_t idx, int me, char *ms
     return 0;
 }
 
-/* Shared groups: the first participant of q whose process has exited (-1 if none). Every participant counts,
- * arrived or not: one that posted and then died will never post its next call, and its peers must not wait
- * for the last live rank to find that out. */
-static int dead_member_locked(SimGroup *g, SeqHdr *q)
+/* Shared groups: a participant of call idx of q whose process has exited (-1 if none), with the reason in `why`.
+ * Every participant counts, arrived or not: one that posted and then died will never post its next call, and
+ * its peers must not wait for the last live rank to find that out. The dead rank's post is withdrawn for it, so
+ * no later call pairs with what it left behind. Only this call fails: calls whose participants are all alive
+ * (an elastic subset without the dead rank) go on working. */
+static int dead_member_locked(SimGroup *g, SeqHdr *q, int64_t idx, char *why, size_t cap)
 {
-    if (!g->st->shared) return -1;
-    int32_t *m = MEMBERS(g->st, q);
-    for (int i = 0; i < q->n; i++)
-        if (rank_dead(g, m[i])) return m[i];
+    GroupState *st = g->st;
+    int32_t *m = MEMBERS(st, q);
+    for (int i = 0; i < q->n; i++) {
+        int r = m[i];
+        if (!rank_dead(g, r)) continue;
+        snprintf(why, cap, "rank %d's process (pid %d) has exited (it crashed, was killed or ended) without completing "
+                 "this collective, so it never will", r, (int)PIDS(st)[r]);
+        if (POSTED(st, q)[r] == idx + 1) {
+            CALLS(st, q)[r] = idx;
+            POSTED(st, q)[r] = idx;
+            SLOTS(st, q)[(size_t)r * RING + (size_t)(idx % RING)] = NULL;
+        }
+        return r;
+    }
     return -1;
 }
 
@@ -865,11 +870,7 @@ static int wait_call_locked(SimGroup *g, int qi, int64_t idx, int me, uint64_t g
         int64_t now = now_us();
         if (now >= next_live) {
             next_live = now + POLL_US;
-            int dead = dead_member_locked(g, q);
-            if (dead >= 0) {
-                abort_dead_locked(st, dead);
-                continue;
-            }
+            if (dead_member_locked(g, q, idx, why, cap) >= 0) return SIM_ERR_ABORTED;
         }
         char dl[MSG_CAP];
         if (deadlock_locked(st, qi, idx, me, dl, sizeof dl)) {
