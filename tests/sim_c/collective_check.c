@@ -572,12 +572,18 @@ typedef struct {
     char name[128];
 } RootJob;
 
+/* Rank j->rank joins on device 4 + rank; j->rc gets the status. */
+static int root_join(RootJob *j)
+{
+    aclrtSetDevice(4 + j->rank);
+    j->rc = HcclCommInitRootInfo((uint32_t)j->nranks, j->root, (uint32_t)j->rank, &j->comm);
+    return j->rc;
+}
+
 static void *root_main(void *p)
 {
     RootJob *j = p;
-    aclrtSetDevice(4 + j->rank);
-    j->rc = HcclCommInitRootInfo((uint32_t)j->nranks, j->root, (uint32_t)j->rank, &j->comm);
-    if (j->rc) return NULL;
+    if (root_join(j)) return NULL;
     HcclGetRankId(j->comm, &j->got_rank);
     HcclGetRankSize(j->comm, &j->got_size);
     HcclGetCommName(j->comm, j->name);
@@ -671,29 +677,27 @@ static void case_rootinfo(void)
 extern int sim_comm_exchange(void *comm, const int *participants, int n, void *payload, void **peers_out,
                              int64_t timeout_us, void *stream);
 
-static char g_payload[2][64]; /* what each rank publishes (a kernel's stack frame, reused once it returns) */
+/* The readers case: what each rank publishes (a kernel's stack frame, reused once it returns), each rank's comm,
+ * the status of its two exchanges, and what rank 1 read from rank 0's payload. */
+static char g_payload[2][64];
+static HcclComm g_reader_comm[2];
+static int g_reader_rc[2][2];
+static char g_seen[64];
 
-typedef struct {
-    HcclComm comm;
-    int rank;
-    int rc0, rc1;
-    char seen[64];
-} ReaderJob;
-
-static void *reader_main(void *p)
+static void *reader_main(void *arg)
 {
-    ReaderJob *j = p;
+    const int rank = (int)(intptr_t)arg;
     void *peers[2] = {NULL, NULL};
-    memset(g_payload[j->rank], 'A' + j->rank, sizeof g_payload[j->rank]);
-    j->rc0 = sim_comm_exchange(j->comm, NULL, 0, g_payload[j->rank], peers, 5000000, NULL);
-    if (j->rank == 0) { /* fails its next call at once (aborted), then its frame is reused */
-        aclsimAbortComm(j->comm, "aborted between the two exchanges");
-        j->rc1 = sim_comm_exchange(j->comm, NULL, 0, NULL, peers, 5000000, NULL);
+    memset(g_payload[rank], 'A' + rank, sizeof g_payload[rank]);
+    g_reader_rc[rank][0] = sim_comm_exchange(g_reader_comm[rank], NULL, 0, g_payload[rank], peers, 5000000, NULL);
+    if (rank == 0) { /* fails its next call at once (aborted), then its frame is reused */
+        aclsimAbortComm(g_reader_comm[0], "aborted between the two exchanges");
+        g_reader_rc[0][1] = sim_comm_exchange(g_reader_comm[0], NULL, 0, NULL, peers, 5000000, NULL);
         memset(g_payload[0], 'X', sizeof g_payload[0]);
     } else { /* still computing from rank 0's payload */
         usleep(200000);
-        if (peers[0]) memcpy(j->seen, peers[0], sizeof j->seen);
-        j->rc1 = sim_comm_exchange(j->comm, NULL, 0, NULL, peers, 5000000, NULL);
+        if (peers[0]) memcpy(g_seen, peers[0], sizeof g_seen);
+        g_reader_rc[1][1] = sim_comm_exchange(g_reader_comm[1], NULL, 0, NULL, peers, 5000000, NULL);
     }
     return NULL;
 }
@@ -703,36 +707,27 @@ static void *reader_main(void *p)
 static void case_readers(void)
 {
     int32_t devices[2] = {0, 1};
-    HcclComm comms[2];
-    CHECK_EQ(HcclCommInitAll(2, devices, comms), 0);
-    ReaderJob jobs[2];
+    CHECK_EQ(HcclCommInitAll(2, devices, g_reader_comm), 0);
     pthread_t th[2];
-    for (int i = 0; i < 2; i++) {
-        memset(&jobs[i], 0, sizeof jobs[i]);
-        jobs[i].comm = comms[i];
-        jobs[i].rank = i;
-        CHECK_EQ(pthread_create(&th[i], NULL, reader_main, &jobs[i]), 0);
-    }
+    for (intptr_t i = 0; i < 2; i++) CHECK_EQ(pthread_create(&th[i], NULL, reader_main, (void *)i), 0);
     for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
     for (int i = 0; i < 2; i++) {
-        CHECK_EQ(jobs[i].rc0, 0);
-        CHECK_EQ(jobs[i].rc1, -5); /* SIM_ERR_ABORTED */
+        CHECK_EQ(g_reader_rc[i][0], 0);
+        CHECK_EQ(g_reader_rc[i][1], -5); /* SIM_ERR_ABORTED */
     }
     char want[64];
     memset(want, 'A', sizeof want);
-    CHECK(memcmp(jobs[1].seen, want, sizeof want) == 0);
-    CHECK_EQ(aclsimRecoverComm(comms[0]), 0);
-    CHECK_EQ(aclsimCommState(comms[0]), 0);
-    CHECK_EQ(HcclCommDestroy(comms[0]), 0);
-    CHECK_EQ(HcclCommDestroy(comms[1]), 0);
+    CHECK(memcmp(g_seen, want, sizeof want) == 0);
+    CHECK_EQ(aclsimRecoverComm(g_reader_comm[0]), 0);
+    CHECK_EQ(aclsimCommState(g_reader_comm[0]), 0);
+    CHECK_EQ(HcclCommDestroy(g_reader_comm[0]), 0);
+    CHECK_EQ(HcclCommDestroy(g_reader_comm[1]), 0);
     check_no_leaks();
 }
 
 static void *late_join_main(void *p)
 {
-    RootJob *j = p;
-    aclrtSetDevice(4 + j->rank);
-    j->rc = HcclCommInitRootInfo((uint32_t)j->nranks, j->root, (uint32_t)j->rank, &j->comm);
+    root_join(p);
     return NULL;
 }
 
