@@ -842,7 +842,7 @@ static int validate_participants(SimComm *c, const int *participants, int *n)
 }
 
 /* Waits (lock held) until call idx of set qi is complete (0) or fails: SIM_ERR_ABORTED (the group was aborted,
- * e.g. because a participant's process died), SIM_ERR_MISMATCH (a deadlock between participant sets),
+ * or a participant's process has exited), SIM_ERR_MISMATCH (a deadlock between participant sets),
  * SIM_ERR_CANCELLED, SIM_ERR_TIMEOUT, or the failure of another participant's wait in the same call
  * (*follower = 1: its code). `why` gets the reason where there is one. */
 static int wait_call_locked(SimGroup *g, int qi, int64_t idx, int me, uint64_t gen, uint64_t qgen, int64_t timeout_us,

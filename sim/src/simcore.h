@@ -186,7 +186,8 @@ SIM_API int sim_comm_async_error(const SimComm *c);
  * A bad participant list returns SIM_ERR_INVALID (message set). On SIM_ERR_TIMEOUT the message names the
  * missing ranks. sim_comm_missing looks at the caller's most recent exchange (index 0 if none). */
 #define SIM_ERR_INVALID (-4)
-/* The group was aborted (aclsimAbortComm) / two ranks wait in calls with different participant sets that
+/* The group was aborted (aclsimAbortComm), or across processes a participant's process has exited (only the
+ * calls that include it fail) / two ranks wait in calls with different participant sets that
  * each other has not joined (they disagree on elastic_info). Messages name the ranks; see core_comm.c. The
  * call index is kept per participant set (per rank), so an elastic call on a subset leaves the sequence of
  * the full group (and of every other subset) untouched. */
