@@ -5,6 +5,7 @@ import contextlib
 import inspect
 import os
 import pickle
+import re
 import time
 from pathlib import Path
 from typing import Dict, Iterator, Tuple
@@ -86,6 +87,13 @@ class Timer:
 
     def __exit__(self, *exc) -> None:
         self.elapsed = time.monotonic() - self.t0
+
+
+def names_missing(text: str, rank: int) -> bool:
+    """``text`` says the collective gave up waiting for ``rank`` ("rank(s) 1,3 did not arrive ...": on a loaded
+    machine a timeout may also name ranks that were merely late)."""
+    missing = re.search(r"rank\(s\) ([\d,]+) did not arrive", text)
+    return bool(missing) and str(rank) in missing.group(1).split(",")
 
 
 def world(backend: str, ep: int = 4, tp: int = 0, timeout_s: float = 30.0) -> aclnn_py.World:

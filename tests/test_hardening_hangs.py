@@ -17,7 +17,7 @@ from aclnn_py.demos.scenario import run, run_rank
 from aclnn_py.errors import AclnnPyError
 from aclnn_py.layout import make_elastic_info
 
-from hardening_support import BOUND_S, HANG_MS, HANG_S, SMALL, Timer, env, wire_precheck, world
+from hardening_support import BOUND_S, HANG_MS, HANG_S, SMALL, Timer, env, names_missing, wire_precheck, world
 
 ELASTIC = dataclasses.replace(SMALL, removed=(3,))
 
@@ -104,14 +104,14 @@ def test_missing_rank_bounded_without_precheck(backend):
     ACLNN_SIM_HANG_TIMEOUT_MS (the hardware: HCCL_EXEC_TIMEOUT / the sync timeout) naming rank 3;
     the reference backend knows at once that rank 3 is not running."""
     inputs = SMALL.inputs()
-    with world(backend, timeout_s=1.5) as w:
-        with env(ACLNN_SIM_HANG_TIMEOUT_MS="1500", ACLNN_PY_PRECHECK="0"), Timer() as t, pytest.raises(AclnnPyError):
+    with world(backend, timeout_s=3) as w:
+        with env(ACLNN_SIM_HANG_TIMEOUT_MS="3000", ACLNN_PY_PRECHECK="0"), Timer() as t, pytest.raises(AclnnPyError):
             w.run(run_rank, SMALL, inputs, ranks=[0, 1, 2])
-        assert t.elapsed < 1.5 + BOUND_S
+        assert t.elapsed < 3 + BOUND_S
         assert sorted(w.last_errors) == [0, 1, 2]
         for e in w.last_errors.values():
             text = str(e)
-            assert "rank(s) 3 did not arrive" in text or "rank 3 is not running" in text, text
+            assert names_missing(text, 3) or "rank 3 is not running" in text, text
         w.timeout_s = HANG_S          # the World recovered: a run that succeeds must not race a short timeout
         with env(ACLNN_SIM_HANG_TIMEOUT_MS=HANG_MS):
             assert run(SMALL, w).ok
