@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -39,6 +40,20 @@ from .world import World, _current
 
 STORE_ENV, RANK_ENV, SIZE_ENV = "ACLNN_PY_STORE", "ACLNN_PY_RANK", "ACLNN_PY_WORLD_SIZE"
 SESSION_ENV = "ACLNN_SIM_SHM_SESSION"
+CONNECT_TIMEOUT_ENV, SIM_CONNECT_TIMEOUT_ENV = "HCCL_CONNECT_TIMEOUT", "ACLNN_SIM_CONNECT_TIMEOUT_MS"
+CONNECT_TIMEOUT_RANGE_S = (120, 7200)    # HCCL's range and default (120): hcomm externalinput.{h,cc}
+
+
+def connect_timeout_s() -> float:
+    """How long communicator set-up waits for the other ranks (seconds): ``HCCL_CONNECT_TIMEOUT`` as HCCL reads
+    it (an integer in [120, 7200], default 120; HCCL itself refuses other values when it sets up a communicator),
+    or the simulator's ``ACLNN_SIM_CONNECT_TIMEOUT_MS`` when set (tests)."""
+    sim_ms = os.environ.get(SIM_CONNECT_TIMEOUT_ENV, "")
+    if sim_ms.isdigit():
+        return int(sim_ms) / 1000.0
+    lo, hi = CONNECT_TIMEOUT_RANGE_S
+    value = os.environ.get(CONNECT_TIMEOUT_ENV, "")
+    return float(value) if value.isdigit() and lo <= int(value) <= hi else float(lo)
 
 
 # ---- the store ------------------------------------------------------------------------------------------------
@@ -216,7 +231,6 @@ class ProcessWorld(World):
         self.ranks[me].device = dev
         self.ranks[me].stream = Stream()
         self._streams.append(self.ranks[me].stream)
-        check = self._store_check("communicator set-up")
         for label, member_lists in self.group_spec.items():       # the same order in every process
             for i, members in enumerate(member_lists):
                 if me not in members:
@@ -228,9 +242,14 @@ class ProcessWorld(World):
                     lib.HcclGetRootInfo(ctypes.byref(root))
                     # all 4108 bytes (root.internal would stop at the first NUL)
                     self.store.set(f"{key}/root", ctypes.string_at(ctypes.addressof(root), ctypes.sizeof(root)))
-                raw = self.store.wait(f"{key}/root", self.timeout_s, check)
+                raw = self._setup_wait(f"{key}/root", f"group {label!r} #{i}'s root info (rank {members[0]})")
                 root = abi.HcclRootInfo()
                 ctypes.memmove(ctypes.byref(root), raw, len(raw))
+                # Every member's process is alive and about to join: one that died before reaching this point
+                # (the launcher then aborts the store) is named here, instead of after HCCL_CONNECT_TIMEOUT.
+                self.store.set(f"{key}/joining/{grank}", str(os.getpid()).encode())
+                for j, g in enumerate(members):
+                    self._setup_wait(f"{key}/joining/{j}", f"rank {g} to set up group {label!r} #{i}")
                 comm = abi.HcclComm()
                 lib.HcclCommInitRootInfo(len(members), ctypes.byref(root), grank, ctypes.byref(comm))
                 self._comms.append(comm.value)
@@ -241,8 +260,19 @@ class ProcessWorld(World):
                     self.store.set(f"{key}/name", buf.value)
         for label, member_lists in self.group_spec.items():
             for i, members in enumerate(member_lists):
-                name = self.store.wait(f"hccl/{label}/{i}/name", self.timeout_s, check).decode()
+                name = self._setup_wait(f"hccl/{label}/{i}/name", f"group {label!r} #{i}'s name").decode()
                 self._register(label, i, members, [name] * len(members))
+
+    def _setup_wait(self, key: str, what: str) -> bytes:
+        """A store value of communicator set-up, waiting as HCCL does (``HCCL_CONNECT_TIMEOUT``); fails at once
+        when another rank failed (or its process died: the launcher reports it)."""
+        timeout = connect_timeout_s()
+        try:
+            return self.store.wait(key, timeout, self._store_check("communicator set-up"))
+        except TimeoutError:
+            raise CollectiveError(ACL_ERROR_RT_AICORE_EXCEPTION, "communicator set-up",
+                                  f"rank {self.rank} waited {timeout:g} s ({CONNECT_TIMEOUT_ENV}) for {what}; "
+                                  "that rank's process never got there (is it running?)") from None
 
     def _store_check(self, what: str) -> Callable[[], None]:
         def check() -> None:
@@ -266,12 +296,16 @@ class ProcessWorld(World):
             self.last_errors = {self.rank: e}
             reason = f"rank {self.rank} raised {type(e).__name__}: {e}"
             self.rendezvous.abort(RuntimeError(reason))
+            # The abort lives in the communicators' shared state: recovering this rank does not clear it while
+            # another rank has yet to see its collectives fail (the group restarts once every live rank recovered).
             self._abort_device(reason)
             self._recover_device([self.rank])
             raise
         finally:
             _current.rank = None
         self.last_errors = {}
+        if self._device_needs_recovery():      # another rank failed after this one's collectives: done with them
+            self._recover_device([self.rank])
         return results
 
     def _context_of(self, rank: int):
@@ -283,32 +317,110 @@ class ProcessWorld(World):
 
 # ---- the launcher ----------------------------------------------------------------------------------------------------
 class LaunchError(RuntimeError):
-    """A rank's process failed without an exception to hand back (it crashed or was killed)."""
+    """A rank's process failed without an exception to hand back (it crashed or was killed), or a rank function,
+    argument or result cannot travel between the launcher and the rank processes."""
 
 
-def _child(rank: int, size: int, spec: bytes) -> None:
+PICKLE_REMEDY = ("define it with `def` at the top level of a module the rank processes can import (a .py file, not "
+                 "an interactive session or a notebook cell), and pass that function")
+RESULT_REMEDY = ("return picklable data instead: numpy arrays (DeviceTensor.numpy()), numbers, strings, or "
+                 "lists / dicts / tuples of them")
+
+
+def _callable_name(fn: Any) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def _why_not_importable(fn: Callable[..., Any]) -> Optional[str]:
+    """Why the rank processes (started with 'spawn') could not import ``fn``, or ``None``."""
+    qualname = getattr(fn, "__qualname__", "")
+    if "<lambda>" in qualname:
+        return "it is a lambda, which has no name the rank processes could import it by"
+    if "<locals>" in qualname:
+        return "it is defined inside another function, so the rank processes cannot import it by name"
+    main = sys.modules.get("__main__")
+    if getattr(fn, "__module__", None) == "__main__" and not getattr(main, "__file__", None):
+        return ("it is defined in the __main__ module of an interactive session, which the rank processes cannot "
+                "import")
+    try:
+        pickle.dumps(fn, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:  # noqa: BLE001 - reported with its cause
+        return f"pickling it failed ({type(e).__name__}: {e})"
+    return None
+
+
+def _pickled_spec(fn: Callable[..., Any], args: tuple, kwargs: dict, spec: dict) -> bytes:
+    """``spec`` (which holds ``fn``, ``args`` and ``kwargs``) pickled for the rank processes; raises
+    :class:`LaunchError` naming the function or the argument they could not receive."""
+    why = _why_not_importable(fn)
+    if why is not None:
+        raise LaunchError(f"launch: the rank function {_callable_name(fn)} cannot be sent to the rank processes: "
+                          f"{why}; {PICKLE_REMEDY}")
+    try:
+        return pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - find which argument, then say so
+        named = [(f"argument {i + 1}", a) for i, a in enumerate(args)] + \
+            [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
+        for where, value in named:
+            try:
+                pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as e:  # noqa: BLE001 - reported with its cause
+                raise LaunchError(f"launch: {where} of {_callable_name(fn)} (a {type(value).__qualname__}) cannot be "
+                                  f"pickled to send it to the rank processes ({type(e).__name__}: {e}); pass numpy "
+                                  "arrays, numbers, strings, or lists / dicts of them") from None
+        raise
+
+
+def _sendable_result(rank: int, fn: Callable[..., Any], value: Any) -> Any:
+    """``value`` if it can travel back to the launcher, else a LaunchError saying why."""
+    try:
+        pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception as e:  # noqa: BLE001 - reported with its cause
+        raise LaunchError(f"rank {rank}: the rank function {_callable_name(fn)} returned a "
+                          f"{type(value).__module__}.{type(value).__qualname__} that cannot be pickled to send it to "
+                          f"the launcher ({type(e).__name__}: {e}); {RESULT_REMEDY}") from None
+    return value
+
+
+def _sendable_error(rank: int, e: BaseException) -> BaseException:
+    """``e`` if it survives a pickle round trip, else a RuntimeError carrying its text."""
+    try:
+        pickle.loads(pickle.dumps(e, protocol=pickle.HIGHEST_PROTOCOL))
+        return e
+    except Exception:  # noqa: BLE001 - the text still travels
+        return RuntimeError(f"rank {rank} raised {type(e).__name__} (which cannot be pickled): {e}")
+
+
+def _child(rank: int, size: int, store_path: str, spec: bytes) -> None:
     store: Optional[FileStore] = None
     try:
+        store = FileStore(store_path)
         s = pickle.loads(spec)
-        store = FileStore(s["store"])
         if s.get("session"):
             os.environ[SESSION_ENV] = s["session"]
-        os.environ.update({RANK_ENV: str(rank), SIZE_ENV: str(size), STORE_ENV: s["store"]})
+        os.environ.update({RANK_ENV: str(rank), SIZE_ENV: str(size), STORE_ENV: store_path})
         with ProcessWorld(rank, size, store, session=s.get("session", ""), **s["world"]) as w:
             store.set(f"ready/{rank}", str(w.backend).encode())
-            value = w.run(s["fn"], *s["args"], **s["kwargs"])[rank]
+            value = _sendable_result(rank, s["fn"], w.run(s["fn"], *s["args"], **s["kwargs"])[rank])
         outcome = (True, value, time.time())
     except BaseException as e:  # noqa: BLE001 - handed back to the launcher
-        try:
-            pickle.dumps(e)
-            err: BaseException = e
-        except Exception:
-            err = RuntimeError(f"{type(e).__name__}: {e}")
-        outcome = (False, err, time.time(), traceback.format_exc())
+        outcome = (False, _sendable_error(rank, e), time.time(), traceback.format_exc())
         if store is not None and store.try_get("abort") is None:
             store.set("abort", f"rank {rank} raised {type(e).__name__}: {e}".encode())
     if store is not None:
         store.set(f"result/{rank}", pickle.dumps(outcome))
+
+
+def _outcome(store: FileStore, rank: int) -> Optional[tuple]:
+    """Rank ``rank``'s (ok, value or error, time, ...) from the store, or ``None`` if it has not posted one."""
+    raw = store.try_get(f"result/{rank}")
+    if raw is None:
+        return None
+    try:
+        return pickle.loads(raw)
+    except Exception as e:  # noqa: BLE001 - e.g. a class the launcher cannot import
+        return (False, LaunchError(f"rank {rank}'s result cannot be unpickled in the launcher ({type(e).__name__}: "
+                                   f"{e}); {RESULT_REMEDY}"), time.time(), "")
 
 
 def launch(fn: Callable[..., Any], nprocs: int, *args: Any, backend: Optional[str] = None,
@@ -317,22 +429,25 @@ def launch(fn: Callable[..., Any], nprocs: int, *args: Any, backend: Optional[st
            session: Optional[str] = None, **kwargs: Any) -> list:
     """Run ``fn(ctx, *args, **kwargs)`` once per rank, each rank in its own process; returns the results by rank.
 
-    ``fn`` (and its arguments) must be picklable -- a function defined at module level. Groups, devices and
-    backend are as for :class:`World` (``ep_tp`` layouts: :func:`ep_tp_groups`). If a rank raises, every
+    ``fn`` must be a function defined at module level in an importable module, and its arguments and result
+    picklable: otherwise :class:`LaunchError` says which and why (for ``fn`` and its arguments before any
+    process starts). Groups, devices and backend are as for :class:`World` (``ep_tp`` layouts:
+    :func:`ep_tp_groups`). Communicator set-up waits up to ``HCCL_CONNECT_TIMEOUT`` for the other ranks
+    (:func:`connect_timeout_s`), and fails at once when one of their processes died. If a rank raises, every
     other rank's collectives fail at once naming it; a rank whose process dies is named too. Then the
     first failure is raised, with ``.rank_errors`` (rank -> exception) attached. Every process ends within
     ``timeout_s`` of the first failure (stragglers are killed). ``session`` (default: random) names the
     simulator's shared memory (``/dev/shm/aclnn_sim_<session>_*``), removed at the end.
     """
     session = session or uuid.uuid4().hex[:16]
+    spec = _pickled_spec(fn, args, kwargs, {
+        "fn": fn, "args": args, "kwargs": kwargs, "session": session,
+        "world": dict(backend=backend, groups=groups, tp_world_size=tp_world_size, devices=devices, timeout_s=timeout_s)})
     own_dir = store_dir is None
     path = store_dir or tempfile.mkdtemp(prefix="aclnn_py_store_")
     store = FileStore(path)
-    spec = pickle.dumps({"fn": fn, "args": args, "kwargs": kwargs, "store": path, "session": session,
-                         "world": dict(backend=backend, groups=groups, tp_world_size=tp_world_size, devices=devices,
-                                       timeout_s=timeout_s)})
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_child, args=(r, nprocs, spec), name=f"aclnn_py-rank{r}", daemon=True)
+    procs = [ctx.Process(target=_child, args=(r, nprocs, path, spec), name=f"aclnn_py-rank{r}", daemon=True)
              for r in range(nprocs)]
     try:
         for p in procs:
@@ -344,13 +459,13 @@ def launch(fn: Callable[..., Any], nprocs: int, *args: Any, backend: Optional[st
             for r, p in enumerate(procs):
                 if r in outcomes:
                     continue
-                raw = store.try_get(f"result/{r}")
-                if raw is not None:
-                    outcomes[r] = pickle.loads(raw)
+                got = _outcome(store, r)
+                if got is not None:
+                    outcomes[r] = got
                 elif p.exitcode is not None:
-                    raw = store.try_get(f"result/{r}")
-                    if raw is not None:
-                        outcomes[r] = pickle.loads(raw)
+                    got = _outcome(store, r)
+                    if got is not None:
+                        outcomes[r] = got
                         continue
                     why = f"rank {r}'s process (pid {p.pid}) exited with code {p.exitcode} without a result"
                     outcomes[r] = (False, LaunchError(why), time.time(), "")
@@ -408,4 +523,5 @@ def ep_tp_groups(ep_world_size: int, tp_world_size: int = 0) -> Dict[str, List[L
             "tp": [[e * tp + t for t in range(tp)] for e in range(ep_world_size)]}
 
 
-__all__ = ["launch", "ProcessWorld", "FileStore", "StoreRendezvous", "LaunchError", "ep_tp_groups"]
+__all__ = ["launch", "ProcessWorld", "FileStore", "StoreRendezvous", "LaunchError", "ep_tp_groups",
+           "connect_timeout_s"]

@@ -12,7 +12,7 @@ import aclnn_py
 from aclnn_py.demos.scenario import Scenario, ffn_stand_in, run
 from aclnn_py.validate import required_hccl_buffsize_mb
 
-from hardening_support import env, world
+from hardening_support import HANG_MS, HANG_S, env, world
 
 # H = 7168, maxBs = 16, ep = 4, L = 1, K = 3, S = 0: 2*(16*14848*4 + 16*14336*3) bytes = 3.125 MiB -> 4 MB
 SC = Scenario(name="window", ep_world_size=4, bs=16, h=7168, k=3, moe_expert_num=4, combine="combine")
@@ -70,7 +70,7 @@ def test_too_small_hccl_buffsize_is_refused_before_the_call(backend, op):
     """HCCL_BUFFSIZE one MB short: every rank raises 561002 saying `export HCCL_BUFFSIZE=4`, and on the device
     backend the operator is never called (the check is aclnn_py's, before GetWorkspaceSize)."""
     inputs, state = SC.inputs(), {}
-    with env(ACLNN_SIM_HANG_TIMEOUT_MS="5000"), world(backend, timeout_s=5) as w:
+    with env(ACLNN_SIM_HANG_TIMEOUT_MS=HANG_MS), world(backend, timeout_s=HANG_S) as w:
         try:
             with env(HCCL_BUFFSIZE=str(NEED_MB - 1 if op == "dispatch" else NEED_MB)):
                 got = w.run(_dispatch, inputs, state)
@@ -91,7 +91,7 @@ def test_too_small_hccl_buffsize_is_refused_before_the_call(backend, op):
 
 def test_exact_hccl_buffsize_runs_and_matches(backend):
     """At exactly the documented minimum the whole pipeline runs and equals the reference."""
-    with env(HCCL_BUFFSIZE=str(NEED_MB), ACLNN_SIM_HANG_TIMEOUT_MS="5000"), world(backend, timeout_s=5) as w:
+    with env(HCCL_BUFFSIZE=str(NEED_MB), ACLNN_SIM_HANG_TIMEOUT_MS=HANG_MS), world(backend, timeout_s=HANG_S) as w:
         for combine in ("combine", "add_rms_norm"):
             out = run(dataclasses.replace(SC, combine=combine), w)
             assert out.ok, out.failures()[:5]
@@ -110,7 +110,7 @@ def test_malformed_hccl_buffsize_is_refused(backend, value):
                                                 ep_rank_id=ctx.ep_rank, moe_expert_num=4)
         return e.value
 
-    with env(HCCL_BUFFSIZE=value), world(backend, timeout_s=5) as w:
+    with env(HCCL_BUFFSIZE=value), world(backend, timeout_s=HANG_S) as w:
         errs = w.run(fn)
     for e in errs:
         assert e.status == 561002 and f"HCCL_BUFFSIZE={value!r}" in str(e), str(e)
@@ -131,7 +131,7 @@ def test_default_200_mb_is_reported_as_the_default(backend):
                                                 ep_rank_id=ctx.ep_rank, moe_expert_num=32)
         return e.value
 
-    with env(), world(backend, timeout_s=5) as w:
+    with env(), world(backend, timeout_s=HANG_S) as w:
         import os
         saved = os.environ.pop("HCCL_BUFFSIZE", None)
         try:

@@ -42,11 +42,11 @@ from conftest import live_objects
 from hardening_support import env, wire_precheck
 
 EXAMPLES = int(os.environ.get("ACLNN_PY_FUZZ_EXAMPLES", "250"))
-CASE_TIMEOUT_S = 8.0          # a case taking longer than this is a hang
+CASE_TIMEOUT_S = 12.0         # a case taking longer than this waited for a timeout (TINY's): a hang
 TRIED: Counter = Counter()     # cases per op, printed at the end
 OUTCOMES: Counter = Counter()
 
-TINY = dict(ACLNN_SIM_HANG_TIMEOUT_MS="6000", ACLNN_SIM_DEADLOCK_GRACE_MS="300")
+TINY = dict(ACLNN_SIM_HANG_TIMEOUT_MS="20000", ACLNN_SIM_DEADLOCK_GRACE_MS="300")
 OPS = {
     "dispatch": aclnn_py.moe_distribute_dispatch_v3,
     "combine": aclnn_py.moe_distribute_combine_v3,
@@ -93,7 +93,7 @@ def world_for(backend: str, ep: int, tp: int) -> aclnn_py.World:
     key = (backend, ep, tp)
     with _lock:
         if key not in _worlds:
-            _worlds[key] = aclnn_py.World.ep_tp(ep, tp, backend=backend, timeout_s=6)
+            _worlds[key] = aclnn_py.World.ep_tp(ep, tp, backend=backend, timeout_s=20)
         return _worlds[key]
 
 

@@ -18,7 +18,7 @@ from aclnn_py.errors import AclnnPyError
 from aclnn_py.runtime.tensor import DeviceTensor
 
 from conftest import live_objects
-from hardening_support import SMALL, env, rss_kib, world
+from hardening_support import BOUND_S, HANG_MS, HANG_S, SMALL, env, rss_kib, world
 
 TRANSIENT = ("buffer", "tensor", "executor", "array", "host_buffer", "event")
 ROUNDS = int(os.environ.get("ACLNN_PY_LEAK_ROUNDS", "24"))
@@ -101,8 +101,8 @@ def test_thousands_of_calls_leave_nothing_behind_on_the_simulator(sim):
     threads0 = _threads()
     calls = 0
     rss = []
-    with env(ACLNN_SIM_HANG_TIMEOUT_MS="5000"):
-        with world("device", timeout_s=5) as w:
+    with env(ACLNN_SIM_HANG_TIMEOUT_MS=HANG_MS):
+        with world("device", timeout_s=HANG_S) as w:
             for i in range(ROUNDS):
                 calls += _one_round(w, inputs)
                 assert _transient(sim) == {}, f"round {i}: {_transient(sim)}"
@@ -110,7 +110,7 @@ def test_thousands_of_calls_leave_nothing_behind_on_the_simulator(sim):
                     gc.collect()
                     rss.append(rss_kib())
         for _ in range(6):                   # World churn, half of them interrupted by a failing rank
-            with world("device", timeout_s=5) as w2:
+            with world("device", timeout_s=HANG_S) as w2:
                 assert run(SMALL, w2).ok
                 with pytest.raises(RuntimeError):
                     w2.run(_raise_mid_pipeline, inputs)
@@ -131,7 +131,7 @@ def test_thousands_of_calls_flat_on_the_reference():
     """The same mix on the reference backend: the rendezvous keeps no slots, RSS flat."""
     inputs = SMALL.inputs()
     rss = []
-    with world("reference", timeout_s=5) as w:
+    with world("reference", timeout_s=HANG_S) as w:
         for i in range(ROUNDS):
             assert run(SMALL, w).ok and run(dataclasses.replace(SMALL, removed=(3,)), w).ok
             with pytest.raises(RuntimeError):
@@ -188,11 +188,11 @@ def test_interrupted_run_stops_every_rank(backend_name, request):
             return None
         return run_rank(ctx, SMALL, inputs)
 
-    with env(ACLNN_SIM_HANG_TIMEOUT_MS="20000", ACLNN_PY_PRECHECK="0"), world(backend_name, timeout_s=20) as w:
+    with env(ACLNN_SIM_HANG_TIMEOUT_MS=HANG_MS, ACLNN_PY_PRECHECK="0"), world(backend_name, timeout_s=HANG_S) as w:
         t0 = time.monotonic()
         with pytest.raises(KeyboardInterrupt):
             w.run(fn)
-        assert time.monotonic() - t0 < 5
+        assert time.monotonic() - t0 < BOUND_S
         assert sorted(w.last_errors) == [0, 1, 2], w.last_errors
         for e in w.last_errors.values():
             assert "interrupted by KeyboardInterrupt" in str(e), str(e)

@@ -19,7 +19,7 @@ LINK = ["-lascendcl", "-lnnopbase", "-lopapi", "-lhccl", "-lop_common", "-pthrea
 RUNTIME_CASES = ["basics", "memory", "stream_order", "tensors", "last_call", "tracking", "threads"]
 COLLECTIVE_CASES = [
     "barrier 2", "barrier 3", "barrier 8", "barrier 16", "v1", "elastic", "timeout", "timeout0", "hang",
-    "sync_timeout", "validate", "launch", "repeatable", "rootinfo", "hccl_misc",
+    "sync_timeout", "validate", "launch", "repeatable", "rootinfo", "connect_timeout", "readers", "hccl_misc",
 ]
 
 # Exported C API per library (what a ctypes binding or a CANN demo may look up).

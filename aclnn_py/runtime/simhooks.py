@@ -2,13 +2,15 @@
 
 A real CANN has no way to cancel a collective kernel that waits for a rank that will never launch;
 the simulator exports ``aclsimAbortComm`` so :class:`aclnn_py.World` can end such waits at once
-with a message naming the failed rank. Declared here in the style of :mod:`.abi` (prototype as the
-comment, exact widths); nothing is checked automatically: the functions return plain codes.
+with a message naming the failed rank, and ``aclsimRecoverComm`` to make the group usable again
+(across processes: once every live rank has recovered, so the abort stays visible until each has seen
+it). Declared here in the style of :mod:`.abi` (prototype as the comment, exact widths); nothing is
+checked automatically: the functions return plain codes.
 """
 from __future__ import annotations
 
 import threading
-from ctypes import c_char_p, c_int32
+from ctypes import c_char_p, c_int32, c_int64
 from typing import Optional
 
 from . import abi
@@ -24,6 +26,8 @@ SIM_HOOKS = [
     abi.Function("aclsimCommState", c_int32, (abi.HcclComm,), None),
     # int32_t aclsimCommExists(const char *name, int32_t device);
     abi.Function("aclsimCommExists", c_int32, (c_char_p, c_int32), None),
+    # int64_t aclsimConnectTimeoutMs(void);
+    abi.Function("aclsimConnectTimeoutMs", c_int64, (), None),
 ]
 
 _lock = threading.Lock()
@@ -51,6 +55,10 @@ class SimHooks:
 
     def comm_exists(self, name: str, device: int) -> bool:
         return self.aclsimCommExists(name.encode("utf-8"), device) == 1
+
+    def connect_timeout_ms(self) -> int:
+        """The communicator set-up timeout the simulator would use now (ms); -1 if HCCL_CONNECT_TIMEOUT is invalid."""
+        return int(self.aclsimConnectTimeoutMs())
 
 
 def sim_hooks(lib) -> Optional[SimHooks]:

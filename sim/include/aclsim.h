@@ -70,22 +70,34 @@ ACLSIM_API int32_t aclsimIsSimulator(void);
 
 /* Abort the communication group of `comm` (an HcclComm): every exchange of the group that is waiting now
  * or starts later fails at once (the op reports an AI Core exception, 507015) with a message that includes
- * `reason`, until aclsimRecoverComm. aclnn_py's World calls it when a rank's Python function raised, so
+ * `reason` (the first reason, if the group is already aborted), until aclsimRecoverComm. (Without any abort, a
+ * collective across processes fails at once, naming the rank, when a participant's process has exited.) aclnn_py's World calls it when a rank's Python function raised, so
  * the other ranks do not wait for a rank that will never launch. 0, or -1 if comm is not a live HcclComm.
  * A real CANN has no such hook. */
 ACLSIM_API int32_t aclsimAbortComm(void *comm, const char *reason);
-/* Clear the abort and restart every call sequence of the group (all ranks at once). Call only when no rank
- * of the group has a collective in flight: returns -2 (message set) if one is, -1 if comm is not live, else 0. */
+/* Clear the abort and restart every call sequence of the group. In one process (HcclCommInitAll, in-process
+ * root info) the caller speaks for every rank: call it once no rank has a collective in flight. Across processes
+ * (ACLNN_SIM_SHM_SESSION) each process recovers its own ranks, and the group restarts only when every rank whose
+ * process is alive and still holds its comm has recovered from the current abort: until then the abort stays
+ * in force, so a rank that has not yet seen its collectives fail still sees them fail. A group that is not
+ * aborted needs no recovery across processes (failed calls are withdrawn). Returns -2 (message set) while an
+ * exchange of this process is in flight, -1 if comm is not live, else 0. */
 ACLSIM_API int32_t aclsimRecoverComm(void *comm);
 /* State of the group of `comm`: 0 healthy, 1 aborted (aclsimAbortComm), -1 if comm is not live.
  * (A collective that fails -- times out, is cancelled or aborted -- withdraws the caller's arrival, so
  * the ranks' call sequences stay aligned and a late peer never pairs with an abandoned call.) */
 ACLSIM_API int32_t aclsimCommState(void *comm);
-/* Number of exchanges of the group of `comm` in progress right now (-1 if comm is not live). */
+/* Number of exchanges of the group of `comm` in progress right now, in live processes (-1 if comm is not live). */
 ACLSIM_API int32_t aclsimCommInFlight(void *comm);
 /* 1 if a live communicator of the group named `name` lives on `device`, else 0 (what an op's lookup by
  * group name would find). */
 ACLSIM_API int32_t aclsimCommExists(const char *name, int32_t device);
+/* How long communicator set-up (HcclCommInitRootInfo waiting for its peers) would wait now, in milliseconds:
+ * HCCL_CONNECT_TIMEOUT as HCCL reads it (an integer number of seconds in [120, 7200], default 120), or the
+ * simulator's ACLNN_SIM_CONNECT_TIMEOUT_MS when set; -1 (message set) when HCCL_CONNECT_TIMEOUT holds a value
+ * HCCL refuses, which makes HcclGetRootInfo, HcclCommInitRootInfo(Config) and HcclCommInitAll fail with
+ * HCCL_E_PARA. (Collectives use ACLNN_SIM_HANG_TIMEOUT_MS instead: where the hardware would hang.) */
+ACLSIM_API int64_t aclsimConnectTimeoutMs(void);
 
 #ifdef __cplusplus
 }

@@ -7,27 +7,41 @@
  *
  * A group's state is one block (GroupState plus arrays at offsets, no pointers inside): calloc'd for the
  * groups of one process (HcclCommInitAll, in-process root info), or a process-shared memory segment with a
- * process-shared robust mutex and condition variable for the groups of a multi-process session
- * (HcclCommInitRootInfo when ACLNN_SIM_SHM_SESSION is set; see core_shm.c). Each process keeps a local
- * SimGroup wrapper with the SimComm objects of its own ranks.
+ * process-shared robust mutex for the groups of a multi-process session (HcclCommInitRootInfo when
+ * ACLNN_SIM_SHM_SESSION is set; see core_shm.c). Each process keeps a local SimGroup wrapper with the SimComm
+ * objects of its own ranks. Waiters sleep on a futex word that every state change bumps, not on a
+ * process-shared condition variable: glibc's condvar keeps per-waiter bookkeeping that a killed waiter leaves
+ * behind, after which every survivor's broadcast blocks for ever.
  *
  * Failure handling: an exchange ends early, with a message, when its stream is cancelled, when the
  * group is aborted (aclsimAbortComm, e.g. by aclnn_py.World when a rank's Python function raised),
- * when a missing participant's process has exited, or when two ranks are provably deadlocked on
- * different participant sets (each blocked in a set the other has not joined: they disagree on
- * elastic_info). A failed call dies for every participant waiting in it and is withdrawn, so the
- * call sequences stay aligned and nobody pairs with an abandoned call.
+ * when a participant's process has exited (checked for every participant, arrived or not), or when two
+ * ranks are provably deadlocked on different
+ * participant sets (each blocked in a set the other has not joined: they disagree on elastic_info). A
+ * failed call dies for every participant waiting in it and is withdrawn, so the call sequences stay
+ * aligned and nobody pairs with an abandoned call. A rank whose failed call follows one in which it
+ * published a payload waits, before returning, until its peers have stopped reading that payload.
+ *
+ * Recovery (aclsimRecoverComm) restarts the call sequences and clears an abort. In one process the caller
+ * speaks for every rank; across processes each process recovers its own ranks, and the group restarts when
+ * the last live rank has recovered, so an abort stays visible to every rank until all have seen their run
+ * fail.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,43 +65,53 @@ struct SimComm {
     int device;
     int destroyed;
     int async_error;
-    /* this rank's most recent exchange, for sim_comm_missing after a failure (guarded by the group lock) */
+    /* this rank's most recent exchange, for sim_comm_missing after a failure (guarded by the group lock);
+     * valid while the group's sequences have not restarted since (last_restart) */
     int last_seq;
+    uint64_t last_restart;
     int last_nmiss;
     int last_miss[MISS_CAP];
 };
 
 /* One participant set's call sequence. Followed in the block by members int32[size], calls int64[size]
- * (exchanges each rank made with this set), posted int64[size] (index of the rank's latest call + 1) and
- * slots void*[size*RING] (payloads). A call that fails dies for every rank waiting in it: gen is bumped
- * and the first failure kept, so the others fail the same way and report the same missing ranks. */
+ * (exchanges each rank made with this set), posted int64[size] (index of the rank's latest call + 1),
+ * entered int64[size] (highest call index the rank ever entered + 1; withdrawal does not lower it),
+ * exposed int64[size] (idx + 1 when the rank's call idx completed with a payload that peers may still be
+ * reading, else 0) and slots void*[size*RING] (payloads). A call that fails dies for every rank waiting in
+ * it: gen is bumped and the first failure kept, so the others fail the same way and report the same
+ * missing ranks. */
 typedef struct {
     int32_t n;          /* participants; 0: slot unused */
     int32_t busy;       /* exchanges in progress on this set */
     uint64_t lru;
     uint64_t gen;
     int32_t dead_rc;
+    int32_t dead_rank;  /* the rank whose wait failed first */
     int32_t dead_nmiss;
     int32_t dead_miss[MISS_CAP];
-    char dead_msg[MSG_CAP];
+    char dead_why[MSG_CAP];
 } SeqHdr;
 
 typedef struct {
     uint32_t magic;
     uint32_t ready;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    uint32_t wake;      /* futex word: bumped (and woken) by every change a waiter may be waiting for */
     char name[128];
     int32_t size;
     int32_t live;       /* comms not destroyed (all processes) */
     int32_t joined;     /* ranks joined (multi-process set-up) */
-    int32_t aborted;    /* every current and future exchange fails until aclsimRecoverComm */
+    int32_t aborted;    /* every current and future exchange fails until the group restarts */
     int32_t shared;
+    uint32_t abort_epoch; /* bumped by every abort; recovered[r] == abort_epoch: rank r has recovered from it */
+    uint64_t restarts;  /* bumped whenever the call sequences restart */
     uint64_t tick;
     uint64_t fail_gen;  /* bumped to fail every exchange blocked right now (deadlock detected) */
     uint64_t bytes;
-    uint64_t off_waiters, off_wait_seq, off_wait_idx, off_devices, off_pids, off_seqs;
-    uint64_t seq_stride, seq_m, seq_c, seq_p, seq_s;
+    /* per rank: int32 waiters, wait_seq, devices, pids, inflight, recovered, left; int64 wait_idx */
+    uint64_t off_waiters, off_wait_seq, off_wait_idx, off_devices, off_pids, off_inflight, off_recovered, off_left;
+    uint64_t off_seqs;
+    uint64_t seq_stride, seq_m, seq_c, seq_p, seq_e, seq_x, seq_s;
     char abort_msg[MSG_CAP];
     char fail_msg[MSG_CAP];
 } GroupState;
@@ -100,6 +124,7 @@ struct SimGroup {       /* process-local */
     int local_live;     /* local comms not destroyed */
     int local_in_flight;
     int unlinked;
+    int *pidfds;        /* shared groups: a pidfd per other rank's process (-1: none; kill() is asked then) */
     SimComm *comms;     /* [size]; live (magic set) only for this process's ranks */
     SimGroup *next;
 };
@@ -110,10 +135,15 @@ struct SimGroup {       /* process-local */
 #define WAIT_IDX(st) AT(st, (st)->off_wait_idx, int64_t)
 #define PIDS(st) AT(st, (st)->off_pids, int32_t)
 #define DEVICES(st) AT(st, (st)->off_devices, int32_t)
+#define INFLIGHT(st) AT(st, (st)->off_inflight, int32_t)
+#define RECOVERED(st) AT(st, (st)->off_recovered, uint32_t)
+#define LEFT(st) AT(st, (st)->off_left, int32_t)
 #define SEQ(st, i) AT(st, (st)->off_seqs + (uint64_t)(i) * (st)->seq_stride, SeqHdr)
 #define MEMBERS(st, q) AT(q, (st)->seq_m, int32_t)
 #define CALLS(st, q) AT(q, (st)->seq_c, int64_t)
 #define POSTED(st, q) AT(q, (st)->seq_p, int64_t)
+#define ENTERED(st, q) AT(q, (st)->seq_e, int64_t)
+#define EXPOSED(st, q) AT(q, (st)->seq_x, int64_t)
 #define SLOTS(st, q) AT(q, (st)->seq_s, void *)
 
 static pthread_mutex_t g_groups_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -131,19 +161,24 @@ static uint64_t al(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 /* Lays out the block of a group of `size` ranks in st (offsets, stride, total bytes). */
 static void layout(GroupState *st, int size)
 {
-    uint64_t n = (uint64_t)size;
+    uint64_t n = (uint64_t)size, i32 = al(4 * n, 8);
     st->size = size;
     st->seq_m = al(sizeof(SeqHdr), 8);
-    st->seq_c = al(st->seq_m + 4 * n, 8);
+    st->seq_c = st->seq_m + i32;
     st->seq_p = st->seq_c + 8 * n;
-    st->seq_s = st->seq_p + 8 * n;
+    st->seq_e = st->seq_p + 8 * n;
+    st->seq_x = st->seq_e + 8 * n;
+    st->seq_s = st->seq_x + 8 * n;
     st->seq_stride = al(st->seq_s + sizeof(void *) * n * RING, 64);
     st->off_waiters = al(sizeof(GroupState), 64);
-    st->off_wait_seq = st->off_waiters + al(4 * n, 8);
-    st->off_wait_idx = st->off_wait_seq + al(4 * n, 8);
+    st->off_wait_seq = st->off_waiters + i32;
+    st->off_wait_idx = st->off_wait_seq + i32;
     st->off_devices = st->off_wait_idx + 8 * n;
-    st->off_pids = st->off_devices + al(4 * n, 8);
-    st->off_seqs = al(st->off_pids + al(4 * n, 8), 64);
+    st->off_pids = st->off_devices + i32;
+    st->off_inflight = st->off_pids + i32;
+    st->off_recovered = st->off_inflight + i32;
+    st->off_left = st->off_recovered + i32;
+    st->off_seqs = al(st->off_left + i32, 64);
     st->bytes = st->off_seqs + st->seq_stride * MAX_SEQS;
 }
 
@@ -154,7 +189,7 @@ static size_t block_bytes(int size)
     return (size_t)tmp.bytes;
 }
 
-static void init_sync(GroupState *st, int shared)
+static void init_mutex(GroupState *st, int shared)
 {
     pthread_mutexattr_t ma;
     pthread_mutexattr_init(&ma);
@@ -164,20 +199,79 @@ static void init_sync(GroupState *st, int shared)
     }
     pthread_mutex_init(&st->mu, &ma);
     pthread_mutexattr_destroy(&ma);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (shared) pthread_condattr_setpshared(&ca, PTHREAD_PROCESS_SHARED);
-    pthread_cond_init(&st->cv, &ca);
-    pthread_condattr_destroy(&ca);
 }
 
+static long futex_call(uint32_t *word, int op, uint32_t val, const struct timespec *rel)
+{
+    return syscall(SYS_futex, word, op, val, rel, NULL, 0);
+}
+
+/* Wakes every waiter of the group (call with the lock held, after changing what they wait for). */
+static void gwake(GroupState *st)
+{
+    __atomic_add_fetch(&st->wake, 1, __ATOMIC_RELEASE);
+    futex_call(&st->wake, st->shared ? FUTEX_WAKE : FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+}
+
+static void glock(GroupState *st);
+
+/* Sleeps up to `us` microseconds or until gwake; called and returns with the lock held. */
+static void gwait(GroupState *st, int64_t us)
+{
+    uint32_t seen = __atomic_load_n(&st->wake, __ATOMIC_ACQUIRE);
+    pthread_mutex_unlock(&st->mu);
+    if (us < 1) us = 1;
+    struct timespec rel = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
+    futex_call(&st->wake, st->shared ? FUTEX_WAIT : FUTEX_WAIT_PRIVATE, seen, &rel);
+    glock(st);
+}
+
+/* Aborts the group (the first reason is kept): every waiting and later exchange fails with `reason`. */
+static void abort_locked(GroupState *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void abort_locked(GroupState *st, const char *fmt, ...)
+{
+    if (!st->aborted) {
+        st->aborted = 1;
+        st->abort_epoch++;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(st->abort_msg, sizeof st->abort_msg, fmt, ap);
+        va_end(ap);
+    }
+    gwake(st);
+}
+
+static int pid_gone(int32_t pid)
+{
+    return pid > 0 && pid != (int32_t)getpid() && kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+/* Shared groups: rank r's process has exited (r's pidfd is readable, or without one: kill() says so). */
+static int rank_dead(SimGroup *g, int r)
+{
+    GroupState *st = g->st;
+    int32_t pid = PIDS(st)[r];
+    if (!st->shared || pid <= 0 || pid == (int32_t)getpid()) return 0;
+    if (g->pidfds && g->pidfds[r] >= 0) {
+        struct pollfd p = {.fd = g->pidfds[r], .events = POLLIN};
+        return poll(&p, 1, 0) > 0;
+    }
+    return pid_gone(pid);
+}
+
+/* The robust lock's owner died (holding it): the state it was changing may be half-written, so the group is
+ * aborted, naming the ranks whose processes are gone. */
 static void owner_died(GroupState *st)
 {
     pthread_mutex_consistent(&st->mu);
-    st->aborted = 1;
-    snprintf(st->abort_msg, sizeof st->abort_msg, "a process of group \"%s\" died while holding its lock", st->name);
-    pthread_cond_broadcast(&st->cv);
+    char who[256];
+    size_t pos = 0;
+    who[0] = '\0';
+    for (int r = 0; r < st->size && pos + 40 < sizeof who; r++)
+        if (pid_gone(PIDS(st)[r]))
+            pos += (size_t)snprintf(who + pos, sizeof who - pos, "%srank %d (pid %d)", pos ? ", " : "", r,
+                                    (int)PIDS(st)[r]);
+    abort_locked(st, "the process of %s died while holding the lock of group \"%s\"", pos ? who : "a rank", st->name);
 }
 
 static void glock(GroupState *st)
@@ -185,28 +279,18 @@ static void glock(GroupState *st)
     if (pthread_mutex_lock(&st->mu) == EOWNERDEAD) owner_died(st);
 }
 
-static void gwait(GroupState *st, const struct timespec *ts)
-{
-    if (pthread_cond_timedwait(&st->cv, &st->mu, ts) == EOWNERDEAD) owner_died(st);
-}
-
-static void deadline_after_us(struct timespec *ts, int64_t us)
-{
-    int64_t t = now_us() + us;
-    ts->tv_sec = (time_t)(t / 1000000);
-    ts->tv_nsec = (long)(t % 1000000) * 1000;
-}
-
 static void group_free(SimGroup *g)
 {
     for (int i = 0; i < g->size; i++) g->comms[i].magic = 0;
+    for (int i = 0; g->pidfds && i < g->size; i++)
+        if (g->pidfds[i] >= 0) close(g->pidfds[i]);
     if (g->map_bytes) {
         munmap(g->st, g->map_bytes);
     } else {
         pthread_mutex_destroy(&g->st->mu);
-        pthread_cond_destroy(&g->st->cv);
         free(g->st);
     }
+    free(g->pidfds);
     free(g->comms);
     free(g);
 }
@@ -303,7 +387,7 @@ SIM_API int sim_comm_create_group(const char *name, int nranks, const int *devic
         PIDS(st)[i] = (int32_t)getpid();
         WAIT_SEQ(st)[i] = -1;
     }
-    init_sync(st, 0);
+    init_mutex(st, 0);
     st->ready = 1;
     for (int i = 0; i < nranks; i++) comm_init(g, i, devices[i]);
     if (registry_add(g, 1) != 0) {
@@ -319,8 +403,19 @@ SIM_API int sim_comm_create_group(const char *name, int nranks, const int *devic
 
 /* ---- multi-process groups ------------------------------------------------------------------------ */
 
+/* A pidfd for every other rank's process (all joined, so all were alive a moment ago): readable once that
+ * process exits, and immune to the pid being reused. Without pidfds (old kernels) rank_dead asks kill(). */
+static void open_pidfds(SimGroup *g)
+{
+    g->pidfds = malloc(sizeof(int) * (size_t)g->size);
+    for (int r = 0; g->pidfds && r < g->size; r++) {
+        int32_t pid = PIDS(g->st)[r];
+        g->pidfds[r] = pid > 0 && pid != (int32_t)getpid() ? (int)syscall(SYS_pidfd_open, (pid_t)pid, 0) : -1;
+    }
+}
+
 SIM_API int sim_comm_join_shared(const char *shm_name, const char *group_name, int nranks, int rank, int device,
-                                 int64_t timeout_us, SimComm **comm_out)
+                                 int64_t timeout_us, const char *timeout_what, SimComm **comm_out)
 {
     if (check_name(group_name)) return -1;
     if (!shm_name || nranks < 1 || rank < 0 || rank >= nranks || !comm_out) {
@@ -370,7 +465,7 @@ SIM_API int sim_comm_join_shared(const char *shm_name, const char *group_name, i
             DEVICES(st)[i] = -1;
             WAIT_SEQ(st)[i] = -1;
         }
-        init_sync(st, 1);
+        init_mutex(st, 1);
         st->magic = GROUP_MAGIC;
         __atomic_store_n(&st->ready, 1, __ATOMIC_RELEASE);
     } else {
@@ -392,14 +487,19 @@ SIM_API int sim_comm_join_shared(const char *shm_name, const char *group_name, i
     PIDS(st)[rank] = (int32_t)getpid();
     st->joined++;
     st->live++;
-    pthread_cond_broadcast(&st->cv);
+    gwake(st);
     while (st->joined < st->size) {
-        if (now_us() - start >= timeout_us) {
+        int dead = -1;
+        for (int i = 0; i < st->size && dead < 0; i++)
+            if (DEVICES(st)[i] >= 0 && pid_gone(PIDS(st)[i])) dead = i;
+        int64_t waited = now_us() - start;
+        if (dead >= 0 || waited >= timeout_us) {
             char missing[256];
             size_t pos = 0;
             missing[0] = '\0';
             for (int i = 0; i < st->size && pos + 12 < sizeof missing; i++)
                 if (DEVICES(st)[i] < 0) pos += (size_t)snprintf(missing + pos, sizeof missing - pos, "%s%d", pos ? "," : "", i);
+            int32_t dead_pid = dead >= 0 ? PIDS(st)[dead] : 0;
             DEVICES(st)[rank] = -1; /* withdraw */
             st->joined--;
             st->live--;
@@ -407,13 +507,17 @@ SIM_API int sim_comm_join_shared(const char *shm_name, const char *group_name, i
             pthread_mutex_unlock(&st->mu);
             munmap(st, bytes);
             if (last) shm_unlink(shm_name);
-            sim_set_error("HcclCommInitRootInfo: rank %d timed out after %lld ms waiting for rank(s) %s of %d", rank,
-                          (long long)(timeout_us / 1000), missing, nranks);
+            if (dead >= 0) {
+                sim_set_error("HcclCommInitRootInfo: rank %d's process (pid %d) exited while the communicator of %d "
+                              "ranks was being set up (rank %d was waiting for rank(s) %s)", dead, (int)dead_pid,
+                              nranks, rank, missing);
+                return -3;
+            }
+            sim_set_error("HcclCommInitRootInfo: rank %d waited %s for rank(s) %s of %d to join; they never did",
+                          rank, timeout_what, missing, nranks);
             return -2;
         }
-        struct timespec ts;
-        deadline_after_us(&ts, POLL_US);
-        gwait(st, &ts);
+        gwait(st, POLL_US);
     }
     for (int i = 0; i < st->size; i++) {
         for (int j = 0; j < i; j++) {
@@ -434,6 +538,7 @@ SIM_API int sim_comm_join_shared(const char *shm_name, const char *group_name, i
     }
     g->map_bytes = bytes;
     snprintf(g->shm_name, sizeof g->shm_name, "%s", shm_name);
+    open_pidfds(g);
     comm_init(g, rank, device);
     registry_add(g, 0);
     sim_track_add_tagged(SIM_OBJ_COMM, &g->comms[rank], sizeof(SimComm), device);
@@ -454,6 +559,7 @@ SIM_API int sim_comm_destroy(SimComm *c)
     pthread_mutex_lock(&g_groups_mu);
     glock(st);
     c->destroyed = 1;
+    LEFT(st)[c->rank] = 1;
     st->live--;
     int unlink_shm = g->map_bytes && st->live == 0;
     int free_it = 0;
@@ -467,7 +573,7 @@ SIM_API int sim_comm_destroy(SimComm *c)
         g->unlinked = 1;
         free_it = g->local_in_flight == 0;
     }
-    pthread_cond_broadcast(&st->cv);
+    gwake(st);
     pthread_mutex_unlock(&st->mu);
     pthread_mutex_unlock(&g_groups_mu);
     if (unlink_shm) shm_unlink(g->shm_name);
@@ -656,21 +762,58 @@ static int deadlock_locked(GroupState *st, int pi, int64_t idx, int me, char *ms
     return 0;
 }
 
-/* Shared groups: a missing participant whose process has exited will never arrive. */
-static int dead_process_locked(GroupState *st, SeqHdr *q, int64_t idx, char *msg, size_t cap)
+/* Shared groups: a participant of call idx of q whose process has exited (-1 if none), with the reason in `why`.
+ * Every participant counts, arrived or not: one that posted and then died will never post its next call, and
+ * its peers must not wait for the last live rank to find that out. The dead rank's post is withdrawn for it, so
+ * no later call pairs with what it left behind. Only this call fails: calls whose participants are all alive
+ * (an elastic subset without the dead rank) go on working. */
+static int dead_member_locked(SimGroup *g, SeqHdr *q, int64_t idx, char *why, size_t cap)
 {
-    if (!st->shared) return 0;
+    GroupState *st = g->st;
     int32_t *m = MEMBERS(st, q);
     for (int i = 0; i < q->n; i++) {
         int r = m[i];
-        int32_t pid = PIDS(st)[r];
-        if (POSTED(st, q)[r] > idx || pid <= 0 || pid == (int32_t)getpid()) continue;
-        if (kill(pid, 0) != 0 && errno == ESRCH) {
-            snprintf(msg, cap, "rank %d's process (pid %d) has exited", r, (int)pid);
-            return 1;
+        if (!rank_dead(g, r)) continue;
+        snprintf(why, cap, "rank %d's process (pid %d) has exited (it crashed, was killed or ended) without completing "
+                 "this collective, so it never will", r, (int)PIDS(st)[r]);
+        if (POSTED(st, q)[r] == idx + 1) {
+            CALLS(st, q)[r] = idx;
+            POSTED(st, q)[r] = idx;
+            SLOTS(st, q)[(size_t)r * RING + (size_t)(idx % RING)] = NULL;
         }
+        return r;
+    }
+    return -1;
+}
+
+/* A participant of set qi other than `me` that may still be reading what `me` published in call idx - 1: it
+ * has not entered call idx, is not blocked in an exchange other than that call (it may be just leaving it),
+ * still has its comm and is alive. */
+static int reader_left_locked(SimGroup *g, int qi, int64_t idx, int me)
+{
+    GroupState *st = g->st;
+    SeqHdr *q = SEQ(st, qi);
+    int32_t *m = MEMBERS(st, q);
+    for (int i = 0; i < q->n; i++) {
+        int r = m[i];
+        if (r == me || ENTERED(st, q)[r] > idx || LEFT(st)[r] || rank_dead(g, r)) continue;
+        int elsewhere = WAITERS(st)[r] > 0 && !(WAIT_SEQ(st)[r] == qi && WAIT_IDX(st)[r] == idx - 1);
+        if (!elsewhere) return 1;
     }
     return 0;
+}
+
+/* After call idx failed: when this rank's call idx - 1 completed with a payload, its peers compute from that
+ * payload (and the buffers it points to) until they enter call idx. Returning now would let the caller free or
+ * reuse that memory under them, and they would read (and report) garbage; so wait, up to timeout_us (< 0: until
+ * the stream is cancelled), until none can still be reading. */
+static void wait_for_readers_locked(SimGroup *g, int qi, int64_t idx, int me, int64_t timeout_us, SimStream *s)
+{
+    if (idx == 0 || EXPOSED(g->st, SEQ(g->st, qi))[me] != idx) return;
+    int64_t start = now_us();
+    while (reader_left_locked(g, qi, idx, me) && !(s && sim_stream_cancelled(s)) &&
+           (timeout_us < 0 || now_us() - start < timeout_us))
+        gwait(g->st, POLL_US);
 }
 
 static int validate_participants(SimComm *c, const int *participants, int *n)
@@ -698,6 +841,87 @@ static int validate_participants(SimComm *c, const int *participants, int *n)
     return 0;
 }
 
+/* Waits (lock held) until call idx of set qi is complete (0) or fails: SIM_ERR_ABORTED (the group was aborted,
+ * or a participant's process has exited), SIM_ERR_MISMATCH (a deadlock between participant sets),
+ * SIM_ERR_CANCELLED, SIM_ERR_TIMEOUT, or the failure of another participant's wait in the same call
+ * (*follower = 1: its code). `why` gets the reason where there is one. */
+static int wait_call_locked(SimGroup *g, int qi, int64_t idx, int me, uint64_t gen, uint64_t qgen, int64_t timeout_us,
+                            SimStream *s, char *why, size_t cap, int *follower)
+{
+    GroupState *st = g->st;
+    SeqHdr *q = SEQ(st, qi);
+    int64_t start = now_us(), stuck_since = -1, grace = -2, next_live = start;
+    for (;;) {
+        if (missing_locked(st, q, idx, NULL, 0) == 0) return 0;
+        if (st->aborted) {
+            snprintf(why, cap, "%s", st->abort_msg);
+            return SIM_ERR_ABORTED;
+        }
+        if (q->gen != qgen) { /* another participant's wait for this call failed: the call is dead */
+            snprintf(why, cap, "%s", q->dead_why);
+            *follower = 1;
+            return q->dead_rc;
+        }
+        if (st->fail_gen != gen) {
+            snprintf(why, cap, "%s", st->fail_msg);
+            return SIM_ERR_MISMATCH;
+        }
+        if (s && sim_stream_cancelled(s)) return SIM_ERR_CANCELLED;
+        int64_t now = now_us();
+        if (now >= next_live) {
+            next_live = now + POLL_US;
+            if (dead_member_locked(g, q, idx, why, cap) >= 0) return SIM_ERR_ABORTED;
+        }
+        char dl[MSG_CAP];
+        if (deadlock_locked(st, qi, idx, me, dl, sizeof dl)) {
+            if (grace == -2) grace = deadlock_grace_us();
+            if (stuck_since < 0) stuck_since = now;
+            if (now - stuck_since >= grace) {
+                snprintf(why, cap, "%s", dl);
+                snprintf(st->fail_msg, sizeof st->fail_msg, "%s", dl);
+                st->fail_gen++;
+                gwake(st);
+                return SIM_ERR_MISMATCH;
+            }
+        } else {
+            stuck_since = -1;
+        }
+        if (timeout_us >= 0 && now - start >= timeout_us) return SIM_ERR_TIMEOUT;
+        int64_t sleep_us = POLL_US;
+        if (timeout_us >= 0 && start + timeout_us - now < sleep_us) sleep_us = start + timeout_us - now;
+        gwait(st, sleep_us);
+    }
+}
+
+/* The first failure of a call: its reason, kept in q for the participants still waiting in it (they fail the
+ * same way and report the same missing ranks); then they are woken. */
+static void record_failure_locked(GroupState *st, SeqHdr *q, int me, int rc, char *why, size_t cap, const int *miss,
+                                  int total, int64_t timeout_us)
+{
+    char list[512];
+    format_ranks(list, sizeof list, miss, total < MISS_CAP ? total : MISS_CAP, total);
+    if (rc == SIM_ERR_TIMEOUT)
+        snprintf(why, cap, "rank(s) %s did not arrive within %lld us", list, (long long)timeout_us);
+    else if (rc == SIM_ERR_CANCELLED)
+        snprintf(why, cap, "the wait of rank %d was cancelled (its stream was destroyed or its device reset) while "
+                 "rank(s) %s had not arrived", me, list);
+    snprintf(q->dead_why, sizeof q->dead_why, "%s", why);
+    q->dead_rc = rc;
+    q->dead_rank = me;
+    q->dead_nmiss = total;
+    memcpy(q->dead_miss, miss, sizeof q->dead_miss);
+    q->gen++;
+    gwake(st);
+}
+
+static void set_failure_message(const SimComm *c, int64_t idx, int rc, int follower, const char *why)
+{
+    const char *verb = rc == SIM_ERR_ABORTED ? " was aborted" : rc == SIM_ERR_CANCELLED && !follower ? " was cancelled"
+                       : rc == SIM_ERR_CANCELLED ? " failed" : "";
+    sim_set_error("collective on group \"%s\" (rank %d, device %d, call #%lld)%s: %s", c->g->st->name, c->rank,
+                  c->device, (long long)idx, verb, why);
+}
+
 SIM_API int sim_comm_exchange(SimComm *c, const int *participants, int n, void *payload, void **peers_out,
                               int64_t timeout_us, SimStream *s)
 {
@@ -714,13 +938,6 @@ SIM_API int sim_comm_exchange(SimComm *c, const int *participants, int n, void *
 
     const int me = c->rank;
     glock(st);
-    if (st->aborted) {
-        char msg[MSG_CAP];
-        snprintf(msg, sizeof msg, "%s", st->abort_msg);
-        pthread_mutex_unlock(&st->mu);
-        sim_set_error("collective on group \"%s\" (rank %d, device %d) was aborted: %s", st->name, me, c->device, msg);
-        return SIM_ERR_ABORTED;
-    }
     int qi = seq_find(st, participants, n, 1);
     if (qi < 0) {
         pthread_mutex_unlock(&st->mu);
@@ -731,84 +948,38 @@ SIM_API int sim_comm_exchange(SimComm *c, const int *participants, int n, void *
     SeqHdr *q = SEQ(st, qi);
     int64_t *calls = CALLS(st, q), *posted = POSTED(st, q);
     void **slots = SLOTS(st, q);
-    int32_t *members = MEMBERS(st, q);
     g->local_in_flight++;
+    INFLIGHT(st)[me]++;
     q->busy++;
-    int64_t idx = calls[me]++;
+    int64_t idx = calls[me];
+    if (ENTERED(st, q)[me] <= idx) ENTERED(st, q)[me] = idx + 1; /* this rank stopped reading call idx - 1 */
+    char why[MSG_CAP];
+    why[0] = '\0';
+    if (st->aborted) { /* fails at once, without joining the call */
+        snprintf(why, sizeof why, "%s", st->abort_msg);
+        gwake(st);
+        wait_for_readers_locked(g, qi, idx, me, timeout_us, s);
+        EXPOSED(st, q)[me] = 0;
+        sim_set_error("collective on group \"%s\" (rank %d, device %d) was aborted: %s", st->name, me, c->device, why);
+        rc = SIM_ERR_ABORTED;
+        goto out;
+    }
+    calls[me]++;
     slots[(size_t)me * RING + (size_t)(idx % RING)] = payload;
     posted[me] = idx + 1;
     WAITERS(st)[me]++;
     WAIT_SEQ(st)[me] = WAITERS(st)[me] == 1 ? qi : -1;
     WAIT_IDX(st)[me] = idx;
     uint64_t gen = st->fail_gen, qgen = q->gen;
-    pthread_cond_broadcast(&st->cv);
+    gwake(st);
 
-    int64_t start = now_us(), stuck_since = -1, grace = -2;
-    char why[MSG_CAP];
-    why[0] = '\0';
-    for (;;) {
-        if (missing_locked(st, q, idx, NULL, 0) == 0) {
-            if (peers_out) {
-                for (int i = 0; i < q->n; i++) {
-                    int r = members[i];
-                    peers_out[r] = slots[(size_t)r * RING + (size_t)(idx % RING)];
-                }
-            }
-            rc = 0;
-            break;
-        }
-        if (st->aborted) {
-            snprintf(why, sizeof why, "%s", st->abort_msg);
-            rc = SIM_ERR_ABORTED;
-            break;
-        }
-        if (q->gen != qgen) { /* another participant's wait for this call failed: the call is dead */
-            snprintf(why, sizeof why, "%.900s", q->dead_msg);
-            rc = q->dead_rc;
-            break;
-        }
-        if (st->fail_gen != gen) {
-            snprintf(why, sizeof why, "%s", st->fail_msg);
-            rc = SIM_ERR_MISMATCH;
-            break;
-        }
-        if (s && sim_stream_cancelled(s)) {
-            rc = SIM_ERR_CANCELLED;
-            break;
-        }
-        if (dead_process_locked(st, q, idx, why, sizeof why)) {
-            rc = SIM_ERR_ABORTED;
-            break;
-        }
-        int64_t now = now_us();
-        char dl[MSG_CAP];
-        if (deadlock_locked(st, qi, idx, me, dl, sizeof dl)) {
-            if (grace == -2) grace = deadlock_grace_us();
-            if (stuck_since < 0) stuck_since = now;
-            if (now - stuck_since >= grace) {
-                snprintf(why, sizeof why, "%s", dl);
-                snprintf(st->fail_msg, sizeof st->fail_msg, "%s", dl);
-                st->fail_gen++;
-                pthread_cond_broadcast(&st->cv);
-                rc = SIM_ERR_MISMATCH;
-                break;
-            }
-        } else {
-            stuck_since = -1;
-        }
-        if (timeout_us >= 0 && now - start >= timeout_us) {
-            rc = SIM_ERR_TIMEOUT;
-            break;
-        }
-        int64_t wake = now + POLL_US;
-        if (timeout_us >= 0 && start + timeout_us < wake) wake = start + timeout_us;
-        struct timespec ts = {(time_t)(wake / 1000000), (long)(wake % 1000000) * 1000};
-        gwait(st, &ts);
-    }
+    int follower = 0;
+    rc = wait_call_locked(g, qi, idx, me, gen, qgen, timeout_us, s, why, sizeof why, &follower);
     if (--WAITERS(st)[me] == 0 || WAIT_SEQ(st)[me] == qi) WAIT_SEQ(st)[me] = -1;
     c->last_seq = qi;
-    int follower = rc != 0 && q->gen != qgen;
+    c->last_restart = st->restarts;
     int miss[MISS_CAP];
+    memset(miss, 0, sizeof miss);
     int total = 0;
     if (follower) { /* report what the first failure saw (the others may have withdrawn since) */
         total = q->dead_nmiss;
@@ -818,31 +989,13 @@ SIM_API int sim_comm_exchange(SimComm *c, const int *participants, int n, void *
     }
     c->last_nmiss = total;
     memcpy(c->last_miss, miss, sizeof c->last_miss);
-    if (rc != 0) {
-        char list[512];
-        format_ranks(list, sizeof list, miss, total < MISS_CAP ? total : MISS_CAP, total);
-        if (rc == SIM_ERR_TIMEOUT)
-            sim_set_error("collective on group \"%s\" (rank %d, device %d, call #%lld): rank(s) %s did not arrive "
-                          "within %lld us", st->name, me, c->device, (long long)idx, list, (long long)timeout_us);
-        else if (rc == SIM_ERR_CANCELLED)
-            sim_set_error("collective on group \"%s\" (rank %d, device %d, call #%lld) was cancelled (stream "
-                          "destroyed or device reset) while waiting for rank(s) %s", st->name, me, c->device,
-                          (long long)idx, list);
-        else if (rc == SIM_ERR_ABORTED)
-            sim_set_error("collective on group \"%s\" (rank %d, device %d, call #%lld) was aborted while waiting for "
-                          "rank(s) %s: %s", st->name, me, c->device, (long long)idx, list, why);
-        else
-            sim_set_error("collective on group \"%s\" (rank %d, device %d): %s", st->name, me, c->device, why);
-        if (!follower) {
-            const char *m = sim_take_error();
-            snprintf(q->dead_msg, sizeof q->dead_msg, "%s", m ? m : "collective failed");
-            sim_set_error("%s", q->dead_msg);
-            q->dead_rc = rc;
-            q->dead_nmiss = total;
-            memcpy(q->dead_miss, miss, sizeof q->dead_miss);
-            q->gen++;
-            pthread_cond_broadcast(&st->cv);
-        }
+    if (rc == 0) {
+        int32_t *members = MEMBERS(st, q);
+        for (int i = 0; peers_out && i < q->n; i++)
+            peers_out[members[i]] = slots[(size_t)members[i] * RING + (size_t)(idx % RING)];
+        EXPOSED(st, q)[me] = payload ? idx + 1 : 0;
+    } else {
+        if (!follower) record_failure_locked(st, q, me, rc, why, sizeof why, miss, total, timeout_us);
         /* Withdraw the post: nobody completed this call (a rank fails only while a participant is missing,
          * and a complete call stays complete), so a peer that arrives later pairs with this rank's next
          * call -- the call sequences stay aligned -- and never reads a payload this rank abandons. */
@@ -851,9 +1004,15 @@ SIM_API int sim_comm_exchange(SimComm *c, const int *participants, int n, void *
             posted[me] = idx;
             slots[(size_t)me * RING + (size_t)(idx % RING)] = NULL;
         }
+        if (rc != SIM_ERR_TIMEOUT) wait_for_readers_locked(g, qi, idx, me, timeout_us, s);
+        EXPOSED(st, q)[me] = 0;
+        set_failure_message(c, idx, rc, follower, why);
     }
+out:
     q->busy--;
+    INFLIGHT(st)[me]--;
     int free_it = --g->local_in_flight == 0 && g->unlinked;
+    gwake(st);
     pthread_mutex_unlock(&st->mu);
     if (free_it) group_free(g);
     return rc;
@@ -871,7 +1030,8 @@ SIM_API int sim_comm_missing(SimComm *c, const int *participants, int n, int *mi
     glock(st);
     int qi = seq_find(st, participants, n, 0);
     int miss = 0;
-    if (qi >= 0 && c->last_seq == qi) { /* the missing ranks when the caller's latest call with this set ended */
+    if (qi >= 0 && c->last_seq == qi && c->last_restart == st->restarts) {
+        /* the missing ranks when the caller's latest call with this set ended */
         miss = c->last_nmiss;
         for (int i = 0; missing_out && i < miss && i < cap && i < MISS_CAP; i++) missing_out[i] = c->last_miss[i];
     } else if (qi >= 0) {
@@ -898,11 +1058,36 @@ ACLSIM_API int32_t aclsimAbortComm(void *comm, const char *reason)
     if (!sim_comm_valid(c)) return -1;
     GroupState *st = c->g->st;
     glock(st);
-    st->aborted = 1;
-    snprintf(st->abort_msg, sizeof st->abort_msg, "%s", reason && *reason ? reason : "aborted by aclsimAbortComm");
-    pthread_cond_broadcast(&st->cv);
+    abort_locked(st, "%s", reason && *reason ? reason : "aborted by aclsimAbortComm");
     pthread_mutex_unlock(&st->mu);
     return 0;
+}
+
+/* Restarts every call sequence and clears an abort (lock held, nothing in flight). */
+static void restart_locked(GroupState *st)
+{
+    st->aborted = 0;
+    st->abort_msg[0] = '\0';
+    st->restarts++;
+    memset(SEQ(st, 0), 0, (size_t)(st->seq_stride * MAX_SEQS));
+    for (int i = 0; i < st->size; i++) {
+        WAIT_SEQ(st)[i] = -1;
+        WAITERS(st)[i] = 0;
+        INFLIGHT(st)[i] = 0; /* only dead processes can leave a count behind */
+    }
+    gwake(st);
+}
+
+/* Shared groups: every rank that is alive and still has its comm has recovered from the current abort and
+ * has no exchange in flight (the ranks of dead processes are left out: they will never recover). */
+static int all_recovered_locked(SimGroup *g)
+{
+    GroupState *st = g->st;
+    for (int r = 0; r < st->size; r++) {
+        if (LEFT(st)[r] || rank_dead(g, r)) continue;
+        if (RECOVERED(st)[r] != st->abort_epoch || INFLIGHT(st)[r] > 0) return 0;
+    }
+    return 1;
 }
 
 ACLSIM_API int32_t aclsimRecoverComm(void *comm)
@@ -912,20 +1097,19 @@ ACLSIM_API int32_t aclsimRecoverComm(void *comm)
     SimGroup *g = c->g;
     GroupState *st = g->st;
     glock(st);
-    int busy = 0;
-    for (int i = 0; i < MAX_SEQS; i++) busy += SEQ(st, i)->busy;
-    if (busy > 0) {
+    if (g->local_in_flight > 0) {
+        int busy = g->local_in_flight;
         pthread_mutex_unlock(&st->mu);
-        sim_set_error("aclsimRecoverComm: %d exchange(s) of group \"%s\" are still in progress", busy, st->name);
+        sim_set_error("aclsimRecoverComm: %d exchange(s) of group \"%s\" in this process are still in progress", busy,
+                      st->name);
         return -2;
     }
-    st->aborted = 0;
-    st->abort_msg[0] = '\0';
-    memset(SEQ(st, 0), 0, (size_t)(st->seq_stride * MAX_SEQS));
-    for (int i = 0; i < st->size; i++) {
-        WAIT_SEQ(st)[i] = -1;
-        WAITERS(st)[i] = 0;
-        g->comms[i].last_seq = -1;
+    if (!st->shared) {
+        restart_locked(st);
+    } else if (st->aborted) {
+        for (int r = 0; r < g->size; r++)
+            if (g->comms[r].magic == SIM_COMM_MAGIC && !g->comms[r].destroyed) RECOVERED(st)[r] = st->abort_epoch;
+        if (all_recovered_locked(g)) restart_locked(st);
     }
     pthread_mutex_unlock(&st->mu);
     return 0;
@@ -938,7 +1122,8 @@ ACLSIM_API int32_t aclsimCommInFlight(void *comm)
     GroupState *st = c->g->st;
     glock(st);
     int busy = 0;
-    for (int i = 0; i < MAX_SEQS; i++) busy += SEQ(st, i)->busy;
+    for (int r = 0; r < st->size; r++)
+        if (!rank_dead(c->g, r)) busy += INFLIGHT(st)[r];
     pthread_mutex_unlock(&st->mu);
     return busy;
 }

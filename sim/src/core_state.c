@@ -234,15 +234,53 @@ SIM_API int sim_device_count(void)
     return g_device_count;
 }
 
+/* Milliseconds >= 0 in `v` (all digits), or -1. */
+static int64_t parse_ms(const char *v)
+{
+    if (!v || !*v) return -1;
+    char *end = NULL;
+    long long ms = strtoll(v, &end, 10);
+    return end && *end == '\0' && ms >= 0 ? (int64_t)ms : -1;
+}
+
 SIM_API int64_t sim_hang_timeout_us(void)
 {
-    const char *v = getenv("ACLNN_SIM_HANG_TIMEOUT_MS");
-    if (v && *v) {
-        char *end = NULL;
-        long long ms = strtoll(v, &end, 10);
-        if (end && *end == '\0' && ms >= 0) return (int64_t)ms * 1000;
+    int64_t ms = parse_ms(getenv("ACLNN_SIM_HANG_TIMEOUT_MS"));
+    return (ms >= 0 ? ms : 120000) * 1000;
+}
+
+SIM_API int64_t sim_connect_timeout_us(char *what, size_t cap)
+{
+    enum { MIN_S = 120, MAX_S = 7200, DEFAULT_S = 120, MAX_DIGITS = 10 }; /* hcomm externalinput.{h,cc} */
+    int64_t ms = parse_ms(getenv("ACLNN_SIM_CONNECT_TIMEOUT_MS"));
+    if (ms >= 0) {
+        snprintf(what, cap, "%lld ms (ACLNN_SIM_CONNECT_TIMEOUT_MS)", (long long)ms);
+        return ms * 1000;
     }
-    return (int64_t)120000 * 1000;
+    const char *v = getenv("HCCL_CONNECT_TIMEOUT");
+    if (!v || !*v) {
+        snprintf(what, cap, "%d s (HCCL_CONNECT_TIMEOUT, default)", DEFAULT_S);
+        return (int64_t)DEFAULT_S * 1000000;
+    }
+    size_t n = strlen(v);
+    int digits = n <= MAX_DIGITS;
+    for (size_t i = 0; i < n && digits; i++) digits = v[i] >= '0' && v[i] <= '9';
+    long long s = digits ? strtoll(v, NULL, 10) : -1;
+    if (s < MIN_S || s > MAX_S) {
+        sim_set_error("HCCL_CONNECT_TIMEOUT=\"%.40s\" is invalid: HCCL takes an integer number of seconds in [%d, %d] "
+                      "(default %d) and refuses to set up a communicator otherwise (EI0001)", v, MIN_S, MAX_S,
+                      DEFAULT_S);
+        return -1;
+    }
+    snprintf(what, cap, "%lld s (HCCL_CONNECT_TIMEOUT)", s);
+    return (int64_t)s * 1000000;
+}
+
+ACLSIM_API int64_t aclsimConnectTimeoutMs(void)
+{
+    char what[96];
+    int64_t us = sim_connect_timeout_us(what, sizeof what);
+    return us < 0 ? -1 : us / 1000;
 }
 
 /* ---- dtypes and tensors ------------------------------------------------------------------------- */

@@ -80,6 +80,25 @@ static HcclResult check_rank_and_device(const char *api, uint32_t nRanks, uint32
     return HCCL_SUCCESS;
 }
 
+/* The set-up timeout (HCCL_CONNECT_TIMEOUT) into *us and its description into `what`; HCCL_E_PARA, message set,
+ * when the variable holds a value HCCL refuses (then HCCL's communicator set-up calls fail before any work). */
+static HcclResult connect_timeout(const char *api, int64_t *us, char *what, size_t cap)
+{
+    *us = sim_connect_timeout_us(what, cap);
+    if (*us >= 0) return HCCL_SUCCESS;
+    const char *m = sim_take_error();
+    sim_set_error("%s: %s", api, m ? m : "HCCL_CONNECT_TIMEOUT is invalid");
+    return HCCL_E_PARA;
+}
+
+/* connect_timeout for the calls that only check the variable (HCCL parses it in each of them). */
+static HcclResult check_connect_timeout(const char *api)
+{
+    int64_t us;
+    char what[96];
+    return connect_timeout(api, &us, what, sizeof what);
+}
+
 static SimComm *get_comm(const char *api, HcclComm comm, HcclResult *rc)
 {
     if (!comm) {
@@ -119,6 +138,8 @@ HcclResult HcclCommInitAll(uint32_t ndev, int32_t *devices, HcclComm *comms)
                       sim_device_count());
         return HCCL_E_PARA;
     }
+    HcclResult bad = check_connect_timeout("HcclCommInitAll");
+    if (bad != HCCL_SUCCESS) return bad;
     int *devs = malloc(ndev * sizeof(int));
     SimComm **out = malloc(ndev * sizeof(SimComm *));
     if (!devs || !out) {
@@ -144,6 +165,8 @@ HcclResult HcclGetRootInfo(HcclRootInfo *rootInfo)
         sim_set_error("HcclGetRootInfo: rootInfo is NULL");
         return HCCL_E_PTR;
     }
+    HcclResult bad = check_connect_timeout("HcclGetRootInfo");
+    if (bad != HCCL_SUCCESS) return bad;
     RootInfoHeader h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, ROOT_MAGIC, sizeof h.magic);
@@ -199,6 +222,10 @@ static HcclResult init_root_info(const char *api, uint32_t nRanks, const HcclRoo
         sim_set_error("%s: rootInfo was not written by this simulator's HcclGetRootInfo", api);
         return HCCL_E_PARA;
     }
+    int64_t timeout_us;
+    char timeout_what[96];
+    HcclResult bad_timeout = connect_timeout(api, &timeout_us, timeout_what, sizeof timeout_what);
+    if (bad_timeout != HCCL_SUCCESS) return bad_timeout;
     if (key.shared) {
         const char *session = sim_mp_session();
         if (!session || strncmp(session, key.session, sizeof key.session) != 0) {
@@ -217,12 +244,12 @@ static HcclResult init_root_info(const char *api, uint32_t nRanks, const HcclRoo
         snprintf(name, sizeof name, "sim_hccl_group_%016llx%08llx", (unsigned long long)key.nonce,
                  (unsigned long long)(key.counter & 0xffffffffull));
         SimComm *c = NULL;
-        int rc = sim_comm_join_shared(shm, name, (int)nRanks, (int)rank, dev, sim_hang_timeout_us(), &c);
+        int rc = sim_comm_join_shared(shm, name, (int)nRanks, (int)rank, dev, timeout_us, timeout_what, &c);
         if (rc == 0) {
             *comm = c;
             return HCCL_SUCCESS;
         }
-        return rc == -2 ? HCCL_E_TIMEOUT : HCCL_E_PARA;
+        return rc == -2 ? HCCL_E_TIMEOUT : rc == -3 ? HCCL_E_INTERNAL : HCCL_E_PARA;
     }
     if (key.pid != (uint64_t)getpid()) {
         sim_set_error("%s: rootInfo comes from process %llu; the simulator connects threads of one process only",
@@ -284,7 +311,6 @@ static HcclResult init_root_info(const char *api, uint32_t nRanks, const HcclRoo
         p->done = 1;
         pthread_cond_broadcast(&g_cv);
     } else {
-        int64_t timeout_us = sim_hang_timeout_us();
         struct timespec dl;
         clock_gettime(CLOCK_MONOTONIC, &dl);
         dl.tv_sec += (time_t)(timeout_us / 1000000);
@@ -308,8 +334,8 @@ static HcclResult init_root_info(const char *api, uint32_t nRanks, const HcclRoo
             uint32_t joined = p->joined;
             pending_release_locked(p);
             pthread_mutex_unlock(&g_mu);
-            sim_set_error("%s: rank %u timed out after %lld ms waiting for rank(s) %s of %u (%u others joined)", api,
-                          rank, (long long)(timeout_us / 1000), missing, nRanks, joined);
+            sim_set_error("%s: rank %u waited %s for rank(s) %s of %u to join (%u others joined); they never did",
+                          api, rank, timeout_what, missing, nRanks, joined);
             return HCCL_E_TIMEOUT;
         }
     }

@@ -186,7 +186,8 @@ SIM_API int sim_comm_async_error(const SimComm *c);
  * A bad participant list returns SIM_ERR_INVALID (message set). On SIM_ERR_TIMEOUT the message names the
  * missing ranks. sim_comm_missing looks at the caller's most recent exchange (index 0 if none). */
 #define SIM_ERR_INVALID (-4)
-/* The group was aborted (aclsimAbortComm) / two ranks wait in calls with different participant sets that
+/* The group was aborted (aclsimAbortComm), or across processes a participant's process has exited (only the
+ * calls that include it fail) / two ranks wait in calls with different participant sets that
  * each other has not joined (they disagree on elastic_info). Messages name the ranks; see core_comm.c. The
  * call index is kept per participant set (per rank), so an elastic call on a subset leaves the sequence of
  * the full group (and of every other subset) untouched. */
@@ -214,10 +215,17 @@ SIM_API void *sim_arena_alloc(int device, size_t bytes);
 SIM_API int sim_arena_free(void *p);
 SIM_API int sim_arena_owns(const void *p);
 /* Joins rank `rank` (on `device`) of the process-shared group whose state is shm segment `shm_name`
- * (created by the first rank to arrive), waiting up to timeout_us for all nranks; *comm_out gets the
- * rank's comm (tracked). 0, -1 on a bad argument or system error, -2 on timeout (message set). */
+ * (created by the first rank to arrive), waiting up to timeout_us for all nranks (timeout_what says where
+ * that came from, for the message); *comm_out gets the rank's comm (tracked). 0, -1 on a bad argument or
+ * system error, -2 on timeout, -3 when a rank that had joined died before the rest arrived (message set). */
 SIM_API int sim_comm_join_shared(const char *shm_name, const char *group_name, int nranks, int rank, int device,
-                                 int64_t timeout_us, SimComm **comm_out);
+                                 int64_t timeout_us, const char *timeout_what, SimComm **comm_out);
+
+/* Communicator set-up timeout (HcclCommInitRootInfo waiting for its peers), with HCCL_CONNECT_TIMEOUT's meaning:
+ * an integer number of seconds in [120, 7200], default 120; HCCL refuses anything else (EI0001) and so does this:
+ * -1 with the message set. ACLNN_SIM_CONNECT_TIMEOUT_MS (milliseconds >= 0, simulator only) overrides it, for
+ * tests. `what` (cap bytes) gets a description of the value and its source for messages. */
+SIM_API int64_t sim_connect_timeout_us(char *what, size_t cap);
 
 /* aclnnStatus / aclError values used across the simulator */
 #define SIM_ACLNN_ERR_PARAM_NULLPTR 161001

@@ -572,12 +572,18 @@ typedef struct {
     char name[128];
 } RootJob;
 
+/* Rank j->rank joins on device 4 + rank; j->rc gets the status. */
+static int root_join(RootJob *j)
+{
+    aclrtSetDevice(4 + j->rank);
+    j->rc = HcclCommInitRootInfo((uint32_t)j->nranks, j->root, (uint32_t)j->rank, &j->comm);
+    return j->rc;
+}
+
 static void *root_main(void *p)
 {
     RootJob *j = p;
-    aclrtSetDevice(4 + j->rank);
-    j->rc = HcclCommInitRootInfo((uint32_t)j->nranks, j->root, (uint32_t)j->rank, &j->comm);
-    if (j->rc) return NULL;
+    if (root_join(j)) return NULL;
     HcclGetRankId(j->comm, &j->got_rank);
     HcclGetRankSize(j->comm, &j->got_size);
     HcclGetCommName(j->comm, j->name);
@@ -650,13 +656,136 @@ static void case_rootinfo(void)
     CHECK_EQ(HcclGetRankSize(c, &sz), 0);
     CHECK_EQ(sz, 1);
     CHECK_EQ(HcclCommDestroy(c), 0);
-    /* a rank whose peers never come times out */
-    setenv("ACLNN_SIM_HANG_TIMEOUT_MS", "200", 1);
+    /* a rank whose peers never come gives up after the set-up timeout (HCCL_CONNECT_TIMEOUT; shortened here with
+     * the simulator's ACLNN_SIM_CONNECT_TIMEOUT_MS), not after the hang timeout of collectives */
+    setenv("ACLNN_SIM_HANG_TIMEOUT_MS", "20", 1);
+    setenv("ACLNN_SIM_CONNECT_TIMEOUT_MS", "200", 1);
     double t0 = now_ms();
     CHECK_EQ(HcclCommInitRootInfo(2, &root, 1, &c), HCCL_E_TIMEOUT);
     CHECK(now_ms() - t0 >= 180.0);
     CHECK_MSG("rank(s) 0");
+    CHECK_EQ(HcclCommInitRootInfo(2, &root, 1, &c), HCCL_E_TIMEOUT);
+    CHECK_MSG("ACLNN_SIM_CONNECT_TIMEOUT_MS");
+    unsetenv("ACLNN_SIM_CONNECT_TIMEOUT_MS");
+    unsetenv("ACLNN_SIM_HANG_TIMEOUT_MS");
     CHECK_EQ(aclrtResetDevice(0), 0);
+    check_no_leaks();
+}
+
+/* The simulator's rendezvous, exported by libop_common.so for its op libraries (declared in sim/src/simcore.h,
+ * which is not installed): driven directly here, as a collective kernel drives it. */
+extern int sim_comm_exchange(void *comm, const int *participants, int n, void *payload, void **peers_out,
+                             int64_t timeout_us, void *stream);
+
+/* The readers case: what each rank publishes (a kernel's stack frame, reused once it returns), each rank's comm,
+ * the status of its two exchanges, and what rank 1 read from rank 0's payload. */
+static char g_payload[2][64];
+static HcclComm g_reader_comm[2];
+static int g_reader_rc[2][2];
+static char g_seen[64];
+
+static void *reader_main(void *arg)
+{
+    const int rank = (int)(intptr_t)arg;
+    void *peers[2] = {NULL, NULL};
+    memset(g_payload[rank], 'A' + rank, sizeof g_payload[rank]);
+    g_reader_rc[rank][0] = sim_comm_exchange(g_reader_comm[rank], NULL, 0, g_payload[rank], peers, 5000000, NULL);
+    if (rank == 0) { /* fails its next call at once (aborted), then its frame is reused */
+        aclsimAbortComm(g_reader_comm[0], "aborted between the two exchanges");
+        g_reader_rc[0][1] = sim_comm_exchange(g_reader_comm[0], NULL, 0, NULL, peers, 5000000, NULL);
+        memset(g_payload[0], 'X', sizeof g_payload[0]);
+    } else { /* still computing from rank 0's payload */
+        usleep(200000);
+        if (peers[0]) memcpy(g_seen, peers[0], sizeof g_seen);
+        g_reader_rc[1][1] = sim_comm_exchange(g_reader_comm[1], NULL, 0, NULL, peers, 5000000, NULL);
+    }
+    return NULL;
+}
+
+/* A rank whose call fails right after a call in which it published a payload does not return (and let its caller
+ * reuse that memory) while a peer may still be reading the payload: the peer reads what was published. */
+static void case_readers(void)
+{
+    int32_t devices[2] = {0, 1};
+    CHECK_EQ(HcclCommInitAll(2, devices, g_reader_comm), 0);
+    pthread_t th[2];
+    for (intptr_t i = 0; i < 2; i++) CHECK_EQ(pthread_create(&th[i], NULL, reader_main, (void *)i), 0);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ(g_reader_rc[i][0], 0);
+        CHECK_EQ(g_reader_rc[i][1], -5); /* SIM_ERR_ABORTED */
+    }
+    char want[64];
+    memset(want, 'A', sizeof want);
+    CHECK(memcmp(g_seen, want, sizeof want) == 0);
+    CHECK_EQ(aclsimRecoverComm(g_reader_comm[0]), 0);
+    CHECK_EQ(aclsimCommState(g_reader_comm[0]), 0);
+    CHECK_EQ(HcclCommDestroy(g_reader_comm[0]), 0);
+    CHECK_EQ(HcclCommDestroy(g_reader_comm[1]), 0);
+    check_no_leaks();
+}
+
+static void *late_join_main(void *p)
+{
+    root_join(p);
+    return NULL;
+}
+
+/* Communicator set-up waits as HCCL_CONNECT_TIMEOUT says (seconds in [120, 7200], default 120), which has nothing
+ * to do with the hang timeout of collectives; HCCL refuses other values in every set-up call (HCCL_E_PARA). */
+static void case_connect_timeout(void)
+{
+    unsetenv("HCCL_CONNECT_TIMEOUT");
+    unsetenv("ACLNN_SIM_CONNECT_TIMEOUT_MS");
+    CHECK_EQ(aclsimConnectTimeoutMs(), 120000);
+    setenv("HCCL_CONNECT_TIMEOUT", "200", 1);
+    CHECK_EQ(aclsimConnectTimeoutMs(), 200000);
+    setenv("HCCL_CONNECT_TIMEOUT", "7200", 1);
+    CHECK_EQ(aclsimConnectTimeoutMs(), 7200000);
+    setenv("ACLNN_SIM_CONNECT_TIMEOUT_MS", "300", 1); /* the simulator's own knob wins */
+    CHECK_EQ(aclsimConnectTimeoutMs(), 300);
+    unsetenv("ACLNN_SIM_CONNECT_TIMEOUT_MS");
+
+    /* a rank that joins 300 ms after its peer still meets it, although collectives would give up after 20 ms */
+    setenv("ACLNN_SIM_HANG_TIMEOUT_MS", "20", 1);
+    unsetenv("HCCL_CONNECT_TIMEOUT");
+    HcclRootInfo root;
+    CHECK_EQ(HcclGetRootInfo(&root), 0);
+    RootJob early = {.rank = 0, .nranks = 2, .root = &root};
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, late_join_main, &early), 0);
+    usleep(300000);
+    RootJob late = {.rank = 1, .nranks = 2, .root = &root};
+    late_join_main(&late);
+    pthread_join(th, NULL);
+    CHECK_EQ(early.rc, HCCL_SUCCESS);
+    CHECK_EQ(late.rc, HCCL_SUCCESS);
+    CHECK_EQ(HcclCommDestroy(early.comm), 0);
+    CHECK_EQ(HcclCommDestroy(late.comm), 0);
+    unsetenv("ACLNN_SIM_HANG_TIMEOUT_MS");
+
+    static const char *const bad[] = {"60", "119", "7201", "abc", "120.5", "-130", " 200", "", "99999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (!bad[i][0]) continue; /* empty: unset, the default */
+        setenv("HCCL_CONNECT_TIMEOUT", bad[i], 1);
+        CHECK_EQ(aclsimConnectTimeoutMs(), -1);
+        CHECK_MSG("[120, 7200]");
+        HcclRootInfo r2;
+        CHECK_EQ(HcclGetRootInfo(&r2), HCCL_E_PARA);
+        CHECK_MSG("HCCL_CONNECT_TIMEOUT");
+        HcclComm c = NULL;
+        CHECK_EQ(HcclCommInitRootInfo(2, &root, 1, &c), HCCL_E_PARA);
+        CHECK_MSG("HCCL_CONNECT_TIMEOUT");
+        int32_t one[1] = {6};
+        CHECK_EQ(HcclCommInitAll(1, one, &c), HCCL_E_PARA);
+        CHECK_MSG("[120, 7200]");
+    }
+    setenv("HCCL_CONNECT_TIMEOUT", "120", 1);
+    HcclRootInfo r3;
+    CHECK_EQ(HcclGetRootInfo(&r3), 0);
+    unsetenv("HCCL_CONNECT_TIMEOUT");
+    CHECK_EQ(aclrtResetDevice(4), 0);
+    CHECK_EQ(aclrtResetDevice(5), 0);
     check_no_leaks();
 }
 
@@ -736,6 +865,8 @@ int main(int argc, char **argv)
     else if (strcmp(c, "launch") == 0) case_launch();
     else if (strcmp(c, "repeatable") == 0) case_repeatable();
     else if (strcmp(c, "rootinfo") == 0) case_rootinfo();
+    else if (strcmp(c, "connect_timeout") == 0) case_connect_timeout();
+    else if (strcmp(c, "readers") == 0) case_readers();
     else if (strcmp(c, "hccl_misc") == 0) case_hccl_misc();
     else {
         fprintf(stderr, "unknown case %s\n", c);
