@@ -4,20 +4,21 @@ Per-rank ops (``distribute_barrier_v2``, ...), the :class:`World` that runs one 
 rank, the bit-exact numpy ``reference`` of every op, and errors carrying CANN status codes.
 Importing this package never requires CANN; libraries load on first device use.
 """
+import sys as _sys
 import types as _types
 
 from . import layout, reference, validate
-from .backend import BackendFallbackWarning, BackendUnavailableError, InvalidBackendError
-from .errors import AclError, AclnnError, AclnnPyError, CollectiveError, HcclError
+from .errors import (AclError, AclnnError, AclnnPyError, BackendFallbackWarning, BackendUnavailableError, CollectiveError,
+                     HcclError, InvalidBackendError)
 from .ops import (distribute_barrier_v2, moe_distribute_combine_add_rms_norm_v2, moe_distribute_combine_v3,
                   moe_distribute_dispatch_v3)
 from .results import CombineAddRmsNormOutputs, DispatchOutputs, Tensor
-from .consistency import InconsistentParametersError
-from .runtime.device import Device
+from .orchestration.precheck import InconsistentParametersError
+from .orchestration.device import Device
 from .runtime.tensor import DeviceTensor
-from .world import RankContext, UnknownGroupError, World, current_rank
-from .launch import ProcessWorld
-from . import launch
+from .orchestration.world import RankContext, UnknownGroupError, World, current_rank
+from .orchestration.launch import ProcessWorld
+from .orchestration import launch
 
 
 class _CallableModule(_types.ModuleType):
@@ -30,6 +31,7 @@ class _CallableModule(_types.ModuleType):
 # ``aclnn_py.launch`` is the module (``aclnn_py.launch.launch``, ``aclnn_py.launch.ep_tp_groups``, ...) and,
 # called, its launch() function: one object, so neither spelling shadows the other.
 launch.__class__ = _CallableModule
+_sys.modules[__name__ + ".launch"] = launch     # ``import aclnn_py.launch`` is the same module
 
 __version__ = "0.1.0"
 

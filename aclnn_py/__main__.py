@@ -80,7 +80,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .backend import requested_backend
+    from .orchestration.backend import requested_backend
     requested_backend(args.backend)            # a bad ACLNN_PY_BACKEND is a usage error, before any demo output
     from .demos import add_rms_norm, barrier, dispatch_barrier_combine
     runs = {"pipeline": add_rms_norm.run_demo, "dispatch-barrier-combine": dispatch_barrier_combine.run_demo,
@@ -138,7 +138,8 @@ def _first_line(e: BaseException) -> str:
 
 def user_errors() -> List[Tuple[Type[BaseException], int, str]]:
     """(exception type, exit status, remedy appended to the message) for the errors a user can cause."""
-    from .backend import DEVICE_REMEDY, BackendUnavailableError, InvalidBackendError
+    from .errors import BackendUnavailableError, InvalidBackendError
+    from .orchestration.backend import DEVICE_REMEDY
     from .errors import AclnnPyError
     from .runtime.library import CannNotFound
     from .simbuild import SimBuildError

@@ -99,3 +99,20 @@ class CollectiveError(AclnnPyError):
 def param_error(call: str, status: int, param: str, rule: str, value: object) -> AclnnError:
     """Build the validation error every backend raises: names the parameter, the rule and the value."""
     return AclnnError(status, call, f"parameter '{param}' must satisfy {rule}; got {value!r}")
+
+
+# ---- backend choice ------------------------------------------------------------------------------------
+class InvalidBackendError(ValueError):
+    """A backend name (argument or ``ACLNN_PY_BACKEND``) that is not ``auto``, ``device`` or ``reference``."""
+
+
+class BackendUnavailableError(RuntimeError):
+    """The ``device`` backend was requested (or is needed) but cannot run; the message says why."""
+
+
+class BackendFallbackWarning(UserWarning):
+    """``auto`` chose the numpy reference backend because the device backend cannot run.
+
+    Silence it by choosing explicitly (``ACLNN_PY_BACKEND=reference`` or ``backend="reference"``) or with
+    ``warnings.filterwarnings("ignore", category=aclnn_py.BackendFallbackWarning)``.
+    """

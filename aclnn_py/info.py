@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 from typing import List
 
-from .backend import BACKENDS, ENV_NAME, InvalidBackendError, device_backend_problem, requested_backend
+from .errors import InvalidBackendError
+from .orchestration.backend import BACKENDS, ENV_NAME, device_backend_problem, requested_backend
 from .runtime import abi
 from .runtime.discovery import search
 

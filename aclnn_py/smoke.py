@@ -120,7 +120,7 @@ def run_smoke(backend: Optional[str] = "device", quick: bool = False, ulp_tolera
     use at most this many ranks (default: every visible device; 16 on the reference backend).
     Raises :class:`SmokeError` when fewer than 2 ranks are available.
     """
-    from .backend import resolve_backend
+    from .orchestration.backend import resolve_backend
     out = stream if stream is not None else sys.stdout
     backend = resolve_backend(backend, min_devices=2)
     available = smoke_devices(backend)

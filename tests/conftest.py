@@ -39,7 +39,7 @@ def shared_dir() -> Path:
 def sim_library(cann_sim_home):
     """The simulator loaded as this process's CANN (skips if another CANN was loaded first)."""
     from aclnn_py.runtime import library
-    if library._library is None:
+    if library.loaded_library() is None:
         os.environ["ACLNN_PY_CANN_HOME"] = str(cann_sim_home)
     lib = library.get_library()
     if not lib.is_simulator:

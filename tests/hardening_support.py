@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict, Iterator, Tuple
 
 import aclnn_py
-from aclnn_py.consistency import check_across_ranks
+from aclnn_py.orchestration.precheck import check_across_ranks
 from aclnn_py.demos.scenario import Scenario
 
 # A small valid MoE configuration: 4 EP ranks, one expert each, H at its minimum.
@@ -27,7 +27,7 @@ BOUND_S = 15.0
 
 
 def precheck_wired() -> bool:
-    """True once the ops call :func:`aclnn_py.consistency.check_across_ranks` themselves."""
+    """True once the ops call :func:`aclnn_py.orchestration.precheck.check_across_ranks` themselves."""
     from aclnn_py.ops import _moe_call, barrier
     return ("check_across_ranks" in inspect.getsource(_moe_call)
             and "check_across_ranks" in inspect.getsource(barrier))
@@ -214,7 +214,7 @@ def mp_dies_in_collective(ctx, sc, inputs, stamps: str):
         inp = inputs[1]
         aclnn_py.moe_distribute_dispatch_v3(inp["x"], inp["expert_ids"], group_ep=ctx.group("ep"),
                                             ep_rank_id=ctx.ep_rank, sync=False, **sc.attributes())
-        hooks = ctx.world._sim_hooks()
+        hooks = ctx.world.sim_hooks()
         comm = next(c for c, name in ctx.world._comm_names.items() if name == ctx.group("ep"))
         while hooks.in_flight(comm) < 3:
             time.sleep(0.001)

@@ -9,7 +9,7 @@ import warnings
 import pytest
 
 import aclnn_py
-from aclnn_py import backend
+from aclnn_py.orchestration import backend
 from aclnn_py.info import info_lines
 
 from cli_support import no_cann_env

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 import aclnn_py
 from aclnn_py import reference
-from aclnn_py.consistency import InconsistentParametersError
+from aclnn_py.orchestration.precheck import InconsistentParametersError
 from aclnn_py.demos.scenario import Scenario, _combine_kwargs, ffn_stand_in
 from aclnn_py.dtypes import bfloat16
 from aclnn_py.errors import AclError, AclnnError, AclnnPyError, CollectiveError

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import aclnn_py
-from aclnn_py.consistency import InconsistentParametersError
+from aclnn_py.orchestration.precheck import InconsistentParametersError
 from aclnn_py.demos.scenario import run, run_rank
 from aclnn_py.errors import AclnnPyError
 from aclnn_py.layout import make_elastic_info

@@ -16,7 +16,7 @@ def test_launch_is_the_module_and_calls_its_function():
 
 
 def test_device_types_are_exported():
-    from aclnn_py.runtime.device import Device
+    from aclnn_py.orchestration.device import Device
     from aclnn_py.runtime.tensor import DeviceTensor
     assert aclnn_py.DeviceTensor is DeviceTensor and aclnn_py.Device is Device
     assert isinstance(aclnn_py.Tensor, type)
@@ -25,7 +25,7 @@ def test_device_types_are_exported():
 
 def test_import_loads_no_library():
     code = ("import aclnn_py, aclnn_py.runtime.tensor, aclnn_py.runtime.device\n"
-            "from aclnn_py.runtime import library\nprint(library._library)")
+            "from aclnn_py.runtime import library\nprint(library.loaded_library())")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                        env={"PATH": "/usr/bin:/bin", "ACLNN_PY_CANN_HOME": "/nowhere"})
     assert r.returncode == 0 and r.stdout.strip() == "None", r.stderr

@@ -15,7 +15,8 @@ import pytest
 from numpy.testing import assert_array_equal
 
 import aclnn_py
-from aclnn_py import consistency, reference, validate
+from aclnn_py import reference, validate
+from aclnn_py.orchestration import precheck
 from aclnn_py.demos.common import random_bf16
 from aclnn_py.demos.scenario import Scenario, run, world_for
 from aclnn_py.dtypes import bfloat16
@@ -289,7 +290,7 @@ def test_barrier_world_size_other_than_the_group_without_precheck(worlds, backen
 @pytest.mark.parametrize("op", ["dispatch", "barrier"])
 def test_simulator_get_workspace_size_checks_the_communicator(worlds, op, monkeypatch):
     """Without the Python check (a C caller of the simulator), GetWorkspaceSize refuses the call itself."""
-    monkeypatch.setattr(consistency, "check_group_sizes", lambda *a, **k: None)
+    monkeypatch.setattr(precheck, "check_group_sizes", lambda *a, **k: None)
     monkeypatch.setenv("ACLNN_PY_PRECHECK", "0")
 
     def barrier(ctx):

@@ -5,9 +5,9 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-from ..backend import resolve_backend
+from ..orchestration.backend import resolve_backend
 from ..errors import ACLNN_ERR_PARAM_INVALID, AclnnError
-from ..world import RankContext, current_rank
+from ..orchestration.world import RankContext, current_rank
 
 
 def active_backend() -> str:

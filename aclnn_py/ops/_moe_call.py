@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 import numpy as np
 
-from ..consistency import check_across_ranks
+from ..orchestration.precheck import check_across_ranks
 from ..errors import ACLNN_ERR_INNER_FIND_KERNEL_ERROR, ACLNN_ERR_INNER_TILING_ERROR, AclnnError, CollectiveError
 from ..layout import parse_elastic_info
 from ..runtime import abi

@@ -6,7 +6,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .. import reference, validate
-from ..consistency import check_across_ranks
+from ..orchestration.precheck import check_across_ranks
 from ..validate.rules import is_tensor
 from ._call import Temporaries, active_backend, require_rank, resolve_stream
 

@@ -193,6 +193,18 @@ SIMULATOR = [
     _f("aclsimObjectKindName", c_char_p, [c_int32], None),
     # int32_t aclsimIsSimulator(void);
     _f("aclsimIsSimulator", c_int32, [], None),
+    # int32_t aclsimAbortComm(void *comm, const char *reason);
+    _f("aclsimAbortComm", c_int32, [HcclComm, c_char_p], None),
+    # int32_t aclsimRecoverComm(void *comm);
+    _f("aclsimRecoverComm", c_int32, [HcclComm], None),
+    # int32_t aclsimCommInFlight(void *comm);
+    _f("aclsimCommInFlight", c_int32, [HcclComm], None),
+    # int32_t aclsimCommState(void *comm);
+    _f("aclsimCommState", c_int32, [HcclComm], None),
+    # int32_t aclsimCommExists(const char *name, int32_t device);
+    _f("aclsimCommExists", c_int32, [c_char_p, c_int32], None),
+    # int64_t aclsimConnectTimeoutMs(void);
+    _f("aclsimConnectTimeoutMs", c_int64, [], None),
 ]
 
 # ---- operators: parameter tables of the GetWorkspaceSize phase ----------------------------------
@@ -303,11 +315,6 @@ OP_FAMILIES = {
 def int64_array(values: Sequence[int]):
     """A ctypes ``int64_t[]`` holding ``values`` (shape and stride vectors)."""
     return (c_int64 * len(values))(*values)
-
-
-def byref_out(ctype):
-    """A fresh output cell of ``ctype`` for ``T *out`` parameters."""
-    return ctype()
 
 
 __all__ = [n for n in dir() if not n.startswith("_")] + ["ctypes"]

@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import operator
 import os
 import threading
 import weakref
 from typing import List, Optional
 
-from ..backend import BackendUnavailableError, device_backend_problem, requested_backend
-from ..errors import ACL_ERROR_REPEAT_INITIALIZE, ACLNN_ERR_PARAM_INVALID, AclError, AclnnError
+from ..errors import ACL_ERROR_REPEAT_INITIALIZE, AclError
 from . import abi
-from .library import CannLibrary, get_library
+from .library import CannLibrary, get_library, loaded_library
 
 _init_lock = threading.Lock()
 _initialised = False
@@ -39,6 +37,18 @@ def _finalize() -> None:
         get_library().aclFinalize()
     except Exception:  # process exit: nothing useful left to report
         pass
+
+
+_lib_ready: Optional[CannLibrary] = None   # the library once aclInit has run
+
+
+def initialised_library() -> CannLibrary:
+    """:func:`acl_init` without its lock once the runtime is initialised (the per-tensor hot path)."""
+    global _lib_ready
+    lib = _lib_ready
+    if lib is None or lib is not loaded_library():
+        lib = _lib_ready = acl_init()
+    return lib
 
 
 def device_count() -> int:
@@ -70,10 +80,44 @@ def sync_timeout_ms() -> int:
     return int(os.environ.get("ACLNN_PY_SYNC_TIMEOUT_MS", "300000"))
 
 
+def _quietly(fn, *args) -> None:
+    """Run a release step from a finalizer: the owner is gone, nobody can take an error any more."""
+    try:
+        fn(*args)
+    except Exception:
+        pass
+
+
+class _StreamHeld:
+    """What a :class:`Stream` releases: the temporaries queued work still uses, then the stream itself."""
+
+    __slots__ = ("lib", "handle", "owned", "pending")
+
+    def __init__(self, lib, handle: Optional[int], owned: bool) -> None:
+        self.lib, self.handle, self.owned, self.pending = lib, handle, owned, []
+
+    def release_pending(self) -> None:
+        pending, self.pending = self.pending, []
+        for obj in pending:
+            obj.free()
+
+    def release(self) -> None:
+        try:
+            self.release_pending()
+        finally:
+            handle, self.handle = self.handle, None
+            if self.owned and handle is not None:
+                self.lib.aclrtDestroyStream(handle)
+
+    def release_quietly(self) -> None:
+        _quietly(self.release)
+
+
 class Stream:
     """An ``aclrtStream`` plus the temporaries that must outlive the work queued on it.
 
-    ``Stream.default()`` wraps the NULL (default) stream of the calling thread's device.
+    ``Stream.default()`` wraps the NULL (default) stream of the calling thread's device. An owned
+    stream is destroyed by :meth:`destroy`, or by its finalizer when it is garbage-collected.
     """
 
     def __init__(self, handle: Optional[int] = None, *, owned: bool = True) -> None:
@@ -83,20 +127,17 @@ class Stream:
             self._lib.aclrtCreateStream(ctypes.byref(h))
             handle = h.value
         self.handle = handle
-        self._owned = owned and handle is not None
-        self._pending: List[object] = []
+        self._held = _StreamHeld(self._lib, handle, owned and handle is not None)
+        self._finalizer = weakref.finalize(self, self._held.release_quietly)
+        self._finalizer.atexit = False
 
     @classmethod
     def default(cls) -> "Stream":
         return cls(None, owned=False)
 
-    @property
-    def as_parameter(self) -> Optional[int]:
-        return self.handle
-
     def defer(self, *objects) -> None:
         """Keep ``objects`` alive until the next :meth:`synchronize`, then ``free()`` them."""
-        self._pending.extend(o for o in objects if o is not None)
+        self._held.pending.extend(o for o in objects if o is not None)
 
     def synchronize(self, timeout_ms: Optional[int] = None) -> None:
         """Wait for the queued work; raises :class:`AclError` (e.g. 507046 on timeout)."""
@@ -104,19 +145,13 @@ class Stream:
         try:
             self._lib.aclrtSynchronizeStreamWithTimeout(self.handle, t)
         finally:
-            self._release_pending()
-
-    def _release_pending(self) -> None:
-        pending, self._pending = self._pending, []
-        for obj in pending:
-            obj.free()
+            self._held.release_pending()
 
     def destroy(self) -> None:
         """Release pending temporaries and destroy the stream (idempotent)."""
-        self._release_pending()
-        if self._owned and self.handle is not None:
-            handle, self.handle = self.handle, None
-            self._lib.aclrtDestroyStream(handle)
+        if self._finalizer.detach() is not None:
+            self.handle = None
+            self._held.release()
 
     def __enter__(self) -> "Stream":
         return self
@@ -125,8 +160,25 @@ class Stream:
         self.destroy()
 
 
+class _ContextHeld:
+    __slots__ = ("lib", "handle", "device_id")
+
+    def __init__(self, lib, handle: int, device_id: int) -> None:
+        self.lib, self.handle, self.device_id = lib, handle, device_id
+
+    def release(self) -> None:
+        handle, self.handle = self.handle, None
+        if handle is not None:
+            self.lib.aclrtDestroyContext(handle)
+            self.lib.aclrtResetDevice(self.device_id)
+
+    def release_quietly(self) -> None:
+        _quietly(self.release)
+
+
 class Context:
-    """An explicit ``aclrtContext`` on one device, bindable to any thread."""
+    """An explicit ``aclrtContext`` on one device, bindable to any thread; destroyed by :meth:`destroy`, or
+    by its finalizer when it is garbage-collected."""
 
     def __init__(self, device_id: int) -> None:
         self._lib = acl_init()
@@ -135,129 +187,57 @@ class Context:
         h = abi.aclrtContext()
         self._lib.aclrtCreateContext(ctypes.byref(h), device_id)
         self.handle = h.value
+        self._held = _ContextHeld(self._lib, h.value, device_id)
+        self._finalizer = weakref.finalize(self, self._held.release_quietly)
+        self._finalizer.atexit = False
 
     def bind(self) -> None:
         """Make this the calling thread's current context (and device)."""
         self._lib.aclrtSetCurrentContext(self.handle)
 
     def destroy(self) -> None:
-        if self.handle is not None:
-            handle, self.handle = self.handle, None
-            self._lib.aclrtDestroyContext(handle)
-            self._lib.aclrtResetDevice(self.device_id)
+        """Destroy the context and reset the device (idempotent)."""
+        if self._finalizer.detach() is not None:
+            self.handle = None
+            self._held.release()
 
 
-# ---- aclnn_py.Device: one device, context and stream outside a World --------------------------------------
+# ---- owners of the tensors made while they are open (aclnn_py.Device) -----------------------------------------
 _local = threading.local()
-_open_devices = 0          # Devices not yet closed, in any thread (lets the per-tensor hot path skip the lookup)
+_open_owners = 0          # owners open in any thread (lets the per-tensor hot path skip the lookup)
 _open_lock = threading.Lock()
 
 
-def _device_stack() -> list:
-    stack = getattr(_local, "devices", None)
+def _owner_stack() -> list:
+    stack = getattr(_local, "owners", None)
     if stack is None:
-        stack = _local.devices = []
+        stack = _local.owners = []
     return stack
 
 
+def open_owner(owner) -> None:
+    """Make ``owner`` (anything with an ``adopt(tensor)`` method) the calling thread's innermost owner of the
+    device tensors it creates from now on."""
+    global _open_owners
+    _owner_stack().append(owner)
+    with _open_lock:
+        _open_owners += 1
+
+
+def close_owner(owner) -> Optional[object]:
+    """Stop ``owner`` adopting tensors; returns the calling thread's innermost owner left open (or None)."""
+    global _open_owners
+    stack = _owner_stack()
+    if owner in stack:
+        stack.remove(owner)
+        with _open_lock:
+            _open_owners -= 1
+    return stack[-1] if stack else None
+
+
 def adopt_by_current_device(tensor) -> None:
-    """Register ``tensor`` with the calling thread's innermost open :class:`Device` (freed when it closes)."""
-    if _open_devices:
-        stack = _device_stack()
+    """Register ``tensor`` with the calling thread's innermost open owner (it frees the tensor when it closes)."""
+    if _open_owners:
+        stack = _owner_stack()
         if stack:
-            stack[-1]._adopt(tensor)
-
-
-def _checked_index(index) -> int:
-    try:
-        value = operator.index(index)
-    except TypeError:
-        value = -1
-    if value < 0:
-        raise AclnnError(ACLNN_ERR_PARAM_INVALID, "aclnn_py.Device",
-                         f"index must be a non-negative integer device id; got {index!r}")
-    return value
-
-
-class Device:
-    """Device ``index`` with its own context and stream, for device tensors outside a :class:`~aclnn_py.World`.
-
-    ``with aclnn_py.Device(0) as dev:`` sets the device and creates a context (current on the calling
-    thread while the block runs) and a stream (``dev.stream``; pass it as ``stream=``); device tensors
-    made in the block live on that device. On exit the stream is synchronized, every DeviceTensor created
-    in the block that is still alive is freed, and the stream and context are destroyed, so nothing
-    leaks. Works on real CANN and on the aclnn_py simulator; raises
-    :class:`~aclnn_py.BackendUnavailableError` on the reference backend or when no CANN is found.
-    """
-
-    def __init__(self, index: int = 0) -> None:
-        global _open_devices
-        self.index = index = _checked_index(index)
-        if requested_backend() == "reference":
-            raise BackendUnavailableError(
-                "aclnn_py.Device needs the device backend, but ACLNN_PY_BACKEND=reference selects the numpy "
-                "reference, which has no devices; unset ACLNN_PY_BACKEND (or set it to auto or device)")
-        problem = device_backend_problem(index + 1)
-        if problem is not None:
-            raise BackendUnavailableError(f"aclnn_py.Device({index}) needs CANN or the aclnn_py simulator with device "
-                                          f"{index}, but {problem[0]}; {problem[1]}")
-        self._owned: dict = {}      # id -> weak reference of the DeviceTensors made in this block
-        self._context = Context(index)
-        try:
-            self._context.bind()
-            self.stream = Stream()
-        except BaseException:
-            self._context.destroy()
-            raise
-        self._stack = _device_stack()
-        self._stack.append(self)
-        self.closed = False
-        with _open_lock:
-            _open_devices += 1
-
-    def _adopt(self, tensor) -> None:
-        self._owned[id(tensor)] = weakref.ref(tensor)
-
-    def synchronize(self) -> None:
-        """Wait for the work queued on :attr:`stream`."""
-        self.stream.synchronize()
-
-    def close(self) -> None:
-        """Synchronize, free the block's remaining tensors, destroy the stream and the context (idempotent).
-        The first failure is raised after everything was released."""
-        global _open_devices
-        if self.closed:
-            return
-        self.closed = True
-        with _open_lock:
-            _open_devices -= 1
-        failures: List[BaseException] = []
-        steps = [self._context.bind, self.stream.synchronize, self._free_owned, self.stream.destroy,
-                 self._context.destroy]
-        for step in steps:
-            try:
-                step()
-            except Exception as e:
-                failures.append(e)
-        if self in self._stack:
-            self._stack.remove(self)
-        if self._stack:                       # the enclosing Device becomes current again
-            self._stack[-1]._context.bind()
-        if failures:
-            raise failures[0]
-
-    def _free_owned(self) -> None:
-        owned, self._owned = self._owned, {}
-        for ref in owned.values():
-            t = ref()
-            if t is not None:
-                t.free()
-
-    def __enter__(self) -> "Device":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"Device({self.index}{', closed' if self.closed else ''})"
+            stack[-1].adopt(tensor)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import math
 import operator
+import weakref
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -19,50 +20,62 @@ from numpy.lib.mixins import NDArrayOperatorsMixin
 from ..dtypes import to_acl
 from ..errors import ACLNN_ERR_PARAM_INVALID, ACLNN_ERR_PARAM_NULLPTR, AclnnError
 from . import abi
-from . import library as _library
-from .device import acl_init, adopt_by_current_device
+from .device import adopt_by_current_device, initialised_library
 
 MIN_ALLOCATION = 32  # aclrtMalloc of 0 bytes is not portable; empty tensors get a small buffer
 
-_lib_ready = None   # the CannLibrary once aclInit has run (the library is process-wide and never unloaded)
+class _Held:
+    """What a :class:`DeviceBuffer` (or tensor) releases: its descriptor, if any, then its memory."""
+
+    __slots__ = ("lib", "ptr", "handle")
+
+    def __init__(self, lib, ptr: Optional[int]) -> None:
+        self.lib, self.ptr, self.handle = lib, ptr, None
+
+    def release(self) -> None:
+        handle, ptr, self.handle, self.ptr = self.handle, self.ptr, None, None
+        try:
+            if handle is not None:
+                self.lib.aclDestroyTensor(handle)
+        finally:
+            if ptr is not None:
+                self.lib.aclrtFree(ptr)
 
 
-def _acl():
-    """:func:`acl_init` without its lock once the runtime is initialised (the per-tensor hot path)."""
-    global _lib_ready
-    lib = _lib_ready
-    if lib is None or lib is not _library._library:
-        lib = _lib_ready = acl_init()
-    return lib
+def _release_unreferenced(held: _Held) -> None:
+    """The finalizer of a buffer nobody freed: release it, silently (the program has moved on)."""
+    try:
+        held.release()
+    except Exception:
+        pass
 
 
 class DeviceBuffer:
-    """Raw device memory (e.g. an operator workspace)."""
+    """Raw device memory (e.g. an operator workspace). ``free()`` or ``with`` releases it; one that is
+    garbage-collected unreleased is released by its finalizer."""
 
     def __init__(self, nbytes: int) -> None:
-        self._lib = lib = _acl()
+        self._lib = lib = initialised_library()
         self.nbytes = int(nbytes)
         p = ctypes.c_void_p()
         lib.aclrtMalloc(ctypes.byref(p), max(self.nbytes, MIN_ALLOCATION), abi.ACL_MEM_MALLOC_HUGE_FIRST)
         self.ptr: Optional[int] = p.value
+        self._held = _Held(lib, p.value)
+        self._finalizer = weakref.finalize(self, _release_unreferenced, self._held)
+        self._finalizer.atexit = False        # at exit the process's device memory goes with the runtime
 
     def free(self) -> None:
-        """Release the memory (idempotent)."""
-        if self.ptr is not None:
-            ptr, self.ptr = self.ptr, None
-            self._lib.aclrtFree(ptr)
+        """Release the memory (and a tensor's descriptor); idempotent. Failures raise."""
+        if self._finalizer.detach() is not None:
+            self.ptr = None
+            self.__dict__["handle"] = None
+            self._held.release()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.free()
-
-    def __del__(self) -> None:
-        try:
-            self.free()
-        except Exception:
-            pass
 
 
 def c_order(array) -> np.ndarray:
@@ -161,10 +174,10 @@ class DeviceTensor(NDArrayOperatorsMixin, DeviceBuffer):
                 alloc = max(self.nbytes, MIN_ALLOCATION)
                 lib.aclrtMemset(self.ptr, alloc, 0, alloc)
             dims, strides = _dims_and_strides(shape)
-            self.handle = lib.aclCreateTensor(dims, len(shape), acl_dtype, strides, 0, abi.ACL_FORMAT_ND,
-                                                     dims, len(shape), self.ptr)
+            self.handle = self._held.handle = lib.aclCreateTensor(dims, len(shape), acl_dtype, strides, 0,
+                                                                  abi.ACL_FORMAT_ND, dims, len(shape), self.ptr)
         except BaseException:
-            DeviceBuffer.free(self)
+            self.free()
             raise
         adopt_by_current_device(self)
 
@@ -270,17 +283,6 @@ class DeviceTensor(NDArrayOperatorsMixin, DeviceBuffer):
         if name in HOST_METHODS:
             return getattr(self.numpy(), name)
         raise AttributeError(f"'DeviceTensor' object has no attribute {name!r}")
-
-    def free(self) -> None:
-        """Destroy the descriptor and release the buffer (idempotent)."""
-        if self.handle is not None:
-            handle, self.handle = self.handle, None
-            try:
-                self._lib.aclDestroyTensor(handle)
-            finally:
-                DeviceBuffer.free(self)
-        else:
-            DeviceBuffer.free(self)
 
     def __repr__(self) -> str:
         state = "freed" if self.__dict__.get("ptr") is None else f"ptr=0x{self.ptr:x}"

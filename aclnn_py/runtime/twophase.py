@@ -16,8 +16,8 @@ import threading
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from . import abi
-from .device import Stream
-from .tensor import DeviceBuffer, _acl
+from .device import Stream, initialised_library
+from .tensor import DeviceBuffer
 
 _TENSOR, _STR, _F32 = abi.TENSOR, abi.STR, abi.F32
 
@@ -151,7 +151,7 @@ class ReuseExecutors:
         self._not_repeatable: set = set()
 
     def _drop(self, entry: _Reused) -> None:
-        lib = _acl()
+        lib = initialised_library()
         try:
             if entry.pending:
                 entry.stream.synchronize()
@@ -203,7 +203,7 @@ def run_two_phase(op_name: str, values: Mapping[str, Any], stream: Optional[Stre
     ``reuse``: a :func:`reuse_key` when the caller allows executor reuse for this call (see
     :class:`ReuseExecutors`; ignored outside such a block).
     """
-    lib = _acl()
+    lib = initialised_library()
     op = lib.op(op_name)
     stream = stream if stream is not None else Stream.default()
     reuser = getattr(_local, "executors", None) if reuse is not None else None

@@ -30,7 +30,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .errors import ACLNN_ERR_INNER_TILING_ERROR, ACLNN_ERR_PARAM_INVALID, AclnnError, CollectiveError
+from ..errors import ACLNN_ERR_INNER_TILING_ERROR, ACLNN_ERR_PARAM_INVALID, AclnnError, CollectiveError
+from .rendezvous import Identity
 from .world import current_rank
 
 ENV = "ACLNN_PY_PRECHECK"
@@ -96,7 +97,7 @@ def check_across_ranks(op: str, kwargs: Mapping[str, Any]) -> None:
 
     world.rendezvous.collective(op, key, ctx.rank, participants, summary, compare, world.timeout_s,
                                 "pre-check before the device call; a real device would hang",
-                                global_ranks=_Identity())
+                                global_ranks=Identity())
 
 
 # ---- the sizes the call states against the groups it names ------------------------------------------------
@@ -195,8 +196,8 @@ def _unknown_group(op: str, param: str, name: Any, ctx) -> None:
     communicator created outside the World, e.g. with HcclCommInitRootInfo)."""
     known = {label: g.name for label, g in sorted(ctx.groups.items())}
     if ctx.backend != "reference":
-        from .runtime.device import acl_init
-        from .runtime.simhooks import sim_hooks
+        from ..runtime.device import acl_init
+        from ..runtime.simhooks import sim_hooks
         hooks = sim_hooks(acl_init())
         if hooks is None or hooks.comm_exists(str(name), int(ctx.device)):
             return None
@@ -288,11 +289,6 @@ def _compare(op: str, payloads: Dict[int, Dict[str, Any]]) -> None:
             "must pass the same value (a real device would hang or compute garbage)")
     # ep_rank_id / tp_rank_id were checked against the communicator locally; the group layout makes
     # them distinct, so nothing else to compare here.
-
-
-class _Identity:
-    def __getitem__(self, r: int) -> int:
-        return r
 
 
 __all__ = ["check_across_ranks", "check_group_sizes", "InconsistentParametersError", "enabled", "ENV"]

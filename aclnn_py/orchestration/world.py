@@ -3,11 +3,10 @@
 The Python form of the official demos' ``HcclCommInitAll`` + one-thread-per-device pattern. On the
 ``device`` backend every rank gets a context on its device, a stream and one HCCL communicator per
 group it belongs to; on the ``reference`` backend the same per-rank code runs and collective ops
-meet in a :class:`~aclnn_py.collective.Rendezvous` that computes the numpy reference once.
+meet in a :class:`~aclnn_py.orchestration.rendezvous.Rendezvous` that computes the numpy reference once.
 """
 from __future__ import annotations
 
-import ctypes
 import itertools
 import os
 import threading
@@ -17,11 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from .backend import resolve_backend
-from .collective import Rendezvous
-from .errors import ACLNN_ERR_PARAM_INVALID, AclnnError
+from .rendezvous import Rendezvous
+from ..errors import ACLNN_ERR_PARAM_INVALID, AclnnError
 
 _current = threading.local()
 _world_ids = itertools.count()
+
+
+def acting_as(ctx: Optional["RankContext"]) -> None:
+    """Make the calling thread run as rank ``ctx`` (``None``: as no rank); :func:`current_rank` returns it."""
+    _current.rank = ctx
 
 
 def current_rank() -> Optional["RankContext"]:
@@ -222,9 +226,8 @@ class World:
                 self._register(label, i, members, [name] * len(members))
 
     def _setup_device(self) -> None:
-        from .runtime import abi
-        from .runtime.device import Context, Stream, acl_init
-        lib = acl_init()
+        from ..runtime import hccl
+        from ..runtime.device import Context, Stream
         for r in range(self.size):
             ctx = Context(self.devices[r])
             self._contexts.append(ctx)
@@ -233,16 +236,10 @@ class World:
             self._streams.append(self.ranks[r].stream)
         for label, member_lists in self.group_spec.items():
             for i, members in enumerate(member_lists):
-                devs = (ctypes.c_int32 * len(members))(*[self.devices[m] for m in members])
-                comms = (abi.HcclComm * len(members))()
-                lib.HcclCommInitAll(len(members), devs, comms)
-                self._comms.extend(comms[j] for j in range(len(members)))
-                names = []
-                for j in range(len(members)):
-                    buf = ctypes.create_string_buffer(abi.COMM_NAME_MAX_LENGTH)
-                    lib.HcclGetCommName(comms[j], buf)
-                    names.append(buf.value.decode())
-                    self._comm_names[comms[j]] = names[-1]
+                comms = hccl.init_all([self.devices[m] for m in members])
+                self._comms.extend(comms)
+                names = [hccl.comm_name(c) for c in comms]
+                self._comm_names.update(zip(comms, names))
                 self._register(label, i, members, names)
 
     # -- lookup ---------------------------------------------------------------------------------
@@ -308,7 +305,7 @@ class World:
 
         def body(r: int) -> None:
             ctx = self.ranks[r]
-            _current.rank = ctx
+            acting_as(ctx)
             try:
                 if self._contexts:
                     self._contexts[r].bind()
@@ -324,7 +321,7 @@ class World:
                 if first:
                     self._abort_device(reason)
             finally:
-                _current.rank = None
+                acting_as(None)
 
         pending = set(ranks)
         done = threading.Condition()
@@ -375,7 +372,7 @@ class World:
     # -- failure handling on the device backend ---------------------------------------------------
     def _abort_device(self, reason: str) -> None:
         """Simulator only: make every collective of this world's communicators fail now, naming ``reason``."""
-        hooks = self._sim_hooks()
+        hooks = self.sim_hooks()
         if hooks is None:
             return
         for comm in self._one_comm_per_group():  # the abort is group-wide
@@ -392,7 +389,7 @@ class World:
 
     def _recover_device(self, ranks: Sequence[int]) -> None:
         """After an aborted run: let queued work fail and drain, then make the communicators usable again."""
-        hooks = self._sim_hooks()
+        hooks = self.sim_hooks()
         if hooks is None:
             return
         for r in ranks:
@@ -420,14 +417,15 @@ class World:
 
     def _device_needs_recovery(self) -> bool:
         """Simulator: a group of this world is still aborted (e.g. a rank function caught the error)."""
-        hooks = self._sim_hooks()
+        hooks = self.sim_hooks()
         return hooks is not None and any(hooks.comm_state(c) > 0 for c in self._comms)
 
-    def _sim_hooks(self):
+    def sim_hooks(self):
+        """The simulator's failure hooks when this World runs on the simulator, else ``None``."""
         if not self._contexts:
             return None
-        from .runtime.device import acl_init
-        from .runtime.simhooks import sim_hooks
+        from ..runtime.device import acl_init
+        from ..runtime.simhooks import sim_hooks
         return sim_hooks(acl_init())
 
     # -- teardown -------------------------------------------------------------------------------
@@ -456,11 +454,10 @@ class World:
         comms, streams, contexts = res["comms"], res["streams"], res["contexts"]
         if not contexts:
             return failures
-        from .runtime.device import acl_init
-        lib = acl_init()
+        from ..runtime import hccl
         for comm in comms:
             try:
-                lib.HcclCommDestroy(comm)
+                hccl.destroy(comm)
             except Exception as e:
                 failures.append(e)
         for ctx, stream in zip(contexts, streams):

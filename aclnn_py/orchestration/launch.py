@@ -34,9 +34,9 @@ import traceback
 import uuid
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-from .collective import _Identity
-from .errors import ACL_ERROR_RT_AICORE_EXCEPTION, CollectiveError
-from .world import World, _current
+from .rendezvous import Identity
+from ..errors import ACL_ERROR_RT_AICORE_EXCEPTION, CollectiveError
+from .world import World, acting_as
 
 STORE_ENV, RANK_ENV, SIZE_ENV = "ACLNN_PY_STORE", "ACLNN_PY_RANK", "ACLNN_PY_WORLD_SIZE"
 SESSION_ENV = "ACLNN_SIM_SHM_SESSION"
@@ -113,7 +113,7 @@ def _digest(obj: Any) -> str:
 
 # ---- the host rendezvous across processes -------------------------------------------------------------------------
 class StoreRendezvous:
-    """:class:`aclnn_py.collective.Rendezvous` across processes: every participant posts its payload to the
+    """:class:`aclnn_py.orchestration.rendezvous.Rendezvous` across processes: every participant posts its payload to the
     store; each process computes ``compute(payloads)`` itself (it is deterministic) and takes its result."""
 
     def __init__(self, store: FileStore, members_of: Optional[Callable[[str], Optional[Sequence[int]]]] = None):
@@ -151,7 +151,7 @@ class StoreRendezvous:
             raise CollectiveError(ACL_ERROR_RT_AICORE_EXCEPTION, op,
                                   f"rank {rank} of group '{group}' is not a participant {list(participants)}")
         members = global_ranks if global_ranks is not None else (
-            (self._members_of(group) if self._members_of else None) or _Identity())
+            (self._members_of(group) if self._members_of else None) or Identity())
         ckey = (group, participants)
         index = self._calls.get(ckey, 0)
         self._calls[ckey] = index + 1
@@ -221,10 +221,8 @@ class ProcessWorld(World):
                    session=os.environ.get(SESSION_ENV, ""), **kwargs)
 
     def _setup_device_mp(self) -> None:
-        import ctypes
-        from .runtime import abi
-        from .runtime.device import Context, Stream, acl_init
-        lib = acl_init()
+        from ..runtime import hccl
+        from ..runtime.device import Context, Stream
         me, dev = self.rank, self.devices[self.rank]
         ctx = Context(dev)
         self._contexts.append(ctx)
@@ -238,26 +236,18 @@ class ProcessWorld(World):
                 grank = members.index(me)
                 key = f"hccl/{label}/{i}"
                 if grank == 0:
-                    root = abi.HcclRootInfo()
-                    lib.HcclGetRootInfo(ctypes.byref(root))
-                    # all 4108 bytes (root.internal would stop at the first NUL)
-                    self.store.set(f"{key}/root", ctypes.string_at(ctypes.addressof(root), ctypes.sizeof(root)))
-                raw = self._setup_wait(f"{key}/root", f"group {label!r} #{i}'s root info (rank {members[0]})")
-                root = abi.HcclRootInfo()
-                ctypes.memmove(ctypes.byref(root), raw, len(raw))
+                    self.store.set(f"{key}/root", hccl.root_info())
+                root = self._setup_wait(f"{key}/root", f"group {label!r} #{i}'s root info (rank {members[0]})")
                 # Every member's process is alive and about to join: one that died before reaching this point
                 # (the launcher then aborts the store) is named here, instead of after HCCL_CONNECT_TIMEOUT.
                 self.store.set(f"{key}/joining/{grank}", str(os.getpid()).encode())
                 for j, g in enumerate(members):
                     self._setup_wait(f"{key}/joining/{j}", f"rank {g} to set up group {label!r} #{i}")
-                comm = abi.HcclComm()
-                lib.HcclCommInitRootInfo(len(members), ctypes.byref(root), grank, ctypes.byref(comm))
-                self._comms.append(comm.value)
-                buf = ctypes.create_string_buffer(abi.COMM_NAME_MAX_LENGTH)
-                lib.HcclGetCommName(comm, buf)
-                self._comm_names[comm.value] = buf.value.decode()
+                comm = hccl.init_root_info(len(members), root, grank)
+                self._comms.append(comm)
+                self._comm_names[comm] = name = hccl.comm_name(comm)
                 if grank == 0:
-                    self.store.set(f"{key}/name", buf.value)
+                    self.store.set(f"{key}/name", name.encode())
         for label, member_lists in self.group_spec.items():
             for i, members in enumerate(member_lists):
                 name = self._setup_wait(f"hccl/{label}/{i}/name", f"group {label!r} #{i}'s name").decode()
@@ -286,8 +276,8 @@ class ProcessWorld(World):
             raise ValueError(f"a ProcessWorld runs its own rank only ({self.rank}); got ranks={list(ranks)}")
         results: List[Any] = [None] * self.size
         ctx = self.ranks[self.rank]
-        _current.rank = ctx
         try:
+            acting_as(ctx)
             if self._contexts:
                 self._context_of(self.rank).bind()
             results[self.rank] = fn(ctx, *args, **kwargs)
@@ -302,7 +292,7 @@ class ProcessWorld(World):
             self._recover_device([self.rank])
             raise
         finally:
-            _current.rank = None
+            acting_as(None)
         self.last_errors = {}
         if self._device_needs_recovery():      # another rank failed after this one's collectives: done with them
             self._recover_device([self.rank])

@@ -14,28 +14,14 @@ import warnings
 from dataclasses import dataclass
 from typing import Optional, Set, Tuple
 
+from ..errors import BackendFallbackWarning, BackendUnavailableError, InvalidBackendError
+
 BACKENDS = ("auto", "device", "reference")
 ENV_NAME = "ACLNN_PY_BACKEND"
 
 # What to do when the device backend cannot run (used by errors, warnings, info and the CLI).
 DEVICE_REMEDY = ("build the simulator with 'python -m aclnn_py sim build' (or ./build.sh in a checkout), "
                  "source CANN's set_env.sh, or set ACLNN_PY_CANN_HOME to an install")
-
-
-class InvalidBackendError(ValueError):
-    """A backend name (argument or ``ACLNN_PY_BACKEND``) that is not ``auto``, ``device`` or ``reference``."""
-
-
-class BackendUnavailableError(RuntimeError):
-    """The ``device`` backend was requested (or is needed) but cannot run; the message says why."""
-
-
-class BackendFallbackWarning(UserWarning):
-    """``auto`` chose the numpy reference backend because the device backend cannot run.
-
-    Silence it by choosing explicitly (``ACLNN_PY_BACKEND=reference`` or ``backend="reference"``) or with
-    ``warnings.filterwarnings("ignore", category=aclnn_py.BackendFallbackWarning)``.
-    """
 
 
 def requested_backend(requested: Optional[str] = None) -> str:
@@ -58,8 +44,8 @@ def device_backend_reason(min_devices: int = 1) -> Optional[str]:
 
 def device_backend_problem(min_devices: int = 1) -> Optional[Tuple[str, str]]:
     """``(why, remedy)`` when the device backend cannot run ``min_devices`` ranks, else ``None``."""
-    from .runtime.device import device_count
-    from .runtime.library import CannNotFound, get_library
+    from ..runtime.device import device_count
+    from ..runtime.library import CannNotFound, get_library
     try:
         install = get_library().install
     except CannNotFound:
@@ -77,7 +63,7 @@ def device_backend_problem(min_devices: int = 1) -> Optional[Tuple[str, str]]:
 
 def _warn_ignored_variables(install) -> None:
     """A variable naming a root that discovery rejected, while another root was used, is worth a word."""
-    from .runtime.discovery import named_rejections
+    from ..runtime.discovery import named_rejections
     rejected = named_rejections(install.skipped)
     if rejected:
         warn_once("; ".join(f"{src}: {why}" for src, why in rejected)
@@ -86,7 +72,7 @@ def _warn_ignored_variables(install) -> None:
 
 def _skipped_roots() -> str:
     """The roots discovery rejected (e.g. ``ACLNN_PY_CANN_HOME`` pointing nowhere), for a reason text."""
-    from .runtime.discovery import rejected_roots
+    from ..runtime.discovery import rejected_roots
     rejected = rejected_roots()
     return "" if not rejected else " (" + "; ".join(f"{src}: {why}" for src, why in rejected) + ")"
 

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .errors import ACL_ERROR_RT_AICORE_EXCEPTION, CollectiveError
+from ..errors import ACL_ERROR_RT_AICORE_EXCEPTION, CollectiveError
 
 
 class _Slot:
@@ -162,7 +162,7 @@ class Rendezvous:
     # -- diagnosis ------------------------------------------------------------------------------
     def _globals(self, group: str) -> Sequence[int]:
         members = self._members_of(group) if self._members_of is not None else None
-        return members if members is not None else _Identity()
+        return members if members is not None else Identity()
 
     def _name_ranks(self, slot: _Slot, ranks: Sequence[int]) -> str:
         parts = []
@@ -194,7 +194,9 @@ class Rendezvous:
         return CollectiveError(ACL_ERROR_RT_AICORE_EXCEPTION, op, f"aborted because another rank failed: {self._abort}")
 
 
-class _Identity:
+class Identity:
+    """Global ranks of a group that is the whole world: ``Identity()[r] == r``."""
+
     def __getitem__(self, r: int) -> int:
         return r
 
