@@ -14,14 +14,15 @@ what the Python call returns. From it come
 
 Adding an operator version is an entry here plus its rules (:mod:`aclnn_py.validate`), its reference
 (:mod:`aclnn_py.reference`) and its simulator kernel (``sim/src/op_*.c``); ``docs/architecture.md``
-has the checklist. This module is data: it imports nothing of the package but the result types.
+has the checklist. This module is data: of the package it imports only the result types and the output shapes (layout).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
+from . import layout
 from .results import CombineAddRmsNormOutputs, DispatchOutputs
 
 # parameter kinds (C types) and roles
@@ -30,10 +31,11 @@ IN, OPT, ATTR, OUT = "in", "optional", "attr", "out"
 REQUIRED = object()   # an attribute without a default: the caller must pass it
 
 
-def snake(c_name: str) -> str:
+def snake(c_name: str, output: bool = False) -> str:
     """torch_npu's keyword for a C parameter: ``xActiveMaskOptional`` -> ``x_active_mask``,
-    ``constExpertAlpha1Optional`` -> ``const_expert_alpha_1``, ``expandXOut`` -> ``expand_x``."""
-    base = re.sub(r"(Optional|Out)$", "", c_name)
+    ``constExpertAlpha1Optional`` -> ``const_expert_alpha_1``, ``timeOut`` -> ``time_out``, and for an
+    ``output``: ``expandXOut`` -> ``expand_x``."""
+    base = re.sub(r"(Optional|Out)$" if output else r"Optional$", "", c_name)
     return re.sub(r"(?<=[a-z0-9])([A-Z])|(?<=[a-zA-Z])([0-9])", lambda m: "_" + m.group(0).lower(), base).lower()
 
 
@@ -45,12 +47,16 @@ class Param:
     string), ``out`` (output tensor the wrapper allocates). ``default``: an attribute's operator default
     (:data:`REQUIRED` when it has none). ``doc``: dtype, shape and units. Cross-rank agreement (the
     pre-check): ``rank_local`` parameters identify the calling rank and are never compared; other
-    attributes must be equal on every rank; ``shared`` tensors (the elastic table) must hold the same
-    values everywhere and reach the world reference once; ``agree_dims`` lists the axes whose extent
-    every rank must share (``None``: the whole shape), ``agree_dtype`` marks rows that travel between
-    ranks, ``bs_axis`` the axis that is BS (equal on every rank when ``global_bs == 0``).
-    ``host_values``: a small control tensor whose values the host reads (downloaded once when it lives
-    on the device).
+    attributes must be equal on every rank; ``compare_values`` tensors (the elastic table) must hold the
+    same values everywhere; ``agree_dims`` lists the axes whose extent every rank must share (``None``:
+    the whole shape), ``agree_dtype`` marks rows that travel between ranks, ``bs_axis`` the axis that is
+    BS (equal on every rank when ``global_bs == 0``). ``shared``: the world-level reference takes one
+    value for every rank instead of a per-rank list. ``host_values``: a small control tensor whose
+    values the host reads (downloaded once when it lives on the device). ``nullable``: a string
+    attribute that may be ``None`` (NULL). ``scalar_dtype``: a tensor that may also be given as a Python
+    integer, passed as a ``(1,)`` tensor of that dtype. ``default_factory``: for an optional tensor,
+    what to pass when the caller gives ``None``, computed from the call's other arguments.
+    ``world_default``: a group name's default in the world-level reference (which has no communicators).
     """
 
     c_name: str
@@ -63,11 +69,16 @@ class Param:
     agree_dims: Tuple[Optional[int], ...] = ()
     agree_dtype: bool = False
     bs_axis: Optional[int] = None
+    compare_values: bool = False
     host_values: bool = False
+    nullable: bool = False
+    scalar_dtype: Optional[str] = None
+    default_factory: Optional[Callable[[Mapping[str, Any]], Any]] = None
+    world_default: Any = None
     name: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "name", snake(self.c_name))
+        object.__setattr__(self, "name", snake(self.c_name, output=self.role == OUT))
 
     @property
     def is_tensor(self) -> bool:
@@ -113,6 +124,8 @@ class OpDef:
     the outputs, or ``None`` when the call returns its one output (or, with no outputs, its first
     input). ``topology``: ``moe`` (EP x TP component named by ``group_ep``/``group_tp``) or ``group`` (every
     rank of ``group``). ``summary``/``returns``: the first line and the result of the docstrings.
+    ``output_specs(layout, args)``: the outputs' shapes and dtypes for one call (:mod:`aclnn_py.layout`),
+    from the validator's layout and the call's arguments.
     """
 
     c_name: str
@@ -125,6 +138,7 @@ class OpDef:
     positional: int
     result: Optional[type] = None
     topology: str = "moe"
+    output_specs: Optional[Callable[..., dict]] = None
 
     @property
     def py_name(self) -> str:
@@ -172,12 +186,13 @@ class OpDef:
 
 
 # ---- the operators ---------------------------------------------------------------------------------------
-_GROUP_EP = attr("groupEp", STR, REQUIRED, "EP communicator name (1..127 bytes): ctx.group('ep')", rank_local=True)
-_GROUP_TP = attr("groupTp", STR, "", "TP communicator name; '' without TP", rank_local=True)
+_GROUP_EP = attr("groupEp", STR, REQUIRED, "EP communicator name (1..127 bytes): ctx.group('ep')", rank_local=True,
+                 world_default="ep")
+_GROUP_TP = attr("groupTp", STR, "", "TP communicator name; '' without TP", rank_local=True, world_default="")
 _EP_RANK = attr("epRankId", I64, REQUIRED, "this rank's rank in group_ep", rank_local=True)
 _TP_RANK = attr("tpRankId", I64, 0, "this rank's rank in group_tp (0 without TP)", rank_local=True)
 _ELASTIC = optional("elasticInfoOptional", "int32 (4 + 2*ep,): the elastic scale-down table, the same on "
-                    "every rank", shared=True, host_values=True)
+                    "every rank", shared=True, compare_values=True, host_values=True)
 _SPECIAL_COUNTS = (
     attr("zeroExpertNum", I64, 0, "zero experts (ids M .. M+Z-1): contribute 0"),
     attr("copyExpertNum", I64, 0, "copy experts: contribute ori_x"),
@@ -199,6 +214,7 @@ _MOE_ATTRS_HEAD = (
 DISPATCH_V3 = OpDef(
     c_name="aclnnMoeDistributeDispatchV3", family="MoeDistributeDispatch", version=3,
     header="aclnnop/aclnn_moe_distribute_dispatch_v3.h", positional=2, result=DispatchOutputs,
+    output_specs=layout.dispatch_outputs,
     summary="Send each token to its top-k experts' ranks (and the shared experts); one rank's call.",
     returns="DispatchOutputs: expand_x (max(tp,1)*A, H) x's dtype (int8 when quant_mode 2), dynamic_scales "
             "(max(tp,1)*A,) fp32, assist_info_for_combine (max(Bs*K, 128*A),) int32 triples, expert_token_nums "
@@ -215,7 +231,7 @@ DISPATCH_V3 = OpDef(
         attr("quantMode", I64, 0, "0: none, 2: per-token dynamic int8"),
         attr("globalBs", I64, 0, "max BS over ranks * ep (0: every rank has the same BS)"),
         attr("expertTokenNumsType", I64, 1, "0: cumulative counts, 1: counts per local expert"),
-        attr("commAlg", STR, "", "'', 'fullmesh_v1' or 'fullmesh_v2'"),
+        attr("commAlg", STR, "", "'', 'fullmesh_v1' or 'fullmesh_v2'", nullable=True),
         *_SPECIAL_COUNTS,
         output("expandXOut", "(max(tp,1)*A, H) rows received, x's dtype or int8"),
         output("dynamicScalesOut", "(max(tp,1)*A,) fp32 dequantisation scales"),
@@ -236,7 +252,7 @@ _COMBINE_HEAD = (
 )
 _COMBINE_OPTIONALS = (
     optional("tpSendCountsOptional", "(tp,) int32: dispatch's tp_recv_counts (zeros by default)",
-             agree_dims=(None,)),
+             agree_dims=(None,), default_factory=layout.default_tp_send_counts),
     optional("xActiveMaskOptional", "(Bs,) or (Bs, K) bool: the mask given to dispatch"),
     optional("activationScaleOptional", "reserved: must be None"),
     optional("weightScaleOptional", "reserved: must be None"),
@@ -253,12 +269,13 @@ _COMBINE_OPTIONALS = (
     attr("outDtype", I64, 0, "reserved: 0"),
     attr("commQuantMode", I64, 0, "0: none, 2: int8 rows with per-group scales on the way back"),
     attr("groupListType", I64, 0, "reserved: 0"),
-    attr("commAlg", STR, "", "as given to dispatch"),
+    attr("commAlg", STR, "", "as given to dispatch", nullable=True),
 )
 
 COMBINE_V3 = OpDef(
     c_name="aclnnMoeDistributeCombineV3", family="MoeDistributeCombine", version=3,
     header="aclnnop/aclnn_moe_distribute_combine_v3.h", positional=5, result=None,
+    output_specs=layout.combine_outputs,
     summary="Return each expert row to its token's rank and sum it there (fp32, ascending k); one rank's call.",
     returns="x (Bs, H), expand_x's dtype; rows of tokens a mask excludes are 0",
     params=_COMBINE_HEAD + _COMBINE_OPTIONALS + _SPECIAL_COUNTS + (output("xOut", "(Bs, H) combined tokens"),))
@@ -266,7 +283,7 @@ COMBINE_V3 = OpDef(
 ADD_RMS_NORM_V2 = OpDef(
     c_name="aclnnMoeDistributeCombineAddRmsNormV2", family="MoeDistributeCombineAddRmsNorm", version=2,
     header="aclnnop/aclnn_moe_distribute_combine_add_rms_norm_v2.h", positional=7,
-    result=CombineAddRmsNormOutputs,
+    result=CombineAddRmsNormOutputs, output_specs=layout.add_rms_norm_outputs,
     summary="CombineV3, then x = combined + residual_x and y = RMSNorm(x) * gamma; one rank's call.",
     returns="CombineAddRmsNormOutputs: y (Bs,1,H) bf16, rstd (Bs,1,1) fp32, x (Bs,1,H) bf16",
     params=_COMBINE_HEAD + (
@@ -283,9 +300,10 @@ BARRIER_V2 = OpDef(
     returns="x_ref, unchanged",
     params=(
         tensor("xRef", "any tensor (0-8 D): only a dependency token"),
-        optional("timeOut", "microseconds: an int, or an int32 tensor of shape (1,)", host_values=True),
+        optional("timeOut", "microseconds: an int, or an int32 tensor of shape (1,)", shared=True, host_values=True,
+                 scalar_dtype="int32"),
         replace(_ELASTIC, c_name="elasticInfo", doc="int32 (4 + 2*world_size,): the elastic scale-down table"),
-        attr("group", STR, REQUIRED, "communicator name (1..127 bytes)", rank_local=True),
+        attr("group", STR, REQUIRED, "communicator name (1..127 bytes)", rank_local=True, world_default="barrier"),
         attr("worldSize", I64, REQUIRED, "ranks in group (2..384)"),
     ))
 
@@ -339,7 +357,7 @@ def signature_source(op: OpDef, name: str, body: str, *, world: bool = False, ex
         if p.role == OPT:
             text = f"{p.name}=None"
         elif world and p.rank_local:
-            text = f"{p.name}={'ep' if p.name == 'group_ep' else ''!r}"
+            text = f"{p.name}={p.world_default!r}"
         elif p.role == IN or p.default is REQUIRED:
             text = p.name
         else:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 from typing import List
 
+from . import catalog
 from .errors import InvalidBackendError
 from .orchestration.backend import BACKENDS, ENV_NAME, device_backend_problem, requested_backend
-from .runtime import abi
 from .runtime.discovery import search
 
 SIMULATOR_KIND = "aclnn_py CANN simulator (emulation on host memory, not hardware)"
@@ -53,8 +53,8 @@ def _install_lines(install) -> List[str]:
     for path, ops in exports.items():
         lines.append(f"  {path}: {', '.join(ops) if ops else '(none of ours)'}")
     lines.append("op versions available (first library that exports each wins):")
-    for family, names in abi.OP_FAMILIES.items():
-        have = [n.replace("aclnn", "") for n in names if any(n in ops for ops in exports.values())]
+    for family, versions in catalog.FAMILIES.items():
+        have = [v.c_name.replace("aclnn", "") for v in versions if any(v.c_name in ops for ops in exports.values())]
         lines.append(f"  {family:32s} {', '.join(have) if have else 'missing'}")
     return lines
 

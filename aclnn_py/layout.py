@@ -6,10 +6,14 @@ the row capacity ``A``, rank maps, the elastic table, and the output shapes torc
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
-from typing import NamedTuple, Optional, Sequence
+from functools import lru_cache
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
+
+from .elastic import ElasticInfo, make_elastic_info, parse_elastic_info
 
 
 def normalised_shared_expert_num(shared_expert_num: int, shared_expert_rank_num: int) -> int:
@@ -22,26 +26,6 @@ def normalised_shared_expert_num(shared_expert_num: int, shared_expert_rank_num:
 def global_rank(ep_rank: int, tp_rank: int, tp_world_size: int) -> int:
     """Global rank index used throughout: ``ep_rank * max(tp, 1) + tp_rank``."""
     return ep_rank * max(tp_world_size, 1) + tp_rank
-
-
-class ElasticInfo(NamedTuple):
-    """Parsed ``elastic_info`` (int32, length ``4 + 2*ep``)."""
-
-    enabled: bool          # [0] != 0
-    ep_world_size: int     # [1]: ranks after scale-down
-    shared_rank_num: int   # [2]
-    moe_expert_num: int    # [3]
-    to_new: np.ndarray     # Table1[orig] = new rank or -1
-    to_orig: np.ndarray    # Table2[new] = orig rank
-
-
-def parse_elastic_info(info: Optional[np.ndarray], ep_world_size: int) -> Optional[ElasticInfo]:
-    """Split an elastic table into its fields (no validation; see :mod:`aclnn_py.validate`)."""
-    if info is None:
-        return None
-    a = np.asarray(info).astype(np.int64).reshape(-1)
-    return ElasticInfo(bool(a[0] != 0), int(a[1]), int(a[2]), int(a[3]),
-                       a[4:4 + ep_world_size].copy(), a[4 + ep_world_size:4 + 2 * ep_world_size].copy())
 
 
 @dataclass(frozen=True)
@@ -134,6 +118,7 @@ class TensorSpec(NamedTuple):
     dtype: np.dtype
 
 
+@lru_cache(maxsize=512)
 def dispatch_output_specs(lay: MoeLayout, h: int, x_dtype, quant_mode: int) -> dict:
     """Shapes and dtypes of DispatchV3's seven outputs, in C argument order."""
     a, tpf = lay.a, lay.tp_factor
@@ -148,11 +133,13 @@ def dispatch_output_specs(lay: MoeLayout, h: int, x_dtype, quant_mode: int) -> d
     }
 
 
+@lru_cache(maxsize=512)
 def combine_output_specs(bs: int, h: int, x_dtype) -> dict:
     """CombineV3's one output ``x`` (Bs, H)."""
     return {"x": TensorSpec((bs, h), np.dtype(x_dtype))}
 
 
+@lru_cache(maxsize=512)
 def add_rms_norm_output_specs(bs: int, h: int, x_dtype) -> dict:
     """CombineAddRmsNormV2's outputs in C order: y (Bs,1,H), rstd (Bs,1,1) fp32, x (Bs,1,H)."""
     return {
@@ -160,6 +147,41 @@ def add_rms_norm_output_specs(bs: int, h: int, x_dtype) -> dict:
         "rstd": TensorSpec((bs, 1, 1), np.dtype(np.float32)),
         "x": TensorSpec((bs, 1, h), np.dtype(x_dtype)),
     }
+
+
+def dispatch_outputs(lay: MoeLayout, args: Mapping[str, Any]) -> dict:
+    """DispatchV3's outputs for one validated call (``args``: its arguments by keyword)."""
+    x = args["x"]
+    return dispatch_output_specs(lay, int(x.shape[1]), x.dtype, args["quant_mode"])
+
+
+def combine_outputs(lay: MoeLayout, args: Mapping[str, Any]) -> dict:
+    """CombineV3's output for one validated call."""
+    return combine_output_specs(int(args["expert_ids"].shape[0]), int(args["expand_x"].shape[1]),
+                                args["expand_x"].dtype)
+
+
+def add_rms_norm_outputs(lay: MoeLayout, args: Mapping[str, Any]) -> dict:
+    """CombineAddRmsNormV2's outputs for one validated call."""
+    return add_rms_norm_output_specs(int(args["expert_ids"].shape[0]), int(args["expand_x"].shape[1]),
+                                     args["expand_x"].dtype)
+
+
+TP_SIZES = (0, 1, 2)    # the tp_world_size values any release accepts
+
+
+def default_tp_send_counts(args: Mapping[str, Any]) -> Optional[np.ndarray]:
+    """What combine passes as ``tp_send_counts`` when none is given: ``(tp,)`` int32 zeros (the A3 tiling
+    before TP was removed requires one), or nothing when ``tp_world_size`` is not a valid size (the
+    validator then names it)."""
+    tp = args.get("tp_world_size")
+    if isinstance(tp, (bool, np.bool_)):
+        return None
+    try:
+        tp = operator.index(tp)
+    except TypeError:
+        return None
+    return np.zeros((tp,), np.int32) if tp in TP_SIZES else None
 
 
 def zeros_for(specs: dict) -> dict:
@@ -172,18 +194,7 @@ def ranks_in_order(values: Sequence) -> list:
     return [i for i, v in enumerate(values) if v is not None]
 
 
-def make_elastic_info(ep_world_size: int, removed: Sequence[int], *, shared_rank_num: int = 0,
-                      moe_expert_num: int = 0) -> np.ndarray:
-    """``elastic_info`` (int32, ``4 + 2*ep``) for a scale-down that removes ``removed`` ranks.
-
-    Surviving ranks keep their order: new rank ``i`` is the ``i``-th survivor. ``shared_rank_num``
-    and ``moe_expert_num`` are the values after scale-down (fields [2] and [3]; the barrier
-    ignores them). Unused Table2 entries are -1, as in the official example.
-    """
-    survivors = [r for r in range(ep_world_size) if r not in set(removed)]
-    to_new = np.full(ep_world_size, -1, np.int64)
-    to_new[survivors] = np.arange(len(survivors))
-    to_orig = np.full(ep_world_size, -1, np.int64)
-    to_orig[:len(survivors)] = survivors
-    head = [1, len(survivors), shared_rank_num, moe_expert_num]
-    return np.concatenate([head, to_new, to_orig]).astype(np.int32)
+__all__ = ["MoeLayout", "TensorSpec", "normalised_shared_expert_num", "global_rank", "dispatch_output_specs",
+           "combine_output_specs", "add_rms_norm_output_specs", "dispatch_outputs", "combine_outputs",
+           "add_rms_norm_outputs", "default_tp_send_counts", "zeros_for", "ranks_in_order",
+           "ElasticInfo", "parse_elastic_info", "make_elastic_info"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator, NamedTuple, Protocol, Tuple, runtime_checkable
 
+import numpy as np
+
 
 @runtime_checkable
 class Tensor(Protocol):
@@ -72,3 +74,74 @@ class CombineAddRmsNormOutputs(NamedTuple):
     y: Any
     rstd: Any
     x: Any
+
+
+# ---- reference-backend results ------------------------------------------------------------------------------
+# ndarray's data-reading methods, which a DeviceTensor serves from a host copy (and a HostTensor as plain data)
+HOST_METHODS = frozenset((
+    "T", "all", "any", "argmax", "argmin", "argsort", "astype", "clip", "copy", "cumprod", "cumsum", "diagonal",
+    "dot", "flatten", "imag", "item", "max", "mean", "min", "nonzero", "prod", "ravel", "real", "repeat",
+    "reshape", "round", "searchsorted", "squeeze", "std", "sum", "swapaxes", "take", "tobytes", "tolist",
+    "trace", "transpose", "var", "view"))
+
+
+def _base(a: np.ndarray) -> np.ndarray:
+    """``a`` as a plain ndarray view (ndarray's own view: HostTensor.view returns plain data too)."""
+    return np.ndarray.view(a, np.ndarray)
+
+
+class HostTensor(np.ndarray):
+    """A reference-backend result: a numpy array with the DeviceTensor methods, satisfying
+    :class:`aclnn_py.Tensor` like a device result does.
+
+    As with a DeviceTensor, what you compute from it -- arithmetic, ufuncs, indexing -- is a plain
+    ``numpy.ndarray`` (host data, no ``.numpy()`` / ``.free()``), so per-rank code behaves the same on
+    both backends. ``free()`` and the ``with`` block are no-ops (numpy memory is garbage-collected).
+    """
+
+    def numpy(self) -> np.ndarray:
+        """A host copy (a new, writable plain ndarray)."""
+        return np.array(_base(self), copy=True)
+
+    def free(self) -> None:
+        """Nothing to release (kept for the :class:`aclnn_py.Tensor` interface)."""
+
+    def __enter__(self) -> "HostTensor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.free()
+
+    def __array_wrap__(self, array, context=None, return_scalar=False):
+        # results of ufuncs and arithmetic are plain host arrays (or scalars), as on the device backend
+        array = _base(array)
+        return array[()] if return_scalar else array
+
+    def __getitem__(self, key):
+        return _base(self)[key]
+
+    @property
+    def handle(self):  # lets reference results be passed back in like device tensors
+        return None
+
+
+def _plain(name: str) -> Any:
+    """ndarray's ``name`` (a method or a property), giving a plain ndarray instead of a HostTensor."""
+    attr = getattr(np.ndarray, name)
+    if callable(attr):
+        def method(self, *args, **kwargs):
+            return attr(_base(self), *args, **kwargs)
+        method.__name__ = name
+        method.__doc__ = f"ndarray.{name}, returning plain host data (as on a DeviceTensor)."
+        return method
+    return property(lambda self: attr.__get__(_base(self)), doc=f"ndarray.{name} (plain host data)")
+
+
+for _name in HOST_METHODS:          # the data-reading methods DeviceTensor serves from a host copy
+    setattr(HostTensor, _name, _plain(_name))
+del _name
+
+
+def as_host_tensor(a: np.ndarray) -> HostTensor:
+    """``a`` viewed as a :class:`HostTensor` (no copy)."""
+    return np.asarray(a).view(HostTensor)

@@ -112,8 +112,9 @@ class _Instrument:
             self._patch(validate, name, "v")
         for op in ("aclnnMoeDistributeDispatchV3", "aclnnMoeDistributeCombineV3"):
             self._patch(lib.op(op), "get_workspace_size", "g")
-        if self.proposed is not None and hasattr(self.proposed, "validate_call"):
-            self._patch(self.proposed, "validate_call", "v")
+        if self.proposed is not None:
+            from aclnn_py.ops import call
+            self._patch(call, "validate_call", "v")
         return self
 
     def _patch(self, obj: Any, name: str, prefix: str) -> None:
@@ -132,8 +133,8 @@ def _in_process(iters: int, warmup: int, blocks: int, phase_iters: int) -> Dict[
     from aclnn_py.demos.common import distinct_ids, random_bf16, routing_weights
     from aclnn_py.runtime.tensor import DeviceTensor
     from aclnn_py.runtime.twophase import ReuseExecutors, WorkspaceCache
-    import aclnn_py.ops.moe as prop
-    prop_why = "moe.py has out= and memoised validation"
+    import aclnn_py.ops as prop
+    prop_why = "the ops have out= and memoised validation"
     drv = _driver_lib()
     c_barrier = drv.bench_barrier_create(EP)
     variants = list(VARIANTS)
@@ -284,10 +285,10 @@ def run(quick: bool = False) -> Dict[str, Any]:
         else:
             os.environ["ACLNN_PY_PRECHECK"] = saved
     import inspect
-    from aclnn_py.ops import _moe_call
+    from aclnn_py.ops import call
     return {"figure": "binding", "ep": EP, "bs": BS, "h": H, "k": K, "experts": EXPERTS, "iters": iters,
             "blocks": blocks, "c_driver": c, **py,
-            "precheck_wired": "check_across_ranks" in inspect.getsource(_moe_call),
+            "precheck_wired": "check_across_ranks" in inspect.getsource(call),
             "precheck_env": "0 (off for this figure)"}
 
 

@@ -28,7 +28,7 @@ def run(quick: bool = False) -> Dict[str, Any]:
     from aclnn_py.demos.common import distinct_ids, random_bf16, routing_weights
     from aclnn_py.runtime.tensor import DeviceTensor
 
-    import aclnn_py.ops.moe as prop
+    import aclnn_py.ops as prop
     sizes = [8] if quick else [8, 64]
     iters = 3 if quick else 5
     set_buffsize(h=H, bs=max(sizes), ep=EP, experts=EXPERTS, k=K)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import pickle
 import re
@@ -11,7 +10,6 @@ from pathlib import Path
 from typing import Dict, Iterator, Tuple
 
 import aclnn_py
-from aclnn_py.orchestration.precheck import check_across_ranks
 from aclnn_py.demos.scenario import Scenario
 
 # A small valid MoE configuration: 4 EP ranks, one expert each, H at its minimum.
@@ -24,45 +22,6 @@ SMALL = Scenario(name="small", ep_world_size=4, bs=4, h=1024, k=2, moe_expert_nu
 HANG_MS = "60000"
 HANG_S = int(HANG_MS) / 1000
 BOUND_S = 15.0
-
-
-def precheck_wired() -> bool:
-    """True once the ops call :func:`aclnn_py.orchestration.precheck.check_across_ranks` themselves."""
-    from aclnn_py.ops import _moe_call, barrier
-    return ("check_across_ranks" in inspect.getsource(_moe_call)
-            and "check_across_ranks" in inspect.getsource(barrier))
-
-
-def wire_precheck(monkeypatch) -> None:
-    """Until the lead adds the one-line calls, put the pre-check where they will go (test-only shim):
-    first thing in ``run_on_device`` / ``run_on_reference`` and right after the barrier's validation."""
-    if precheck_wired():
-        return
-    import aclnn_py.ops.barrier as barrier
-    import aclnn_py.ops.moe as moe
-    on_device, on_reference = moe.run_on_device, moe.run_on_reference
-
-    def run_on_device(op_name, kwargs, *args, **kw):
-        check_across_ranks(op_name, kwargs)
-        return on_device(op_name, kwargs, *args, **kw)
-
-    def run_on_reference(op, kwargs, *args, **kw):
-        check_across_ranks(op, kwargs)
-        return on_reference(op, kwargs, *args, **kw)
-
-    validate = barrier.validate
-
-    class _Validate:
-        def __getattr__(self, name):
-            return getattr(validate, name)
-
-        def distribute_barrier_v2(self, x_ref, **kw):
-            validate.distribute_barrier_v2(x_ref, **kw)
-            check_across_ranks(barrier.OP, dict(x_ref=x_ref, **kw))
-
-    monkeypatch.setattr(moe, "run_on_device", run_on_device)
-    monkeypatch.setattr(moe, "run_on_reference", run_on_reference)
-    monkeypatch.setattr(barrier, "validate", _Validate())
 
 
 @contextlib.contextmanager
@@ -111,12 +70,12 @@ def rss_kib() -> int:
 
 # ---- per-rank functions for aclnn_py.launch (module level, so the rank processes can import them) ----------
 def mp_pipeline(ctx, sc, inputs, fail: str = "", fail_rank: int = -1, precheck: bool = True):
-    """One rank's dispatch -> combine (the Scenario pipeline), optionally failing on ``fail_rank``."""
+    """One rank's dispatch -> combine (the Scenario pipeline), optionally failing on ``fail_rank``; ``precheck``
+    False turns the cross-rank pre-check off in this rank's process."""
     import os as _os
-    import pytest as _pytest
     from aclnn_py.demos.scenario import run_rank
-    if precheck:
-        wire_precheck(_pytest.MonkeyPatch())   # this process's copy of the ops (until the lead wires it)
+    if not precheck:
+        _os.environ["ACLNN_PY_PRECHECK"] = "0"
     if ctx.rank == fail_rank:
         if fail == "raise":
             raise ValueError(f"boom on rank {ctx.rank}")

@@ -16,26 +16,25 @@ from aclnn_py import layout, reference, validate
 from aclnn_py.demos.common import distinct_ids, random_bf16, routing_weights
 from aclnn_py.dtypes import bfloat16
 from aclnn_py.errors import AclnnError
-from aclnn_py.ops import _moe_call
+from aclnn_py import catalog
+from aclnn_py.ops import device_path, memo, reference_path
 from aclnn_py.results import DispatchOutputs
-from aclnn_py.runtime import abi
 
 EP, BS, H, K, M = 2, 4, 1024, 2, 4
 DISPATCH = "aclnnMoeDistributeDispatchV3"
-COMBINE = "aclnnMoeDistributeCombineV3"
 
 
 # ---- argument builders --------------------------------------------------------------------------------
 def _naive_arguments(spec, values):
     """The original one-branch-per-parameter builder (the behaviour the compiled one must keep)."""
     out = []
-    for name, kind in spec.params:
-        v = values.get(name)
-        if kind == abi.TENSOR:
+    for p in spec.params:
+        v = values.get(p.c_name)
+        if p.kind == catalog.TENSOR:
             out.append(None if v is None else v.handle)
-        elif kind == abi.STR:
+        elif p.kind == catalog.STR:
             out.append(None if v is None else v.encode("utf-8"))
-        elif kind == abi.F32:
+        elif p.kind == catalog.F32:
             out.append(float(v or 0.0))
         else:
             out.append(int(v or 0))
@@ -47,21 +46,22 @@ class _FakeTensor:
         self.handle = handle
 
 
-@pytest.mark.parametrize("op", sorted(abi.OPS))
+@pytest.mark.parametrize("op", sorted(catalog.OPS))
 def test_compiled_argument_builder_matches_the_naive_one(op):
     from aclnn_py.runtime.twophase import build_arguments
-    spec = abi.OPS[op]
+    spec = catalog.OPS[op]
     rng = np.random.default_rng(len(op))
     for trial in range(20):
         values = {}
-        for i, (name, kind) in enumerate(spec.params):
+        for i, p in enumerate(spec.params):
+            name, kind = p.c_name, p.kind
             if rng.random() < 0.3:
                 continue                                   # absent -> NULL / 0
-            if kind == abi.TENSOR:
+            if kind == catalog.TENSOR:
                 values[name] = None if rng.random() < 0.3 else _FakeTensor(int(rng.integers(1, 2**40)))
-            elif kind == abi.STR:
+            elif kind == catalog.STR:
                 values[name] = None if rng.random() < 0.3 else f"grp{trial}_{i}\u00e9"
-            elif kind == abi.F32:
+            elif kind == catalog.F32:
                 values[name] = float(rng.random())
             else:
                 values[name] = int(rng.integers(-5, 2**40))
@@ -100,17 +100,17 @@ def _dispatch_kwargs(**over):
 
 @pytest.fixture
 def fresh_memo(monkeypatch):
-    monkeypatch.setattr(_moe_call, "_memo", {})
+    monkeypatch.setattr(memo, "_memo", {})
     monkeypatch.delenv("HCCL_BUFFSIZE", raising=False)
 
 
 def test_validate_call_memoises_and_returns_the_validators_result(fresh_memo):
     v = _Counting(validate.moe_distribute_dispatch_v3)
     kw = _dispatch_kwargs()
-    first = _moe_call.validate_call(v, kw)
+    first = memo.validate_call(v, kw)
     assert first == validate.moe_distribute_dispatch_v3(**kw)
     for _ in range(3):
-        assert _moe_call.validate_call(v, dict(kw)) == first
+        assert memo.validate_call(v, dict(kw)) == first
     assert v.calls == 1
 
 
@@ -122,9 +122,9 @@ def test_validate_call_memoises_and_returns_the_validators_result(fresh_memo):
 ])
 def test_any_change_re_runs_validation(fresh_memo, change):
     v = _Counting(validate.moe_distribute_dispatch_v3)
-    _moe_call.validate_call(v, _dispatch_kwargs())
+    memo.validate_call(v, _dispatch_kwargs())
     try:
-        _moe_call.validate_call(v, _dispatch_kwargs(**change))
+        memo.validate_call(v, _dispatch_kwargs(**change))
     except AclnnError:
         pass                                             # some changes are invalid: the rules ran again
     assert v.calls == 2
@@ -132,13 +132,13 @@ def test_any_change_re_runs_validation(fresh_memo, change):
 
 def test_environment_change_re_runs_validation(fresh_memo, monkeypatch):
     v = _Counting(validate.moe_distribute_dispatch_v3)
-    _moe_call.validate_call(v, _dispatch_kwargs())
+    memo.validate_call(v, _dispatch_kwargs())
     monkeypatch.setenv("HCCL_BUFFSIZE", "lots")            # the same call, now with an invalid window size
     with pytest.raises(AclnnError) as e:
-        _moe_call.validate_call(v, _dispatch_kwargs())
+        memo.validate_call(v, _dispatch_kwargs())
     assert e.value.status == 561002
     monkeypatch.setenv("HCCL_BUFFSIZE", "300")
-    _moe_call.validate_call(v, _dispatch_kwargs())
+    memo.validate_call(v, _dispatch_kwargs())
     assert v.calls == 3
 
 
@@ -147,16 +147,16 @@ def test_failures_are_never_memoised(fresh_memo):
     bad = _dispatch_kwargs(expert_ids=np.array([[0, 0], [1, 2], [0, 3], [1, 3]], np.int32))  # duplicate id
     for _ in range(3):
         with pytest.raises(AclnnError) as e:
-            _moe_call.validate_call(v, bad)
+            memo.validate_call(v, bad)
         assert e.value.status == 561002
     assert v.calls == 3
 
 
 def test_types_are_part_of_the_key(fresh_memo):
     v = _Counting(validate.moe_distribute_dispatch_v3)
-    _moe_call.validate_call(v, _dispatch_kwargs())
+    memo.validate_call(v, _dispatch_kwargs())
     with pytest.raises(TypeError):                         # 2.0 is not an integer, although 2.0 == 2
-        _moe_call.validate_call(v, _dispatch_kwargs(ep_world_size=2.0))
+        memo.validate_call(v, _dispatch_kwargs(ep_world_size=2.0))
     assert v.calls == 2
 
 
@@ -166,7 +166,7 @@ def test_large_host_arrays_and_lists_bypass_the_memo(fresh_memo):
     lst = _dispatch_kwargs(expert_ids=[[0, 1], [2, 3], [0, 2], [1, 3]])
     for kw in (big, big, lst, lst):
         try:
-            _moe_call.validate_call(v, kw)
+            memo.validate_call(v, kw)
         except AclnnError as e:                           # the dispatch rules want arrays; they still ran
             assert e.status == 161002 and "expert_ids" in str(e)
     assert v.calls == 4
@@ -184,11 +184,12 @@ def test_validation_reads_no_environment_but_hccl_buffsize():
     assert names <= {"HCCL_BUFFSIZE"}, names
 
 
-def test_output_specs_memo_returns_the_layouts_specs():
+def test_output_specs_are_memoised():
     lay = layout.MoeLayout(ep_world_size=EP, ep_rank_id=0, moe_expert_num=M, bs=BS, k=K)
-    a = _moe_call.output_specs(layout.dispatch_output_specs, lay, H, np.dtype(bfloat16), 0)
-    assert a == layout.dispatch_output_specs(lay, H, bfloat16, 0)
-    assert _moe_call.output_specs(layout.dispatch_output_specs, lay, H, np.dtype(bfloat16), 0) is a
+    a = layout.dispatch_output_specs(lay, H, np.dtype(bfloat16), 0)
+    assert layout.dispatch_output_specs(lay, H, np.dtype(bfloat16), 0) is a
+    x = _Meta((BS, H), bfloat16)
+    assert catalog.DISPATCH_V3.output_specs(lay, {"x": x, "quant_mode": 0}) is a
 
 
 # ---- the device path on the simulator --------------------------------------------------------------------
@@ -198,11 +199,11 @@ def _inputs(rank):
 
 
 def _dispatch(ctx, x, ids, *, out=None):
-    """The dispatch device path as moe.py runs it, with memoised validation and optional out=."""
+    """The dispatch device path as the op runs it, with memoised validation and optional out=."""
     kw = _dispatch_kwargs(x=x, expert_ids=ids, group_ep=ctx.group("ep"), ep_rank_id=ctx.ep_rank)
-    lay = _moe_call.validate_call(validate.moe_distribute_dispatch_v3, kw, outputs=out)
-    specs = _moe_call.output_specs(layout.dispatch_output_specs, lay, H, x.dtype, 0)
-    return DispatchOutputs(**_moe_call.run_on_device(DISPATCH, kw, specs, None, True, out=out))
+    lay = memo.validate_call(validate.moe_distribute_dispatch_v3, kw, outputs=out)
+    specs = catalog.DISPATCH_V3.output_specs(lay, kw)
+    return DispatchOutputs(**device_path.run_on_device(catalog.DISPATCH_V3, kw, specs, None, True, out=out))
 
 
 def _reference(xs, idss):
@@ -251,14 +252,14 @@ def test_out_must_match_the_call(sim):
     set_device(0)
     with DeviceTensor.zeros((BS, H + 1), bfloat16) as wrong:
         with pytest.raises(AclnnError) as e:
-            _moe_call.caller_outputs(COMBINE, specs, wrong)
+            device_path.caller_outputs(catalog.COMBINE_V3, specs, wrong)
         assert e.value.status == 561002
-    with pytest.raises(TypeError):
-        _moe_call.caller_outputs(COMBINE, specs, np.zeros((BS, H), bfloat16))
+    with pytest.raises(AclnnError, match="must be a live DeviceTensor"):
+        device_path.caller_outputs(catalog.COMBINE_V3, specs, np.zeros((BS, H), bfloat16))
     t = DeviceTensor.zeros((BS, H), bfloat16)
     t.free()
-    with pytest.raises(TypeError):                      # freed
-        _moe_call.caller_outputs(COMBINE, specs, {"x": t})
+    with pytest.raises(AclnnError, match="must be a live DeviceTensor"):      # freed
+        device_path.caller_outputs(catalog.COMBINE_V3, specs, {"x": t})
 
 
 def _count_gws(monkeypatch, op_name):
@@ -360,5 +361,5 @@ def test_executor_reuse_misses_when_a_tensor_changes(sim, monkeypatch):
 def test_fill_outputs_on_the_reference_backend():
     res = DispatchOutputs(*[np.full(3, i, np.int32) for i in range(7)])
     out = DispatchOutputs(*[np.zeros(3, np.int32) for _ in range(7)])
-    assert _moe_call.fill_outputs(out, res) is out
+    assert reference_path.fill_outputs(out, res) is out
     assert [int(o[0]) for o in out] == list(range(7))

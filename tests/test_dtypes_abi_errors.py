@@ -9,6 +9,7 @@ import pytest
 
 from aclnn_py import dtypes
 from aclnn_py.errors import AclError, AclnnError, CollectiveError, HcclError
+from aclnn_py import catalog
 from aclnn_py.runtime import abi
 
 EXPECTED = {
@@ -32,7 +33,7 @@ def test_dtype_errors_name_the_dtype():
 
 
 def test_operator_argument_counts():
-    counts = {name: spec.arg_count for name, spec in abi.OPS.items()}
+    counts = {name: spec.arg_count for name, spec in catalog.OPS.items()}
     assert counts["aclnnMoeDistributeDispatchV3"] == 32
     assert counts["aclnnMoeDistributeCombineV3"] == 38
     assert counts["aclnnMoeDistributeCombineAddRmsNormV2"] == 43
@@ -41,16 +42,16 @@ def test_operator_argument_counts():
 
 
 def test_operator_argument_types():
-    arn = abi.OPS["aclnnMoeDistributeCombineAddRmsNormV2"].phase1
-    names = [n for n, _ in abi.ADD_RMS_NORM_V2]
+    arn = abi.phase1(catalog.ADD_RMS_NORM_V2)
+    names = [p.c_name for p in catalog.ADD_RMS_NORM_V2.params]
     assert arn.argtypes[names.index("normEps")] is ctypes.c_float
     assert arn.argtypes[names.index("epWorldSize")] is ctypes.c_int64
     assert arn.argtypes[names.index("groupTp")] is ctypes.c_char_p
     assert names[-3:] == ["yOut", "rstdOut", "xOut"]
     assert arn.argtypes[-2]._type_ is ctypes.c_uint64
-    d4 = [n for n, _ in abi.DISPATCH_V4]
+    d4 = [p.c_name for p in catalog.DISPATCH_V4.params]
     assert d4.index("performanceInfoOptional") == d4.index("elasticInfoOptional") + 1
-    assert abi.OPS["aclnnMoeDistributeDispatchV3"].phase2.argtypes == (
+    assert abi.phase2(catalog.DISPATCH_V3).argtypes == (
         ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p)
 
 

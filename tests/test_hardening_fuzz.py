@@ -34,12 +34,13 @@ from hypothesis import strategies as st
 import aclnn_py
 from aclnn_py import reference
 from aclnn_py.orchestration.precheck import InconsistentParametersError
-from aclnn_py.demos.scenario import Scenario, _combine_kwargs, ffn_stand_in
+from aclnn_py.demos import scenario
+from aclnn_py.demos.scenario import Scenario, ffn_stand_in
 from aclnn_py.dtypes import bfloat16
 from aclnn_py.errors import AclError, AclnnError, AclnnPyError, CollectiveError
 
 from conftest import live_objects
-from hardening_support import env, wire_precheck
+from hardening_support import env
 
 EXAMPLES = int(os.environ.get("ACLNN_PY_FUZZ_EXAMPLES", "250"))
 CASE_TIMEOUT_S = 12.0         # a case taking longer than this waited for a timeout (TINY's): a hang
@@ -99,10 +100,7 @@ def world_for(backend: str, ep: int, tp: int) -> aclnn_py.World:
 
 @pytest.fixture(scope="module", autouse=True)
 def _module(sim_library, request):
-    mp = pytest.MonkeyPatch()
-    wire_precheck(mp)
     yield
-    mp.undo()
     for w in _worlds.values():
         w.close()
     _worlds.clear()
@@ -325,7 +323,7 @@ def combine_kwargs(sc: Scenario) -> List[Optional[Dict[str, Any]]]:
                   group_tp=GROUP_TP, ep_world_size=sc.ep_world_size, ep_rank_id=g // sc.tpf,
                   tp_world_size=sc.tp_world_size, tp_rank_id=g % sc.tpf, elastic_info=info, **{
                       k: v for k, v in sc.attributes().items() if k not in ("ep_world_size", "tp_world_size")})
-        kw.update(_combine_kwargs(sc, inp))
+        kw.update(scenario.combine_kwargs(sc, inp))
         if sc.combine == "add_rms_norm":
             kw.update(residual_x=inp["residual_x"], gamma=inp["gamma"])
         out.append(kw)

@@ -17,7 +17,7 @@ from aclnn_py.demos.scenario import run, run_rank
 from aclnn_py.errors import AclnnPyError
 from aclnn_py.layout import make_elastic_info
 
-from hardening_support import BOUND_S, HANG_MS, HANG_S, SMALL, Timer, env, names_missing, wire_precheck, world
+from hardening_support import BOUND_S, HANG_MS, HANG_S, SMALL, Timer, env, names_missing, world
 
 ELASTIC = dataclasses.replace(SMALL, removed=(3,))
 
@@ -62,7 +62,6 @@ def test_elastic_barrier_then_full_barrier(backend):
 def test_rank_raising_before_launch_fails_every_rank_fast(backend, precheck, monkeypatch):
     """Rank 2 raises in Python before dispatch; the others are (or are about to be) inside the
     collective. Without the abort they would wait for the hang timeout (HANG_MS)."""
-    wire_precheck(monkeypatch)
     inputs = SMALL.inputs()
 
     def fn(ctx):
@@ -84,7 +83,6 @@ def test_rank_raising_before_launch_fails_every_rank_fast(backend, precheck, mon
 @pytest.mark.parametrize("precheck", ["0", "1"], ids=["no_precheck", "precheck"])
 def test_validation_error_on_one_rank_fails_every_rank_fast(backend, precheck, monkeypatch):
     """Rank 1 alone passes a float32 x (161002 naming 'x'); the others must not hang."""
-    wire_precheck(monkeypatch)
     inputs = SMALL.inputs()
     inputs[1] = dict(inputs[1], x=inputs[1]["x"].astype(np.float32))
     with env(ACLNN_SIM_HANG_TIMEOUT_MS=HANG_MS, ACLNN_PY_PRECHECK=precheck), world(backend, timeout_s=HANG_S) as w:
@@ -120,7 +118,6 @@ def test_missing_rank_bounded_without_precheck(backend):
 @pytest.mark.parametrize("how", ["not_running", "returns_early"])
 def test_missing_rank_named_at_once_with_precheck(backend, how, monkeypatch):
     """With the host pre-check the missing rank is known before anything is launched, on both backends."""
-    wire_precheck(monkeypatch)
     inputs = SMALL.inputs()
 
     def fn(ctx):
@@ -148,7 +145,6 @@ def test_missing_rank_named_at_once_with_precheck(backend, how, monkeypatch):
 def test_inconsistent_parameter_named_on_every_rank(backend, change, monkeypatch):
     """Rank 1 passes a value the others do not: every rank raises 561002 naming the parameter and rank 1,
     before any device work (so the same error on the simulator, the reference and an NPU)."""
-    wire_precheck(monkeypatch)
     inputs = SMALL.inputs()
     odd = dataclasses.replace(SMALL)
     if change == "moe_expert_num":
@@ -179,7 +175,6 @@ def test_inconsistent_parameter_named_on_every_rank(backend, change, monkeypatch
 
 def test_wrong_ep_rank_id_named(backend, monkeypatch):
     """Two ranks claiming the same ep_rank_id (a real device would mix their windows up)."""
-    wire_precheck(monkeypatch)
     inputs = SMALL.inputs()
 
     def fn(ctx):
@@ -198,7 +193,6 @@ def test_wrong_ep_rank_id_named(backend, monkeypatch):
 def test_disagreeing_elastic_info_is_a_named_deadlock(backend, precheck, monkeypatch):
     """Ranks 0 and 2 remove rank 3, rank 1 does not: each waits for the other in a different participant
     set. The simulator detects the cycle (after ACLNN_SIM_DEADLOCK_GRACE_MS), the host rendezvous at once."""
-    wire_precheck(monkeypatch)
     inputs = ELASTIC.inputs()
 
     def fn(ctx):
@@ -227,7 +221,6 @@ def test_errors_pickle_with_rank_names():
 def test_disagreeing_elastic_info_all_ranks_running(backend, precheck, monkeypatch):
     """Ranks 0 and 1 remove rank 3, ranks 2 and 3 do not; all four run, so only the deadlock itself
     (0 waits in [0,1,2] for 2, which waits in [0,1,2,3] for 0) can end the wait."""
-    wire_precheck(monkeypatch)
     inputs = ELASTIC.inputs()
     inputs[3] = SMALL.inputs()[3]
 

@@ -7,20 +7,25 @@ import numpy as np
 import pytest
 
 import aclnn_py
+from aclnn_py import catalog
+from aclnn_py.catalog import snake
 from aclnn_py.errors import AclnnError
-from aclnn_py.ops import _moe_call
-from aclnn_py.ops._moe_call import check_installed_abi, keyword_map, snake
+from aclnn_py.ops import device_path
+
+
+def check_installed_abi(name: str) -> None:
+    device_path.implementation(catalog.OPS[name])
 
 
 @pytest.fixture
 def fresh_guard(sim, monkeypatch):
-    monkeypatch.setattr(_moe_call, "_checked", {})
+    monkeypatch.setattr(device_path, "_chosen", {})
     return sim
 
 
 def test_real_headers_pass(fresh_guard):
-    for op in _moe_call.HEADERS:
-        check_installed_abi(op)
+    for op in catalog.PUBLIC:
+        device_path.implementation(op)
 
 
 def test_header_with_performance_info_is_refused(fresh_guard, monkeypatch, tmp_path):
@@ -37,14 +42,7 @@ def test_header_with_performance_info_is_refused(fresh_guard, monkeypatch, tmp_p
 
 
 def test_missing_v3_names_what_is_available(fresh_guard, monkeypatch):
-    real_op = fresh_guard.op
-
-    def only_v2(name):
-        if name != "aclnnMoeDistributeDispatchV2":
-            raise AclnnError(561003, name, "not exported")
-        return real_op("aclnnDistributeBarrierV2")
-
-    monkeypatch.setattr(fresh_guard, "op", only_v2)
+    monkeypatch.setattr(fresh_guard, "exports", lambda name: name == "aclnnMoeDistributeDispatchV2")
     with pytest.raises(AclnnError) as e:
         check_installed_abi("aclnnMoeDistributeDispatchV3")
     assert "aclnnMoeDistributeDispatchV2" in str(e.value) and "wrong argument list" in str(e.value)
@@ -63,14 +61,14 @@ def test_refusal_happens_before_device_work(fresh_guard, monkeypatch, tmp_path):
                 x, ids, group_ep=ctx.group("ep"), ep_world_size=2, ep_rank_id=ctx.ep_rank, moe_expert_num=2))
 
 
-@pytest.mark.parametrize("c,py", [("xActiveMaskOptional", "x_active_mask"), ("constExpertAlpha1Optional",
-                                  "const_expert_alpha_1"), ("expandXOut", "expand_x"), ("epRecvCountsOut",
-                                  "ep_recv_counts"), ("xRef", "x_ref"), ("normEps", "norm_eps"), ("yOut", "y")])
-def test_keywords_are_torch_npu_names(c, py):
-    assert snake(c) == py
+@pytest.mark.parametrize("c,py,output", [
+    ("xActiveMaskOptional", "x_active_mask", False), ("constExpertAlpha1Optional", "const_expert_alpha_1", False),
+    ("expandXOut", "expand_x", True), ("epRecvCountsOut", "ep_recv_counts", True), ("xRef", "x_ref", False),
+    ("normEps", "norm_eps", False), ("yOut", "y", True), ("timeOut", "time_out", False)])
+def test_keywords_are_torch_npu_names(c, py, output):
+    assert snake(c, output) == py
 
 
 def test_every_c_parameter_has_a_distinct_keyword():
-    from aclnn_py.runtime import abi
-    for op in ("aclnnMoeDistributeDispatchV3", "aclnnMoeDistributeCombineV3", "aclnnMoeDistributeCombineAddRmsNormV2"):
-        assert len(keyword_map(op)) == len(abi.OPS[op].params)
+    for op in catalog.OPS.values():
+        assert len({p.name for p in op.params}) == len(op.params), op.c_name

@@ -11,9 +11,9 @@ from hypothesis import given, settings, strategies as st
 
 from aclnn_py.errors import AclnnError, AclnnPyError, CollectiveError
 from aclnn_py.reference import numerics as nm
-from aclnn_py.reference.combine import (add_rms_norm_rows, moe_distribute_combine_add_rms_norm_v2,
-                                        moe_distribute_combine_v3)
-from aclnn_py.reference.dispatch import moe_distribute_dispatch_v3
+from aclnn_py.reference import moe_distribute_combine_add_rms_norm_v2, moe_distribute_combine_v3
+from aclnn_py.reference.combine import add_rms_norm_rows
+from aclnn_py.reference import moe_distribute_dispatch_v3
 from aclnn_py.results import CombineAddRmsNormOutputs
 
 BF16 = np.dtype(ml_dtypes.bfloat16)

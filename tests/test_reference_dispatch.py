@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from aclnn_py.errors import AclnnError
 from aclnn_py.layout import MoeLayout, dispatch_output_specs
-from aclnn_py.reference.dispatch import dynamic_quant, moe_distribute_dispatch_v3 as dispatch
+from aclnn_py.reference import moe_distribute_dispatch_v3 as dispatch
+from aclnn_py.reference.dispatch import dynamic_quant
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 H = 1024

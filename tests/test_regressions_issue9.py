@@ -16,7 +16,7 @@ from numpy.testing import assert_array_equal
 
 import aclnn_py
 from aclnn_py import reference, validate
-from aclnn_py.orchestration import precheck
+from aclnn_py.orchestration import topology
 from aclnn_py.demos.common import random_bf16
 from aclnn_py.demos.scenario import Scenario, run, world_for
 from aclnn_py.dtypes import bfloat16
@@ -290,7 +290,7 @@ def test_barrier_world_size_other_than_the_group_without_precheck(worlds, backen
 @pytest.mark.parametrize("op", ["dispatch", "barrier"])
 def test_simulator_get_workspace_size_checks_the_communicator(worlds, op, monkeypatch):
     """Without the Python check (a C caller of the simulator), GetWorkspaceSize refuses the call itself."""
-    monkeypatch.setattr(precheck, "check_group_sizes", lambda *a, **k: None)
+    monkeypatch.setattr(topology, "check_group_sizes", lambda *a, **k: None)
     monkeypatch.setenv("ACLNN_PY_PRECHECK", "0")
 
     def barrier(ctx):

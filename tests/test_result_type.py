@@ -7,7 +7,7 @@ import pytest
 
 import aclnn_py
 from aclnn_py.dtypes import bfloat16
-from aclnn_py.ops._moe_call import HostTensor, as_host_tensor
+from aclnn_py.results import HostTensor, as_host_tensor
 
 EP, BS, H, K, EXPERTS = 4, 3, 1024, 2, 8
 

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from aclnn_py import dtypes
+from aclnn_py import catalog, dtypes
 from aclnn_py.errors import AclError, AclnnError
 from aclnn_py.runtime import abi
 from aclnn_py.runtime.device import Stream, acl_init, set_device
@@ -72,14 +72,14 @@ def test_uint32_and_timeout_arguments(dev):
         dev.aclrtDestroyStream(h)
 
 
-def _op_values(spec: abi.OpSpec) -> dict:
+def _op_values(spec: catalog.OpDef) -> dict:
     values = {}
-    for i, (name, kind) in enumerate(spec.params):
-        if kind == abi.I64:
+    for i, (name, kind) in enumerate((p.c_name, p.kind) for p in spec.params):
+        if kind == catalog.I64:
             values[name] = (1 << 33) + i           # above 2^32: a c_int would truncate it
-        elif kind == abi.STR:
+        elif kind == catalog.STR:
             values[name] = f"grp{i}"
-        elif kind == abi.F32:
+        elif kind == catalog.F32:
             values[name] = 1e-6                    # not representable; must arrive as float32 bits
         else:
             values[name] = None
@@ -98,13 +98,13 @@ def test_operator_parameters_arrive_intact(dev, op_name):
     assert e.value.status == 161001
     name, f = last_call(dev)
     assert name == op_name + "GetWorkspaceSize"
-    assert list(f)[:len(op.spec.params)] == [p for p, _ in op.spec.params]
-    for p, kind in op.spec.params:
-        if kind == abi.I64:
+    assert list(f)[:len(op.spec.params)] == [p.c_name for p in op.spec.params]
+    for p, kind in ((p.c_name, p.kind) for p in op.spec.params):
+        if kind == catalog.I64:
             assert f[p] == str(values[p]), p
-        elif kind == abi.STR:
+        elif kind == catalog.STR:
             assert f[p] == f'"{values[p]}"', p
-        elif kind == abi.F32:
+        elif kind == catalog.F32:
             bits = struct.unpack("<I", struct.pack("<f", 1e-6))[0]
             assert f[p].endswith(f"/0x{bits:08x}"), f[p]
         else:

@@ -13,6 +13,7 @@ import pytest
 
 from aclnn_py.errors import AclnnError
 from aclnn_py.layout import MoeLayout
+from aclnn_py import validate
 from aclnn_py.validate import combine as V
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -65,8 +66,8 @@ def call(arn: bool, kw: dict):
                                "expert_scales")]
     if arn:
         pos += [kw.pop("residual_x"), kw.pop("gamma")]
-        return V.moe_distribute_combine_add_rms_norm_v2(*pos, **kw)
-    return V.moe_distribute_combine_v3(*pos, **kw)
+        return validate.moe_distribute_combine_add_rms_norm_v2(*pos, **kw)
+    return validate.moe_distribute_combine_v3(*pos, **kw)
 
 
 def nz(arr):

@@ -14,7 +14,7 @@ import pytest
 from aclnn_py.errors import AclnnError
 from aclnn_py.layout import MoeLayout, dispatch_output_specs
 from aclnn_py.validate import buffsize
-from aclnn_py.validate.dispatch import moe_distribute_dispatch_v3 as validate
+from aclnn_py.validate import moe_distribute_dispatch_v3 as validate
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 F16, F32, I8, I32, I64 = (np.dtype(t) for t in (np.float16, np.float32, np.int8, np.int32, np.int64))

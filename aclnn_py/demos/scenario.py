@@ -214,7 +214,7 @@ def ffn_stand_in(expand_x: np.ndarray, dynamic_scales: np.ndarray, dtype) -> np.
     return out
 
 
-def _combine_kwargs(sc: Scenario, inp: Dict[str, np.ndarray]) -> Dict[str, Any]:
+def combine_kwargs(sc: Scenario, inp: Dict[str, np.ndarray]) -> Dict[str, Any]:
     kw: Dict[str, Any] = {}
     if sc.copy_expert_num or sc.const_expert_num:
         kw["ori_x"] = inp["ori_x"]
@@ -285,14 +285,14 @@ def run_rank(ctx, sc: Scenario, inputs: List[Optional[dict]],
         if sc.combine == "add_rms_norm":
             c = aclnn_py.moe_distribute_combine_add_rms_norm_v2(
                 *args, inp["residual_x"], inp["gamma"], tp_send_counts=d.tp_recv_counts, norm_eps=sc.norm_eps,
-                **_combine_kwargs(sc, inp), **common)
+                **combine_kwargs(sc, inp), **common)
             out["time.combine"] = time.perf_counter() - t0
             for name, t in zip(("y", "rstd", "x"), c):
                 out.put("combine." + name, t.numpy())
                 t.free()
         else:
             x = aclnn_py.moe_distribute_combine_v3(*args, tp_send_counts=d.tp_recv_counts,
-                                                   **_combine_kwargs(sc, inp), **common)
+                                                   **combine_kwargs(sc, inp), **common)
             out["time.combine"] = time.perf_counter() - t0
             out.put("combine.x", x.numpy())
             x.free()
@@ -317,7 +317,7 @@ def run_reference(sc: Scenario, inputs: List[Optional[dict]]) -> List[Optional[D
     field_of = lambda name: [None if o is None else getattr(o, name) for o in d]  # noqa: E731
     expert_out = [None if o is None else ffn_stand_in(o.expand_x, o.dynamic_scales, sc.dtype) for o in d]
     first_live = next(i for i in inputs if i is not None)
-    combine_kw = {k: (v if k == "comm_quant_mode" else per(k)) for k, v in _combine_kwargs(sc, first_live).items()}
+    combine_kw = {k: (v if k == "comm_quant_mode" else per(k)) for k, v in combine_kwargs(sc, first_live).items()}
     args = (expert_out, per("expert_ids"), field_of("assist_info_for_combine"), field_of("ep_recv_counts"),
             per("expert_scales"))
     if sc.combine == "add_rms_norm":

@@ -25,18 +25,20 @@ naming the rank, as do cross-rank inconsistencies.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Mapping, Optional
 
 import numpy as np
 
+from ..catalog import OpDef
+from ..elastic import parse_elastic_info
 from ..errors import ACL_ERROR_RT_AICORE_EXCEPTION, AclnnError, CollectiveError
-from ..layout import (MoeLayout, add_rms_norm_output_specs, combine_output_specs, parse_elastic_info,
-                      zeros_for)
+from ..layout import MoeLayout, add_rms_norm_output_specs, combine_output_specs, zeros_for
 from ..results import CombineAddRmsNormOutputs
 from ..validate import combine as V
 from ..validate import rules as R
 from .numerics import FP32, canonical_nan, int8_comm_roundtrip, reduce_sum_a3, rne_bf16, rne_to, tp_add, widen
 from .routing import reference_group_tp
+from .world_args import per_rank_lists, rank_call
 
 _U32 = 0xFFFFFFFF
 _BLOCK = 16          # tokens per accumulation block (16 * H fp32 rows stay in L2)
@@ -71,33 +73,25 @@ class _Rank:
 class _World:
     """Validated inputs, row counts and the EP routing of one combine call."""
 
-    def __init__(self, op: str, arn: bool, a: dict, env: Any) -> None:
-        self.op = op
-        self.arn = arn
+    def __init__(self, op_def: OpDef, a: dict, env: Any) -> None:
+        op = self.op = op_def.c_name
+        self.op_def = op_def
+        self.arn = op_def.has("residual_x")
         self.env = env
         ep, tp = R.integer(op, "ep_world_size", a["ep_world_size"]), R.integer(op, "tp_world_size", a["tp_world_size"])
         self.ep, self.tp, self.tpf = ep, tp, max(tp, 1)
         self.world = ep * self.tpf
-        self.a = a
-        per_rank_names = ["assist_info_for_combine", "ep_send_counts", "expert_scales", "tp_send_counts",
-                          "x_active_mask", "activation_scale", "weight_scale", "group_list", "expand_scales",
-                          "shared_expert_x", "ori_x", "const_expert_alpha_1", "const_expert_alpha_2",
-                          "const_expert_v"]
-        if arn:
-            per_rank_names += ["residual_x", "gamma"]
+        self.lists = lists = per_rank_lists(op_def, a)
+        self.a = a = dict(a, **lists)
         self.elastic_info = a["elastic_info"]
-        self.per_rank_names = per_rank_names
-        for name in ["expand_x", "expert_ids"] + per_rank_names:
-            if a[name] is not None or name in ("expand_x", "expert_ids"):
-                a[name] = R.sequence(op, name, a[name])
-        a["group_tp"] = reference_group_tp(a["group_tp"], tp)
+        self.call = dict(a, group_tp=reference_group_tp(a["group_tp"], tp))
         self.rank: dict = {}
-        first = R.first_present(a["expand_x"])
-        lists = [a[n] for n in ["expert_ids"] + per_rank_names if a[n] is not None]
-        if first is not None and all(len(seq) > first for seq in lists):
+        first = R.first_present(lists["expand_x"])
+        given = [seq for seq in lists.values() if seq is not None]
+        if first is not None and all(len(seq) > first for seq in given):
             self._validate_rank(first)       # the documented rules before the lists' structure
-        per_rank = {n: a[n] for n in per_rank_names}
-        self.ranks = V.participating_ranks(op, expand_x=a["expand_x"], expert_ids=a["expert_ids"],
+        per_rank = {n: seq for n, seq in lists.items() if n not in ("expand_x", "expert_ids")}
+        self.ranks = V.participating_ranks(op, expand_x=lists["expand_x"], expert_ids=lists["expert_ids"],
                                            per_rank=per_rank, ep_world_size=ep, tp_world_size=tp,
                                            elastic_info=self.elastic_info)
         for g in self.ranks:
@@ -105,8 +99,8 @@ class _World:
                 self._validate_rank(g)
         if self.elastic_info is not None:
             self.elastic_info = np.asarray(self.elastic_info)
-        self.x = {g: np.asarray(a["expand_x"][g]) for g in self.ranks}
-        V.check_world(op, expand_x=a["expand_x"], expert_ids=a["expert_ids"], per_rank=per_rank,
+        self.x = {g: np.asarray(lists["expand_x"][g]) for g in self.ranks}
+        V.check_world(op, expand_x=lists["expand_x"], expert_ids=lists["expert_ids"], per_rank=per_rank,
                       ep_world_size=ep, tp_world_size=tp, global_bs=a["global_bs"], elastic_info=self.elastic_info)
         g0 = self.ranks[0]
         self.k = self.rank[g0].ids.shape[1]
@@ -121,28 +115,16 @@ class _World:
 
     def _validate_rank(self, g: int) -> None:
         """Validate global rank ``g``'s call (the per-rank rules and codes of the device path)."""
-        a, arn = self.a, self.arn
         e, j = divmod(g, self.tpf)
-        kw = {n: _entry(a[n], g) for n in self.per_rank_names}
-        pos = [_entry(a["expand_x"], g), _entry(a["expert_ids"], g), kw.pop("assist_info_for_combine"),
-               kw.pop("ep_send_counts"), kw.pop("expert_scales")]
-        if arn:
-            pos += [kw.pop("residual_x"), kw.pop("gamma")]
-            kw["norm_eps"] = a["norm_eps"]
-        validator = V.moe_distribute_combine_add_rms_norm_v2 if arn else V.moe_distribute_combine_v3
-        attrs = {n: a[n] for n in ("group_ep", "moe_expert_num", "group_tp", "expert_shard_type", "shared_expert_num",
-                                   "shared_expert_rank_num", "global_bs", "out_dtype", "comm_quant_mode",
-                                   "group_list_type", "comm_alg", "zero_expert_num", "copy_expert_num",
-                                   "const_expert_num")}
+        call = rank_call(self.op_def, self.call, self.lists, g, {"ep_rank_id": e, "tp_rank_id": j})
         try:
-            lay = validator(*pos, ep_world_size=self.ep, ep_rank_id=e, elastic_info=self.elastic_info,
-                            tp_world_size=self.tp, tp_rank_id=j, env=self.env, **attrs, **kw)
+            lay = V.check(self.op_def, call, env=self.env)
         except AclnnError as err:
             raise AclnnError(err.status, err.call, f"rank {g} (ep_rank_id={e}, tp_rank_id={j}): {err.message}") from None
-        ids = np.asarray(pos[1]).astype(np.int64)
-        mask = _at(a["x_active_mask"], g)
-        self.rank[g] = _Rank(g, e, j, lay, ids.shape[0], ids, np.asarray(pos[4], FP32),
-                             None if mask is None else mask.astype(bool))
+        ids = np.asarray(call["expert_ids"]).astype(np.int64)
+        mask = call["x_active_mask"]
+        self.rank[g] = _Rank(g, e, j, lay, ids.shape[0], ids, np.asarray(call["expert_scales"], FP32),
+                             None if mask is None else np.asarray(mask).astype(bool))
 
     # -- elastic "effective" world (kernel InitElasticInfo) ------------------------------------------
     def _effective_world(self) -> None:
@@ -408,82 +390,29 @@ def add_rms_norm_rows(acc: np.ndarray, residual: np.ndarray, gamma: np.ndarray, 
         y = rne_bf16(scratch)
     return y, np.asarray(rstd, FP32), x
 
-def _args(expand_x, expert_ids, assist_info_for_combine, ep_send_counts, expert_scales, loc) -> dict:
-    a = dict(loc)
-    a.update(expand_x=expand_x, expert_ids=expert_ids, assist_info_for_combine=assist_info_for_combine,
-             ep_send_counts=ep_send_counts, expert_scales=expert_scales)
-    return a
-
-
-def moe_distribute_combine_v3(expand_x: Sequence, expert_ids: Sequence, assist_info_for_combine: Sequence,
-                              ep_send_counts: Sequence, expert_scales: Sequence, *, ep_world_size: int,
-                              moe_expert_num: int, tp_send_counts: Optional[Sequence] = None,
-                              x_active_mask: Optional[Sequence] = None, expand_scales: Optional[Sequence] = None,
-                              shared_expert_x: Optional[Sequence] = None, elastic_info: Any = None,
-                              ori_x: Optional[Sequence] = None, const_expert_alpha_1: Optional[Sequence] = None,
-                              const_expert_alpha_2: Optional[Sequence] = None,
-                              const_expert_v: Optional[Sequence] = None, activation_scale: Optional[Sequence] = None,
-                              weight_scale: Optional[Sequence] = None, group_list: Optional[Sequence] = None,
-                              group_ep: str = "ep", group_tp: str = "", tp_world_size: int = 0,
-                              expert_shard_type: int = 0, shared_expert_num: int = 1,
-                              shared_expert_rank_num: int = 0, global_bs: int = 0, out_dtype: int = 0,
-                              comm_quant_mode: int = 0, group_list_type: int = 0, comm_alg: str = "",
-                              zero_expert_num: int = 0, copy_expert_num: int = 0, const_expert_num: int = 0,
-                              env: Any = None) -> List[Optional[np.ndarray]]:
-    """CombineV3 over the whole world. Returns ``x`` (Bs, H) of expand_x's dtype per global rank (None if removed).
+def compute(op: OpDef, args: Mapping[str, Any], env: Any = None) -> list:
+    """CombineV3 or CombineAddRmsNormV2 over the whole world; entry ``g`` is global rank ``g``'s result
+    (``None`` for a removed rank): CombineV3's ``x`` (Bs, H) of expand_x's dtype, or AddRmsNorm's
+    ``(y, rstd, x)``: y (Bs,1,H) bf16, rstd (Bs,1,1) fp32, x (Bs,1,H) bf16.
 
     Tensor arguments are sequences indexed by global rank ``g = ep_rank * max(tp, 1) + tp_rank`` (as
     returned by the reference dispatch); optional per-rank ones may be None. ``elastic_info`` is one int32
-    array shared by all ranks. ``tp_send_counts`` is required on A3 (shape ``(tp_world_size,)`` per rank,
-    the dispatch ``tp_recv_counts``). Every rank is validated first (same rules and codes as the device
-    path; ``env`` supplies ``HCCL_BUFFSIZE``). Rows of tokens the kernel does not process are 0.
+    array shared by all ranks. Every rank is validated first (same rules and codes as the device path;
+    ``env`` supplies ``HCCL_BUFFSIZE``). Rows of tokens the kernel does not process are 0. AddRmsNorm's
+    ``norm_eps`` is rounded to fp32 (the C parameter is a float).
     """
-    a = _args(expand_x, expert_ids, assist_info_for_combine, ep_send_counts, expert_scales, locals())
-    a["norm_eps"] = None
-    world = _World(V.OP_COMBINE, False, a, env)
+    world = _World(op, dict(args), env)
+    if not world.arn:
+        def finish(rk: _Rank, acc: np.ndarray, proc: np.ndarray) -> np.ndarray:
+            if proc.all():
+                return rne_to(acc, world.xdt)
+            out = zeros_for(combine_output_specs(rk.bs, world.h, world.xdt))["x"]
+            out[proc] = rne_to(acc[proc], world.xdt)
+            return out
+        return world.run(finish)
+    residual_x, gamma, norm_eps = world.lists["residual_x"], world.lists["gamma"], args["norm_eps"]
 
-    def finish(rk: _Rank, acc: np.ndarray, proc: np.ndarray) -> np.ndarray:
-        if proc.all():
-            return rne_to(acc, world.xdt)
-        out = zeros_for(combine_output_specs(rk.bs, world.h, world.xdt))["x"]
-        out[proc] = rne_to(acc[proc], world.xdt)
-        return out
-
-    return world.run(finish)
-
-
-def moe_distribute_combine_add_rms_norm_v2(expand_x: Sequence, expert_ids: Sequence,
-                                           assist_info_for_combine: Sequence, ep_send_counts: Sequence,
-                                           expert_scales: Sequence, residual_x: Sequence, gamma: Sequence, *,
-                                           ep_world_size: int, moe_expert_num: int,
-                                           tp_send_counts: Optional[Sequence] = None,
-                                           x_active_mask: Optional[Sequence] = None,
-                                           expand_scales: Optional[Sequence] = None,
-                                           shared_expert_x: Optional[Sequence] = None, elastic_info: Any = None,
-                                           ori_x: Optional[Sequence] = None,
-                                           const_expert_alpha_1: Optional[Sequence] = None,
-                                           const_expert_alpha_2: Optional[Sequence] = None,
-                                           const_expert_v: Optional[Sequence] = None,
-                                           activation_scale: Optional[Sequence] = None,
-                                           weight_scale: Optional[Sequence] = None,
-                                           group_list: Optional[Sequence] = None, group_ep: str = "ep",
-                                           group_tp: str = "", tp_world_size: int = 0, expert_shard_type: int = 0,
-                                           shared_expert_num: int = 1, shared_expert_rank_num: int = 0,
-                                           global_bs: int = 0, out_dtype: int = 0, comm_quant_mode: int = 0,
-                                           group_list_type: int = 0, comm_alg: str = "", norm_eps: float = 1e-6,
-                                           zero_expert_num: int = 0, copy_expert_num: int = 0,
-                                           const_expert_num: int = 0,
-                                           env: Any = None) -> List[Optional[CombineAddRmsNormOutputs]]:
-    """CombineAddRmsNormV2 over the whole world (bf16). Per global rank ``(y, rstd, x)``:
-    y (Bs,1,H) bf16, rstd (Bs,1,1) fp32, x (Bs,1,H) bf16; None for removed ranks.
-
-    ``residual_x`` (Bs,1,H) and ``gamma`` (H,) are per-rank sequences. ``norm_eps`` is rounded to fp32
-    (the C parameter is a float). Same conventions as :func:`moe_distribute_combine_v3`.
-    """
-    a = _args(expand_x, expert_ids, assist_info_for_combine, ep_send_counts, expert_scales, locals())
-    world = _World(V.OP_ARN, True, a, env)
-
-    def finish(rk: _Rank, acc: np.ndarray, proc: np.ndarray) -> CombineAddRmsNormOutputs:
+    def finish_arn(rk: _Rank, acc: np.ndarray, proc: np.ndarray) -> CombineAddRmsNormOutputs:
         bs, h = rk.bs, world.h
         res = np.asarray(residual_x[rk.g]).reshape(bs, h)
         gam = np.asarray(gamma[rk.g])
@@ -495,7 +424,7 @@ def moe_distribute_combine_add_rms_norm_v2(expand_x: Sequence, expert_ids: Seque
         o["y"][proc, 0], o["rstd"][proc, 0, 0], o["x"][proc, 0] = y, rstd, x
         return CombineAddRmsNormOutputs(o["y"], o["rstd"], o["x"])
 
-    return world.run(finish)
+    return world.run(finish_arn)
 
 
-__all__ = ["moe_distribute_combine_v3", "moe_distribute_combine_add_rms_norm_v2", "add_rms_norm_rows"]
+__all__ = ["compute", "add_rms_norm_rows"]

@@ -18,10 +18,12 @@ Elements the kernel never writes are 0 (outputs are zero-allocated with the layo
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Mapping, Optional
 
 import numpy as np
 
+from ..catalog import OpDef
+from ..elastic import parse_elastic_info
 from ..errors import ACLNN_ERR_INNER_TILING_ERROR, ACLNN_ERR_PARAM_NULLPTR, AclnnError, param_error
 from ..layout import dispatch_output_specs, zeros_for
 from ..results import DispatchOutputs
@@ -29,6 +31,7 @@ from ..validate import dispatch as _validate
 from ..validate import rules as R
 from .numerics import canonical_nan
 from .routing import EpWorld, active_pairs, ep_world, reference_group_tp
+from .world_args import per_rank_lists, rank_call
 
 OP = _validate.OP
 _QUANT_ROWS_BYTES = 1 << 20   # float32 working set per quantisation chunk (1 MiB: stays in L2)
@@ -125,29 +128,11 @@ def _quant_all_rows(x_list: List[np.ndarray], row0: np.ndarray, h: int):
 # The world-level reference
 # ---------------------------------------------------------------------------------------------
 
-def _per_rank(name: str, value: Any, required: bool) -> Optional[List[Any]]:
-    """A per-rank argument as a list (entries unchanged; the per-rank validation checks their types)."""
-    if value is None:
-        if required:
-            R.fail(OP, ACLNN_ERR_PARAM_NULLPTR, name, "a sequence with one entry per global rank (required)", None)
-        return None
-    return R.sequence(OP, name, value)
-
-
 def _rank_error(err: AclnnError, g: int, e: int, t: int) -> AclnnError:
     return AclnnError(err.status, err.call, f"rank {g} (ep_rank_id={e}, tp_rank_id={t}): {err.message}")
 
 
-def moe_distribute_dispatch_v3(x: Sequence[Any], expert_ids: Sequence[Any], *, ep_world_size: int,
-                               moe_expert_num: int, scales: Optional[Sequence[Any]] = None,
-                               x_active_mask: Optional[Sequence[Any]] = None,
-                               expert_scales: Optional[Sequence[Any]] = None,
-                               elastic_info: Any = None, group_ep: str = "ep", group_tp: str = "",
-                               tp_world_size: int = 0, expert_shard_type: int = 0,
-                               shared_expert_num: int = 1, shared_expert_rank_num: int = 0,
-                               quant_mode: int = 0, global_bs: int = 0, expert_token_nums_type: int = 1,
-                               comm_alg: str = "", zero_expert_num: int = 0, copy_expert_num: int = 0,
-                               const_expert_num: int = 0) -> List[Optional[DispatchOutputs]]:
+def compute(op: OpDef, args: Mapping[str, Any], env: Any = None) -> List[Optional[DispatchOutputs]]:
     """DispatchV3 on every rank of an EP x TP world; entry ``g`` is the result of global rank ``g``.
 
     ``x[g]`` (BS_g, H) bf16/fp16, ``expert_ids[g]`` (BS_g, K) int32, with
@@ -169,28 +154,22 @@ def moe_distribute_dispatch_v3(x: Sequence[Any], expert_ids: Sequence[Any], *, e
     everywhere; same BS when ``global_bs == 0``; ``None`` exactly for removed ranks). Sequences of the wrong
     length raise 561002 naming them.
     """
-    ep = _validate.attr_int("ep_world_size", ep_world_size)
-    tp = _validate.attr_int("tp_world_size", tp_world_size)
+    ep = R.integer(OP, "ep_world_size", args["ep_world_size"])
+    tp = R.integer(OP, "tp_world_size", args["tp_world_size"])
     tpf = max(tp, 1)
     world = ep * tpf
-    lists = {name: _per_rank(name, value, name in ("x", "expert_ids"))
-             for name, value in (("x", x), ("expert_ids", expert_ids), ("scales", scales),
-                                 ("x_active_mask", x_active_mask), ("expert_scales", expert_scales))}
-    qm = _validate.attr_int("quant_mode", quant_mode)
-    attrs = dict(group_ep=group_ep, ep_world_size=ep, moe_expert_num=moe_expert_num,
-                 group_tp=reference_group_tp(group_tp, tp), tp_world_size=tp, expert_shard_type=expert_shard_type,
-                 shared_expert_num=shared_expert_num, shared_expert_rank_num=shared_expert_rank_num, quant_mode=qm,
-                 global_bs=global_bs, expert_token_nums_type=expert_token_nums_type, comm_alg=comm_alg,
-                 zero_expert_num=zero_expert_num, copy_expert_num=copy_expert_num, const_expert_num=const_expert_num)
+    lists = per_rank_lists(op, args)
+    qm = R.integer(OP, "quant_mode", args["quant_mode"])
+    call = dict(args, group_tp=reference_group_tp(args["group_tp"], tp))
+    elastic_info = args["elastic_info"]
 
     # 1. per-rank validation: the first taking-part rank before the lists' lengths (documented rules first),
     #    then every other rank, then the cross-rank rules
     def validated(g: int) -> Any:
         e, t = divmod(g, tpf)
-        entry = {name: (seq[g] if seq is not None else None) for name, seq in lists.items()}
         try:
-            return _validate.moe_distribute_dispatch_v3(entry.pop("x"), entry.pop("expert_ids"), ep_rank_id=e,
-                                                        tp_rank_id=t, elastic_info=elastic_info, **entry, **attrs)
+            return _validate.check(op, rank_call(op, call, lists, g, {"ep_rank_id": e, "tp_rank_id": t}),
+                                   env=env)
         except AclnnError as err:
             raise _rank_error(err, g, e, t) from None
 
@@ -201,12 +180,11 @@ def moe_distribute_dispatch_v3(x: Sequence[Any], expert_ids: Sequence[Any], *, e
     for name, seq in lists.items():
         if seq is not None:
             R.per_rank_length(OP, name, seq, world)
-    xs, ids, scs, masks, escs = (lists[n] or [None] * world for n in ("x", "expert_ids", "scales", "x_active_mask",
-                                                                       "expert_scales"))
+    xs, ids, scs, masks = (lists[n] or [None] * world for n in ("x", "expert_ids", "scales", "x_active_mask"))
     for g in range(world):
         if lays[g] is None and not (xs[g] is None and ids[g] is None):
             lays[g] = validated(g)
-    _check_world(xs, ids, lays, elastic_info, ep=ep, tpf=tpf, global_bs=int(global_bs))
+    _check_world(xs, ids, lays, elastic_info, ep=ep, tpf=tpf, global_bs=int(args["global_bs"]))
 
     # 2. outputs, zero-filled with the layout's shapes
     outs: List[Optional[dict]] = [None] * world
@@ -215,12 +193,12 @@ def moe_distribute_dispatch_v3(x: Sequence[Any], expert_ids: Sequence[Any], *, e
             outs[g] = zeros_for(dispatch_output_specs(lays[g], xs[g].shape[1], xs[g].dtype, qm))
 
     # 3. EP all-to-all inside each TP slice
-    w = ep_world(ep, moe_expert_num, shared_expert_num, shared_expert_rank_num, elastic_info)
+    w = ep_world(ep, args["moe_expert_num"], args["shared_expert_num"], args["shared_expert_rank_num"], elastic_info)
     n_own = np.zeros(world, dtype=np.int64)
     for t in range(tpf):
         _dispatch_slice(w, t, tpf, xs, ids, scs, masks, outs, n_own, quant_mode=qm,
-                        z=int(zero_expert_num) + int(copy_expert_num) + int(const_expert_num),
-                        token_nums_type=int(expert_token_nums_type))
+                        z=int(args["zero_expert_num"]) + int(args["copy_expert_num"]) + int(args["const_expert_num"]),
+                        token_nums_type=int(args["expert_token_nums_type"]))
 
     # 4. TP all-gather inside each TP pair: self rows first, then the peer's
     if tp == 2:
@@ -243,15 +221,11 @@ def moe_distribute_dispatch_v3(x: Sequence[Any], expert_ids: Sequence[Any], *, e
 def _check_world(xs, ids, lays, elastic_info, *, ep: int, tpf: int, global_bs: int) -> None:
     """Rules that need every rank: who takes part, and shapes that must agree across ranks."""
     world = len(xs)
-    info = None
-    if elastic_info is not None:
-        a = np.asarray(elastic_info).astype(np.int64).reshape(-1)
-        if a.size == 4 + 2 * ep and a[0] != 0:
-            info = a
+    table = parse_elastic_info(elastic_info, ep)
+    gone = set(table.removed()) if table is not None else set()
     for g in range(world):
         if lays[g] is None:
-            e = g // tpf
-            removed = info is not None and info[4 + e] == -1
+            removed = g // tpf in gone
             if not removed:
                 raise param_error(OP, ACLNN_ERR_PARAM_NULLPTR, "x",
                                   f"an array for rank {g} (only ranks that elastic_info removes, "

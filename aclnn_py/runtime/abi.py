@@ -2,7 +2,7 @@
 
 Modelled on vLLM's ``pynccl_wrapper.py``: one :class:`Function` per C function, its prototype as
 the comment above it, and a status kind that tells :mod:`.library` how to check the result. The
-operator tables are lists of ``(C parameter name, ctype)`` so wrappers fill arguments by name.
+operators' prototypes are their :mod:`aclnn_py.catalog` entries (:func:`phase1`, :func:`phase2`).
 Facts: ``../shared/spec/abi.md`` §1-§2.
 """
 from __future__ import annotations
@@ -12,6 +12,8 @@ from ctypes import (POINTER, Structure, c_char, c_char_p, c_float, c_int, c_int3
                     c_size_t, c_uint32, c_uint64, c_void_p)
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
+
+from .. import catalog
 
 # C typedefs
 aclError = c_int
@@ -207,109 +209,24 @@ SIMULATOR = [
     _f("aclsimConnectTimeoutMs", c_int64, [], None),
 ]
 
-# ---- operators: parameter tables of the GetWorkspaceSize phase ----------------------------------
-TENSOR, STR, I64, F32 = "tensor", "str", "int64", "float"
-_CTYPE = {TENSOR: aclTensorPtr, STR: c_char_p, I64: c_int64, F32: c_float}
-PHASE1_TAIL = (("workspaceSize", P(c_uint64)), ("executor", P(aclOpExecutorPtr)))
+# ---- operators: both phases of every catalog entry ----------------------------------------------------
+_CTYPE = {catalog.TENSOR: aclTensorPtr, catalog.STR: c_char_p, catalog.I64: c_int64, catalog.F32: c_float}
+# ..., uint64_t *workspaceSize, aclOpExecutor **executor);
+PHASE1_TAIL = (P(c_uint64), P(aclOpExecutorPtr))
 # aclnnStatus aclnnXxx(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor, aclrtStream stream);
 PHASE2_ARGTYPES = (c_void_p, c_uint64, aclOpExecutorPtr, aclrtStream)
 
 
-def _params(spec: str) -> Tuple[Tuple[str, str], ...]:
-    """Parse ``"name:kind name:kind ..."`` (kinds: tensor/str/int64/float)."""
-    return tuple(tuple(item.split(":")) for item in spec.split())
+def phase1(op: catalog.OpDef) -> Function:
+    """``aclnnStatus {op}GetWorkspaceSize(<op.params>, uint64_t *workspaceSize, aclOpExecutor **executor)``
+    (the prototype is the catalog entry's parameter list)."""
+    return Function(op.c_name + "GetWorkspaceSize", aclnnStatus,
+                    tuple(_CTYPE[p.kind] for p in op.params) + PHASE1_TAIL, "aclnn")
 
 
-def _insert(params, after: str, new: Sequence[Tuple[str, str]]):
-    i = [p[0] for p in params].index(after) + 1
-    return params[:i] + tuple(new) + params[i:]
-
-
-def _without(params, names: Sequence[str]):
-    return tuple(p for p in params if p[0] not in names)
-
-
-BARRIER_V2 = _params("xRef:tensor timeOut:tensor elasticInfo:tensor group:str worldSize:int64")
-BARRIER_V1 = _without(BARRIER_V2, ("timeOut", "elasticInfo"))
-
-DISPATCH_V3 = _params(
-    "x:tensor expertIds:tensor scalesOptional:tensor xActiveMaskOptional:tensor "
-    "expertScalesOptional:tensor elasticInfoOptional:tensor groupEp:str epWorldSize:int64 "
-    "epRankId:int64 moeExpertNum:int64 groupTp:str tpWorldSize:int64 tpRankId:int64 "
-    "expertShardType:int64 sharedExpertNum:int64 sharedExpertRankNum:int64 quantMode:int64 "
-    "globalBs:int64 expertTokenNumsType:int64 commAlg:str zeroExpertNum:int64 copyExpertNum:int64 "
-    "constExpertNum:int64 expandXOut:tensor dynamicScalesOut:tensor assistInfoForCombineOut:tensor "
-    "expertTokenNumsOut:tensor epRecvCountsOut:tensor tpRecvCountsOut:tensor expandScalesOut:tensor")
-DISPATCH_V4 = _insert(DISPATCH_V3, "elasticInfoOptional", [("performanceInfoOptional", TENSOR)])
-DISPATCH_V2 = _without(DISPATCH_V3, ("elasticInfoOptional", "zeroExpertNum", "copyExpertNum", "constExpertNum"))
-
-_COMBINE_HEAD = (
-    "expandX:tensor expertIds:tensor assistInfoForCombine:tensor epSendCounts:tensor expertScales:tensor ")
-_COMBINE_OPTIONALS = (
-    "tpSendCountsOptional:tensor xActiveMaskOptional:tensor activationScaleOptional:tensor "
-    "weightScaleOptional:tensor groupListOptional:tensor expandScalesOptional:tensor "
-    "sharedExpertXOptional:tensor elasticInfoOptional:tensor oriXOptional:tensor "
-    "constExpertAlpha1Optional:tensor constExpertAlpha2Optional:tensor constExpertVOptional:tensor "
-    "groupEp:str epWorldSize:int64 epRankId:int64 moeExpertNum:int64 groupTp:str tpWorldSize:int64 "
-    "tpRankId:int64 expertShardType:int64 sharedExpertNum:int64 sharedExpertRankNum:int64 "
-    "globalBs:int64 outDtype:int64 commQuantMode:int64 groupListType:int64 commAlg:str ")
-_SPECIAL = "zeroExpertNum:int64 copyExpertNum:int64 constExpertNum:int64 "
-COMBINE_V3 = _params(_COMBINE_HEAD + _COMBINE_OPTIONALS + _SPECIAL + "xOut:tensor")
-COMBINE_V4 = _insert(COMBINE_V3, "constExpertVOptional", [("performanceInfoOptional", TENSOR)])
-_V3_ONLY = ("elasticInfoOptional", "oriXOptional", "constExpertAlpha1Optional", "constExpertAlpha2Optional",
-            "constExpertVOptional", "zeroExpertNum", "copyExpertNum", "constExpertNum")
-COMBINE_V2 = _without(COMBINE_V3, _V3_ONLY)
-ADD_RMS_NORM_V2 = _params(_COMBINE_HEAD + "residualX:tensor gamma:tensor " + _COMBINE_OPTIONALS
-                          + "normEps:float " + _SPECIAL + "yOut:tensor rstdOut:tensor xOut:tensor")
-ADD_RMS_NORM_V1 = _without(ADD_RMS_NORM_V2, _V3_ONLY)
-
-
-@dataclass(frozen=True)
-class OpSpec:
-    """A two-phase aclnn operator: ``{name}GetWorkspaceSize(params..., ws*, executor**)`` + ``{name}(...)``."""
-
-    name: str
-    params: Tuple[Tuple[str, str], ...]
-
-    @property
-    def phase1(self) -> Function:
-        argtypes = [_CTYPE[kind] for _, kind in self.params] + [t for _, t in PHASE1_TAIL]
-        return Function(self.name + "GetWorkspaceSize", aclnnStatus, tuple(argtypes), "aclnn")
-
-    @property
-    def phase2(self) -> Function:
-        return Function(self.name, aclnnStatus, PHASE2_ARGTYPES, "aclnn")
-
-    @property
-    def arg_count(self) -> int:
-        return len(self.params) + len(PHASE1_TAIL)
-
-
-OPS = {
-    spec.name: spec for spec in [
-        OpSpec("aclnnDistributeBarrierV2", BARRIER_V2),
-        OpSpec("aclnnDistributeBarrier", BARRIER_V1),
-        OpSpec("aclnnMoeDistributeDispatchV4", DISPATCH_V4),
-        OpSpec("aclnnMoeDistributeDispatchV3", DISPATCH_V3),
-        OpSpec("aclnnMoeDistributeDispatchV2", DISPATCH_V2),
-        OpSpec("aclnnMoeDistributeCombineV4", COMBINE_V4),
-        OpSpec("aclnnMoeDistributeCombineV3", COMBINE_V3),
-        OpSpec("aclnnMoeDistributeCombineV2", COMBINE_V2),
-        OpSpec("aclnnMoeDistributeCombineAddRmsNormV2", ADD_RMS_NORM_V2),
-        OpSpec("aclnnMoeDistributeCombineAddRmsNorm", ADD_RMS_NORM_V1),
-    ]
-}
-
-# The family each op belongs to, newest first (the version torch_npu would pick comes first).
-OP_FAMILIES = {
-    "DistributeBarrier": ["aclnnDistributeBarrierV2", "aclnnDistributeBarrier"],
-    "MoeDistributeDispatch": ["aclnnMoeDistributeDispatchV4", "aclnnMoeDistributeDispatchV3",
-                              "aclnnMoeDistributeDispatchV2"],
-    "MoeDistributeCombine": ["aclnnMoeDistributeCombineV4", "aclnnMoeDistributeCombineV3",
-                             "aclnnMoeDistributeCombineV2"],
-    "MoeDistributeCombineAddRmsNorm": ["aclnnMoeDistributeCombineAddRmsNormV2",
-                                       "aclnnMoeDistributeCombineAddRmsNorm"],
-}
+def phase2(op: catalog.OpDef) -> Function:
+    """``aclnnStatus {op}(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor, aclrtStream stream)``."""
+    return Function(op.c_name, aclnnStatus, PHASE2_ARGTYPES, "aclnn")
 
 
 def int64_array(values: Sequence[int]):

@@ -6,7 +6,7 @@ import ctypes
 import os
 import threading
 import weakref
-from typing import List, Optional
+from typing import Optional
 
 from ..errors import ACL_ERROR_REPEAT_INITIALIZE, AclError
 from . import abi

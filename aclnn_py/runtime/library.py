@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 
 from ..errors import (ACLNN_ERR_INNER_FIND_KERNEL_ERROR, ACLNN_ERR_PARAM_INVALID, AclError,
                       AclnnError, HcclError)
+from .. import catalog
 from . import abi
 from .discovery import CannInstall, describe_search, find_cann
 
@@ -27,7 +28,7 @@ class CannNotFound(RuntimeError):
 class BoundOp:
     """An operator's two foreign functions and the library they came from."""
 
-    spec: abi.OpSpec
+    spec: catalog.OpDef
     get_workspace_size: object
     execute: object
     library: Path
@@ -130,27 +131,36 @@ class CannLibrary:
 
     # -- operators --------------------------------------------------------------------------
     def op(self, name: str) -> BoundOp:
-        """The operator ``name`` from the first op library exporting both of its phases."""
+        """The operator ``name`` (a catalog C name) from the first op library exporting both of its phases."""
         if name in self._ops:
             return self._ops[name]
-        spec = abi.OPS[name]
+        spec = catalog.OPS[name]
+        p1, p2 = abi.phase1(spec), abi.phase2(spec)
         for path in self.install.op_libraries:
             dll = self._dll(path)
-            if hasattr(dll, spec.phase1.name) and hasattr(dll, spec.phase2.name):
-                bound = BoundOp(spec, self._bind_one(spec.phase1, dll), self._bind_one(spec.phase2, dll), path)
+            if hasattr(dll, p1.name) and hasattr(dll, p2.name):
+                bound = BoundOp(spec, self._bind_one(p1, dll), self._bind_one(p2, dll), path)
                 self._ops[name] = bound
                 return bound
         raise AclnnError(ACLNN_ERR_INNER_FIND_KERNEL_ERROR, name,
-                         f"no operator library under {self.install.home} exports {spec.phase1.name} and "
-                         f"{spec.phase2.name} (searched: {', '.join(map(str, self.install.op_libraries)) or 'none'})")
+                         f"no operator library under {self.install.home} exports {p1.name} and "
+                         f"{p2.name} (searched: {', '.join(map(str, self.install.op_libraries)) or 'none'})")
+
+    def exports(self, name: str) -> bool:
+        """Whether some operator library exports both phases of catalog operator ``name``."""
+        try:
+            self.op(name)
+            return True
+        except AclnnError:
+            return False
 
     def op_exports(self) -> Dict[Path, List[str]]:
-        """For each op library, the operators of :data:`abi.OPS` it exports (both phases)."""
+        """For each op library, the catalog operators it exports (both phases)."""
         out: Dict[Path, List[str]] = {}
         for path in self.install.op_libraries:
             dll = self._dll(path)
-            out[path] = [n for n, s in abi.OPS.items()
-                         if hasattr(dll, s.phase1.name) and hasattr(dll, s.phase2.name)]
+            out[path] = [n for n in catalog.OPS
+                         if hasattr(dll, n + "GetWorkspaceSize") and hasattr(dll, n)]
         return out
 
 

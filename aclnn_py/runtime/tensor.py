@@ -19,6 +19,7 @@ from numpy.lib.mixins import NDArrayOperatorsMixin
 
 from ..dtypes import to_acl
 from ..errors import ACLNN_ERR_PARAM_INVALID, ACLNN_ERR_PARAM_NULLPTR, AclnnError
+from ..results import HOST_METHODS
 from . import abi
 from .device import adopt_by_current_device, initialised_library
 
@@ -107,13 +108,6 @@ def _dims_and_strides(shape: tuple):
 
 
 _ACL_DTYPES: dict = {}   # numpy dtype -> aclDataType value
-
-# ndarray attributes that read the data and return new host data: served from a host copy.
-HOST_METHODS = frozenset((
-    "T", "all", "any", "argmax", "argmin", "argsort", "astype", "clip", "copy", "cumprod", "cumsum", "diagonal",
-    "dot", "flatten", "imag", "item", "max", "mean", "min", "nonzero", "prod", "ravel", "real", "repeat",
-    "reshape", "round", "searchsorted", "squeeze", "std", "sum", "swapaxes", "take", "tobytes", "tolist",
-    "trace", "transpose", "var", "view"))
 
 
 def _invalid(param: str, rule: str, value: Any) -> AclnnError:

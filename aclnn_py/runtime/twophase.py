@@ -15,11 +15,12 @@ import ctypes
 import threading
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from .. import catalog
 from . import abi
 from .device import Stream, initialised_library
 from .tensor import DeviceBuffer
 
-_TENSOR, _STR, _F32 = abi.TENSOR, abi.STR, abi.F32
+_TENSOR, _STR, _F32 = catalog.TENSOR, catalog.STR, catalog.F32
 
 
 class _Template:
@@ -28,8 +29,8 @@ class _Template:
 
     __slots__ = ("params", "names", "build")
 
-    def __init__(self, spec: abi.OpSpec) -> None:
-        self.params: Tuple[Tuple[str, str], ...] = tuple(spec.params)
+    def __init__(self, spec: catalog.OpDef) -> None:
+        self.params: Tuple[Tuple[str, str], ...] = tuple((p.c_name, p.kind) for p in spec.params)
         self.names = frozenset(name for name, _ in self.params)
         exprs = []
         for i, (name, kind) in enumerate(self.params):
@@ -44,21 +45,21 @@ class _Template:
                 exprs.append(f"int({v} or 0)")
         src = "def build(values):\n    g = values.get\n    return [" + ", ".join(exprs) + "]\n"
         scope: Dict[str, Any] = {}
-        exec(compile(src, f"<aclnn_py argument builder of {spec.name}>", "exec"), scope)
+        exec(compile(src, f"<aclnn_py argument builder of {spec.c_name}>", "exec"), scope)
         self.build = scope["build"]
 
 
-_templates: Dict[abi.OpSpec, _Template] = {}
+_templates: Dict[catalog.OpDef, _Template] = {}
 
 
-def _template(spec: abi.OpSpec) -> _Template:
+def _template(spec: catalog.OpDef) -> _Template:
     t = _templates.get(spec)
     if t is None:
         t = _templates[spec] = _Template(spec)
     return t
 
 
-def build_arguments(spec: abi.OpSpec, values: Mapping[str, Any]) -> list:
+def build_arguments(spec: catalog.OpDef, values: Mapping[str, Any]) -> list:
     """Positional C arguments of phase 1 from ``{C parameter name: value}``.
 
     Tensors are :class:`DeviceTensor` or ``None`` (NULL); strings are ``str`` or ``None``;
@@ -67,7 +68,7 @@ def build_arguments(spec: abi.OpSpec, values: Mapping[str, Any]) -> list:
     t = _template(spec)
     if not t.names.issuperset(values):
         unknown = set(values) - t.names
-        raise TypeError(f"{spec.name}: unknown C parameters {sorted(unknown)}")
+        raise TypeError(f"{spec.c_name}: unknown C parameters {sorted(unknown)}")
     return t.build(values)
 
 

@@ -1,11 +1,13 @@
 """aclnnDistributeBarrierV2 rules (spec combine-addrmsnorm-barrier.md §9), in CANN's order."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from ..catalog import OpDef
 from ..dtypes import bfloat16
+from ..elastic import parse_elastic_info
 from . import rules as R
 
 OP = "aclnnDistributeBarrierV2"
@@ -16,41 +18,37 @@ WORLD_SIZE_MIN, WORLD_SIZE_MAX = 2, 384
 
 def elastic_table(op: str, info: Any, world_size: int, param: str = "elastic_info") -> None:
     """Internal consistency of an enabled elastic table (documented, not checked by CANN kernels)."""
-    a = np.asarray(info).astype(np.int64).reshape(-1)
-    if a[0] == 0:
+    t = parse_elastic_info(info, world_size)
+    if not t.enabled:
         return
     note = " (documented rule, not enforced by the CANN kernel)"
-    n = int(a[1])
+    n = t.ep_world_size
     R.require(1 <= n <= world_size, op, R.TILING, param, "1 <= elastic_info[1] (ranks after scale-down) <= "
               f"{world_size}{note}", n)
-    to_new, to_orig = a[4:4 + world_size], a[4 + world_size:4 + 2 * world_size]
-    live = to_orig[:n]
+    live = t.to_orig[:n]
     if not (np.all((live >= 0) & (live < world_size)) and np.unique(live).size == n):
         R.fail(op, R.TILING, param, f"Table2[0:{n}] to hold {n} distinct original ranks in [0, {world_size}){note}",
                live.tolist())
-    if not np.all(to_new[live] == np.arange(n)):
-        R.fail(op, R.TILING, param, f"Table1[Table2[i]] == i for every surviving rank i{note}", to_new.tolist())
+    if not np.all(t.to_new[live] == np.arange(n)):
+        R.fail(op, R.TILING, param, f"Table1[Table2[i]] == i for every surviving rank i{note}", t.to_new.tolist())
     removed = np.setdiff1d(np.arange(world_size), live)
-    if not np.all(to_new[removed] == -1):
-        R.fail(op, R.TILING, param, f"Table1 == -1 for every removed rank{note}", to_new.tolist())
+    if not np.all(t.to_new[removed] == -1):
+        R.fail(op, R.TILING, param, f"Table1 == -1 for every removed rank{note}", t.to_new.tolist())
 
 
 INT32_MAX = 2**31 - 1
 
 
-def distribute_barrier_v2(x_ref: Any, *, group: Optional[str], world_size: int, time_out: Any = None,
-                          elastic_info: Any = None) -> None:
-    """Validate one rank's DistributeBarrierV2 call.
+def check(op_def: OpDef, args: Mapping[str, Any], outputs: Any = None, env: Any = None) -> None:
+    """Validate one rank's DistributeBarrierV2 call (``args``: every parameter by keyword).
 
     ``time_out``: None, an int (microseconds) or an int32 tensor of shape (1,); ``elastic_info``: int32
-    ``(4 + 2 * world_size,)``. Values are read from host numpy arrays only.
+    ``(4 + 2 * world_size,)``. Values are read from host numpy arrays only. The barrier has no outputs
+    and reads no environment: ``outputs`` and ``env`` are ignored.
     """
-    R.tensor(OP, "x_ref", x_ref)
-    if not R.is_tensor(time_out):
-        time_out = None if time_out is None else R.integer(OP, "time_out", time_out)
-    R.tensor(OP, "elastic_info", elastic_info)
-    R.string(OP, "group", group)
-    world_size = R.integer(OP, "world_size", world_size)
+    a = R.typed_args(op_def, args)
+    x_ref, group, world_size = a["x_ref"], a["group"], a["world_size"]
+    time_out, elastic_info = a["time_out"], a["elastic_info"]
     R.not_none(OP, "x_ref", x_ref)
     R.require(group is not None, OP, R.NULLPTR, "group", "not None (required)", group)
     n = len(group.encode("utf-8"))

@@ -25,6 +25,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..catalog import OpDef
 from ..dtypes import acl_name, bfloat16
 from ..layout import MoeLayout, normalised_shared_expert_num, parse_elastic_info
 from . import rules as R
@@ -85,10 +86,16 @@ def _unpack_outputs(op: str, outputs: Any, arn: bool) -> dict:
     return out
 
 
-def _check(op: str, arn: bool, t: dict, *, group_ep, ep_world_size, ep_rank_id, moe_expert_num, group_tp,
-           tp_world_size, tp_rank_id, expert_shard_type, shared_expert_num, shared_expert_rank_num, global_bs,
-           comm_quant_mode, zero_expert_num, copy_expert_num, const_expert_num, outputs, env,
-           check_values) -> MoeLayout:
+def _check(op: str, arn: bool, a: Mapping[str, Any], outputs: Any, env: Mapping[str, str],
+           check_values: bool) -> MoeLayout:
+    t = a          # tensors are read by name from the typed arguments
+    group_ep, group_tp = a["group_ep"], a["group_tp"]
+    ep_world_size, ep_rank_id, tp_world_size = a["ep_world_size"], a["ep_rank_id"], a["tp_world_size"]
+    tp_rank_id, expert_shard_type, global_bs = a["tp_rank_id"], a["expert_shard_type"], a["global_bs"]
+    shared_expert_num, shared_expert_rank_num = a["shared_expert_num"], a["shared_expert_rank_num"]
+    comm_quant_mode, moe_expert_num = a["comm_quant_mode"], a["moe_expert_num"]
+    zero_expert_num, copy_expert_num, const_expert_num = (a["zero_expert_num"], a["copy_expert_num"],
+                                                          a["const_expert_num"])
     has_out = outputs is not None
     outs = _unpack_outputs(op, outputs, arn)
     ep, tp = int(ep_world_size), int(tp_world_size)
@@ -401,97 +408,26 @@ def _check_values(op: str, t: dict, lay: MoeLayout, m: int, z: int, c: int, q: i
                    f"expert_ids[{tt}] = {ids[tt].tolist()}")
 
 
-# the tensor arguments of the two operators, in C order
-_TENSORS_CV3 = ("expand_x", "expert_ids", "assist_info_for_combine", "ep_send_counts", "expert_scales",
-                "tp_send_counts", "x_active_mask", "activation_scale", "weight_scale", "group_list", "expand_scales",
-                "shared_expert_x", "elastic_info", "ori_x", "const_expert_alpha_1", "const_expert_alpha_2",
-                "const_expert_v")
-_TENSORS_ARN = _TENSORS_CV3[:5] + ("residual_x", "gamma") + _TENSORS_CV3[5:]
-# the scalar arguments in C order, with their Python types; _check ignores out_dtype, group_list_type, comm_alg
-# and norm_eps (the A3 tiling does not read them) but they are still checked here: they reach the C call
-_SCALARS = (("group_ep", "str"), ("ep_world_size", "int"), ("ep_rank_id", "int"), ("moe_expert_num", "int"),
-            ("group_tp", "str"), ("tp_world_size", "int"), ("tp_rank_id", "int"), ("expert_shard_type", "int"),
-            ("shared_expert_num", "int"), ("shared_expert_rank_num", "int"), ("global_bs", "int"),
-            ("out_dtype", "int"), ("comm_quant_mode", "int"), ("group_list_type", "int"), ("comm_alg", "alg"),
-            ("norm_eps", "real"), ("zero_expert_num", "int"), ("copy_expert_num", "int"), ("const_expert_num", "int"))
-_CHECK_ARGS = ("group_ep", "ep_world_size", "ep_rank_id", "moe_expert_num", "group_tp", "tp_world_size", "tp_rank_id",
-               "expert_shard_type", "shared_expert_num", "shared_expert_rank_num", "global_bs", "comm_quant_mode",
-               "zero_expert_num", "copy_expert_num", "const_expert_num", "outputs", "check_values")
-_AS_TYPE = {"str": R.string, "int": R.integer, "real": R.real,
-            "alg": lambda op, name, v: R.string(op, name, v, optional=True)}
+def check(op_def: OpDef, args: Mapping[str, Any], outputs: Any = None, env: Optional[Mapping[str, str]] = None,
+          check_values: bool = True) -> MoeLayout:
+    """Check one rank's CombineV3 or CombineAddRmsNormV2 call (``args``: every parameter by keyword); raise
+    :class:`AclnnError` at the first rule broken. Returns the rank's :class:`MoeLayout`.
 
-
-def _typed(op: str, arn: bool, args: Mapping[str, Any]) -> dict:
-    """Every argument checked for its Python type, in C order (tensors, then attributes)."""
-    names = _TENSORS_ARN if arn else _TENSORS_CV3
-    t = {name: args[name] for name in names}
-    R.tensors(op, t)
-    scalars = {name: _AS_TYPE[kind](op, name, args[name]) for name, kind in _SCALARS
-               if arn or name != "norm_eps"}
-    return dict(t, **scalars)
-
-
-def _validate(op: str, arn: bool, args: Mapping[str, Any]) -> MoeLayout:
-    """The body of both public validators; ``args``: their arguments by name."""
-    typed = _typed(op, arn, args)
-    t = {name: typed[name] for name in (_TENSORS_ARN if arn else _TENSORS_CV3)}
-    env = args["env"]
-    checked = {k: typed.get(k, args.get(k)) for k in _CHECK_ARGS}
-    lay = _check(op, arn, t, env=env if env is not None else os.environ, **checked)
+    ``outputs`` (optional): CombineV3's ``x`` (Bs, H), or AddRmsNorm's ``(y, rstd, x)`` in C order (a
+    sequence, NamedTuple or mapping), checked when given. ``env``: environment for ``HCCL_BUFFSIZE``
+    (default ``os.environ``). ``check_values``: also the rules that read host arrays' values. The
+    reserved parameters (``out_dtype``, ``group_list_type``...) and ``norm_eps`` are type-checked only:
+    the A3 tiling does not read them.
+    """
+    arn = op_def.has("residual_x")
+    op = op_def.c_name
+    typed = R.typed_args(op_def, args)
+    lay = _check(op, arn, typed, outputs, env if env is not None else os.environ, check_values)
     comm_alg = typed["comm_alg"]
     if comm_alg not in (None,) + COMM_ALGS:
         R.fail(op, R.TILING, "comm_alg", f"None or one of {COMM_ALGS!r}, the values DispatchV3 accepts (every rank "
                f"passes DispatchV3's comm_alg; the A3 combine tiling does not read it, {NOT_ENFORCED})", comm_alg)
     return lay
-
-
-def moe_distribute_combine_v3(expand_x: Any, expert_ids: Any, assist_info_for_combine: Any, ep_send_counts: Any,
-                              expert_scales: Any, *, group_ep: Optional[str], ep_world_size: int,
-                              ep_rank_id: int, moe_expert_num: int, tp_send_counts: Any = None,
-                              x_active_mask: Any = None, activation_scale: Any = None, weight_scale: Any = None,
-                              group_list: Any = None, expand_scales: Any = None, shared_expert_x: Any = None,
-                              elastic_info: Any = None, ori_x: Any = None, const_expert_alpha_1: Any = None,
-                              const_expert_alpha_2: Any = None, const_expert_v: Any = None,
-                              group_tp: Optional[str] = "", tp_world_size: int = 0, tp_rank_id: int = 0,
-                              expert_shard_type: int = 0, shared_expert_num: int = 1,
-                              shared_expert_rank_num: int = 0, global_bs: int = 0, out_dtype: int = 0,
-                              comm_quant_mode: int = 0, group_list_type: int = 0, comm_alg: Optional[str] = "",
-                              zero_expert_num: int = 0, copy_expert_num: int = 0, const_expert_num: int = 0,
-                              outputs: Any = None, env: Optional[Mapping[str, str]] = None,
-                              check_values: bool = True) -> MoeLayout:
-    """Validate one rank's aclnnMoeDistributeCombineV3 call; raise :class:`AclnnError` at the first rule broken.
-
-    ``outputs`` (optional): the ``x`` output tensor (Bs, H), checked when given. ``env``: environment for
-    ``HCCL_BUFFSIZE`` (default ``os.environ``). ``out_dtype``, ``group_list_type`` and ``comm_alg`` are
-    accepted and ignored, as on A3. Returns the rank's :class:`MoeLayout`.
-    """
-    return _validate(OP_COMBINE, False, locals())
-
-
-def moe_distribute_combine_add_rms_norm_v2(expand_x: Any, expert_ids: Any, assist_info_for_combine: Any,
-                                           ep_send_counts: Any, expert_scales: Any, residual_x: Any, gamma: Any,
-                                           *, group_ep: Optional[str], ep_world_size: int, ep_rank_id: int,
-                                           moe_expert_num: int, tp_send_counts: Any = None,
-                                           x_active_mask: Any = None, activation_scale: Any = None,
-                                           weight_scale: Any = None, group_list: Any = None,
-                                           expand_scales: Any = None, shared_expert_x: Any = None,
-                                           elastic_info: Any = None, ori_x: Any = None,
-                                           const_expert_alpha_1: Any = None, const_expert_alpha_2: Any = None,
-                                           const_expert_v: Any = None, group_tp: Optional[str] = "",
-                                           tp_world_size: int = 0, tp_rank_id: int = 0, expert_shard_type: int = 0,
-                                           shared_expert_num: int = 1, shared_expert_rank_num: int = 0,
-                                           global_bs: int = 0, out_dtype: int = 0, comm_quant_mode: int = 0,
-                                           group_list_type: int = 0, comm_alg: Optional[str] = "",
-                                           norm_eps: float = 1e-6, zero_expert_num: int = 0,
-                                           copy_expert_num: int = 0, const_expert_num: int = 0,
-                                           outputs: Any = None, env: Optional[Mapping[str, str]] = None,
-                                           check_values: bool = True) -> MoeLayout:
-    """Validate one rank's aclnnMoeDistributeCombineAddRmsNormV2 call (bf16 only).
-
-    ``outputs`` (optional): ``(y, rstd, x)`` in C order (a sequence, NamedTuple or mapping). ``norm_eps``
-    is passed to CANN as a C float; no rule constrains it. Returns the rank's :class:`MoeLayout`.
-    """
-    return _validate(OP_ARN, True, locals())
 
 
 def participating_ranks(op: str, *, expand_x: Sequence, expert_ids: Sequence, per_rank: Mapping[str, Any],
@@ -559,5 +495,4 @@ def check_world(op: str, *, expand_x: Sequence, expert_ids: Sequence, per_rank: 
     return ranks
 
 
-__all__ = ["moe_distribute_combine_v3", "moe_distribute_combine_add_rms_norm_v2", "check_world", "participating_ranks",
-           "OP_COMBINE", "OP_ARN", "NOT_ENFORCED"]
+__all__ = ["check", "check_world", "participating_ranks", "OP_COMBINE", "OP_ARN", "NOT_ENFORCED"]

@@ -13,11 +13,13 @@ from typing import Any, Mapping, Optional
 import ml_dtypes
 import numpy as np
 
+from ..catalog import OpDef
 from ..dtypes import bfloat16
+from ..elastic import parse_elastic_info
 from ..layout import MoeLayout, dispatch_output_specs, normalised_shared_expert_num
 from . import buffsize
 from .rules import (GROUP_NAME_MAX, INVALID, NULLPTR, TILING, ArgumentTypeError, dtype_in, fail, in_range, is_nz,
-                    integer, ndim, one_of, require, shared_experts, string, tensors)
+                    ndim, one_of, require, shared_experts, tensors, typed_args)
 
 OP = "aclnnMoeDistributeDispatchV3"
 INT32_MAX = 2 ** 31 - 1
@@ -30,8 +32,6 @@ SHARED_MAX = 4
 COMM_ALGS = buffsize.COMM_ALGS
 NOT_ENFORCED = "documented rule, not enforced by the CANN kernel"
 
-OUTPUT_NAMES = ("expand_x", "dynamic_scales", "assist_info_for_combine", "expert_token_nums",
-                "ep_recv_counts", "tp_recv_counts", "expand_scales")
 
 _F32, _I32, _I64, _I8, _BOOL = (np.dtype(t) for t in (np.float32, np.int32, np.int64, np.int8, np.bool_))
 _F16 = np.dtype(np.float16)
@@ -56,10 +56,6 @@ _DEF_DTYPES = {
 }
 
 
-def attr_int(name: str, v: Any) -> int:
-    return integer(OP, name, v)
-
-
 def _host(t: Any) -> Optional[np.ndarray]:
     """Values of a host array (value rules skip device tensors)."""
     return t if isinstance(t, np.ndarray) else None
@@ -69,52 +65,34 @@ def _name_len(s: str) -> int:
     return len(s.encode("utf-8"))
 
 
-def moe_distribute_dispatch_v3(x: Any, expert_ids: Any, *, group_ep: Optional[str], ep_world_size: int,
-                               ep_rank_id: int, moe_expert_num: int, scales: Any = None,
-                               x_active_mask: Any = None, expert_scales: Any = None,
-                               elastic_info: Any = None, group_tp: Optional[str] = "",
-                               tp_world_size: int = 0, tp_rank_id: int = 0, expert_shard_type: int = 0,
-                               shared_expert_num: int = 1, shared_expert_rank_num: int = 0,
-                               quant_mode: int = 0, global_bs: int = 0, expert_token_nums_type: int = 1,
-                               comm_alg: Optional[str] = "", zero_expert_num: int = 0,
-                               copy_expert_num: int = 0, const_expert_num: int = 0,
-                               outputs: Optional[Mapping[str, Any]] = None,
-                               env: Optional[Mapping[str, str]] = None) -> MoeLayout:
-    """Check one rank's DispatchV3 call; raise :class:`aclnn_py.AclnnError` at the first broken rule.
+def check(op_def: OpDef, args: Mapping[str, Any], outputs: Optional[Mapping[str, Any]] = None,
+          env: Optional[Mapping[str, str]] = None) -> MoeLayout:
+    """Check one rank's DispatchV3 call (``args``: every parameter by keyword); raise
+    :class:`aclnn_py.AclnnError` at the first broken rule. Returns this rank's :class:`MoeLayout`.
 
-    Arrays are anything with ``.shape`` and ``.dtype``. ``outputs`` maps output names
-    (``expand_x``, ``dynamic_scales``, ``assist_info_for_combine``, ``expert_token_nums``,
-    ``ep_recv_counts``, ``tp_recv_counts``, ``expand_scales``) to the caller's buffers; ``None`` means
-    they are allocated with :func:`aclnn_py.layout.dispatch_output_specs` (always valid). ``env``
-    (default ``os.environ``) supplies ``HCCL_BUFFSIZE``. Returns this rank's :class:`MoeLayout`.
+    Arrays are anything with ``.shape`` and ``.dtype``. ``outputs`` maps output names to the caller's
+    buffers; ``None`` means they are allocated with :func:`aclnn_py.layout.dispatch_output_specs`
+    (always valid). ``env`` (default ``os.environ``) supplies ``HCCL_BUFFSIZE``.
     """
     op = OP
-    tensors(op, {"x": x, "expert_ids": expert_ids, "scales": scales, "x_active_mask": x_active_mask,
-                 "expert_scales": expert_scales, "elastic_info": elastic_info})
-    string(op, "group_ep", group_ep)
-    ep = attr_int("ep_world_size", ep_world_size)
-    ep_rank = attr_int("ep_rank_id", ep_rank_id)
-    m = attr_int("moe_expert_num", moe_expert_num)
-    tp = attr_int("tp_world_size", tp_world_size)
-    tp_rank = attr_int("tp_rank_id", tp_rank_id)
-    shard = attr_int("expert_shard_type", expert_shard_type)
-    s_attr = attr_int("shared_expert_num", shared_expert_num)
-    r = attr_int("shared_expert_rank_num", shared_expert_rank_num)
-    qm = attr_int("quant_mode", quant_mode)
-    gbs = attr_int("global_bs", global_bs)
-    etn_type = attr_int("expert_token_nums_type", expert_token_nums_type)
-    zero = attr_int("zero_expert_num", zero_expert_num)
-    copy = attr_int("copy_expert_num", copy_expert_num)
-    const = attr_int("const_expert_num", const_expert_num)
-    string(op, "group_tp", group_tp)
-    comm_alg = "" if string(op, "comm_alg", comm_alg, optional=True) is None else comm_alg
+    a = typed_args(op_def, args)
+    x, expert_ids, scales = a["x"], a["expert_ids"], a["scales"]
+    x_active_mask, elastic_info = a["x_active_mask"], a["elastic_info"]
+    group_ep, group_tp = a["group_ep"], a["group_tp"]
+    ep, ep_rank, m = a["ep_world_size"], a["ep_rank_id"], a["moe_expert_num"]
+    tp, tp_rank, shard = a["tp_world_size"], a["tp_rank_id"], a["expert_shard_type"]
+    s_attr, r, qm, gbs = a["shared_expert_num"], a["shared_expert_rank_num"], a["quant_mode"], a["global_bs"]
+    etn_type = a["expert_token_nums_type"]
+    zero, copy, const = a["zero_expert_num"], a["copy_expert_num"], a["const_expert_num"]
+    comm_alg = "" if a["comm_alg"] is None else a["comm_alg"]
     has_elastic = elastic_info is not None
 
     given = outputs is not None
     if given and not isinstance(outputs, Mapping):
         raise ArgumentTypeError(INVALID, op, f"outputs must map output names to tensors; got {type(outputs).__name__}")
     outs: dict = dict(outputs) if given else {}
-    tensors(op, {name: outs[name] for name in OUTPUT_NAMES if name in outs})
+    output_names = [p.name for p in op_def.outputs]
+    tensors(op, {name: outs[name] for name in output_names if name in outs})
 
     # ---- op_api layer (CheckNotNull / CheckParams): 161001 ------------------------------------
     for name, t in (("x", x), ("expert_ids", expert_ids)):
@@ -136,12 +114,10 @@ def moe_distribute_dispatch_v3(x: Any, expert_ids: Any, *, group_ep: Optional[st
             f"length < {GROUP_NAME_MAX} bytes", f"{_name_len(group_tp)} bytes")
 
     # ---- generated layer: dtypes outside the op definition's lists: 161002 [inferred] ----------
-    inputs = (("x", x), ("expert_ids", expert_ids), ("scales", scales), ("x_active_mask", x_active_mask),
-              ("expert_scales", expert_scales), ("elastic_info", elastic_info))
-    for name, t in inputs:
-        if t is not None:
-            dtype_in(op, name, t, _DEF_DTYPES[name], status=INVALID)
-    for name in OUTPUT_NAMES:
+    for p in op_def.tensors:
+        if a[p.name] is not None:
+            dtype_in(op, p.name, a[p.name], _DEF_DTYPES[p.name], status=INVALID)
+    for name in output_names:
         if outs.get(name) is not None:
             dtype_in(op, name, outs[name], _DEF_DTYPES[name], status=INVALID)
 
@@ -349,11 +325,12 @@ def moe_distribute_dispatch_v3(x: Any, expert_ids: Any, *, group_ep: Optional[st
 def _check_elastic_table(info: np.ndarray, *, ep: int, ep_rank: int, m: int, s: int, lnum: int) -> int:
     """Internal consistency of an elastic table that is switched on; returns the routing M'."""
     op = OP
-    if info[0] == 0:
+    table = parse_elastic_info(info, ep)
+    if not table.enabled:
         return m
     where = f"({NOT_ENFORCED})"
-    ep2, r2, m2 = int(info[1]), int(info[2]), int(info[3])
-    t1, t2 = info[4:4 + ep], info[4 + ep:4 + 2 * ep]
+    ep2, r2, m2 = table.ep_world_size, table.shared_rank_num, table.moe_expert_num
+    t1, t2 = table.to_new, table.to_orig
     require(1 <= ep2 <= ep, op, TILING, "elastic_info", f"1 <= elastic_info[1] (new ep) <= {ep} {where}", ep2)
     require(0 <= r2 < ep2, op, TILING, "elastic_info",
             f"0 <= elastic_info[2] (new shared rank num) < new ep = {ep2} {where}", r2)

@@ -10,6 +10,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 
+from .. import catalog
 from ..dtypes import acl_name
 from ..errors import (ACLNN_ERR_INNER_TILING_ERROR, ACLNN_ERR_PARAM_INVALID,
                       ACLNN_ERR_PARAM_NULLPTR, AclnnError, param_error)
@@ -164,6 +165,32 @@ def tensors(op: str, values: Mapping[str, Any]) -> None:
     for name, value in values.items():
         tensor(op, name, value)
 
+
+
+def typed_args(op: "catalog.OpDef", args: Mapping[str, Any]) -> dict:
+    """Every argument of a call of ``op`` checked for its Python type, in C order (the catalog says which
+    are tensors, integers, strings or reals): tensors are ``None`` or tensors, integers become ``int``,
+    strings stay ``str`` (or ``None`` where the catalog allows NULL, and for the rules to report
+    required ones), reals become ``float``; a tensor the catalog lets callers give as a scalar
+    (``scalar_dtype``) may be an integer. Returns the arguments with those values; raises
+    :class:`ArgumentTypeError` naming the first parameter of the wrong type."""
+    name = op.c_name
+    out = dict(args)
+    for p in op.inputs:
+        v = args[p.name]
+        if p.is_tensor and p.scalar_dtype and v is not None and not is_tensor(v):
+            out[p.name] = integer(name, p.name, v)      # a scalar given for a (1,) tensor (the barrier's time_out)
+        elif p.is_tensor:
+            tensor(name, p.name, v)
+    for p in op.inputs:
+        v = args[p.name]
+        if p.kind == catalog.I64:
+            out[p.name] = integer(name, p.name, v)
+        elif p.kind == catalog.STR:
+            out[p.name] = string(name, p.name, v, optional=p.nullable)
+        elif p.kind == catalog.F32:
+            out[p.name] = real(name, p.name, v)
+    return out
 
 
 # ---- whole-world (reference) arguments: one entry per global rank --------------------------------------
