@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 from . import layout
@@ -39,7 +40,7 @@ def snake(c_name: str, output: bool = False) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])|(?<=[a-zA-Z])([0-9])", lambda m: "_" + m.group(0).lower(), base).lower()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Param:
     """One parameter of an operator's ``GetWorkspaceSize`` phase, in C order.
 
@@ -113,9 +114,10 @@ def output(c_name: str, doc: str) -> Param:
     return Param(c_name, TENSOR, OUT, doc=doc)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class OpDef:
-    """One operator version: ``{c_name}GetWorkspaceSize(params..., uint64_t *ws, aclOpExecutor **ex)`` and
+    """One operator version (compared and hashed by identity: each entry is made once):
+    ``{c_name}GetWorkspaceSize(params..., uint64_t *ws, aclOpExecutor **ex)`` and
     ``{c_name}(void *workspace, uint64_t ws, aclOpExecutor *ex, aclrtStream stream)``.
 
     ``family``/``version``: the operator and its version number (newest first in :data:`FAMILIES`).
@@ -145,29 +147,34 @@ class OpDef:
         """The Python name of the per-rank op, the validator and the world reference."""
         return snake(self.c_name[len("aclnn"):]).replace("_v_", "_v")
 
-    @property
+    @cached_property
     def inputs(self) -> Tuple[Param, ...]:
         """Every parameter but the outputs, in C order."""
         return tuple(p for p in self.params if not p.is_output)
 
-    @property
+    @cached_property
     def outputs(self) -> Tuple[Param, ...]:
         return tuple(p for p in self.params if p.is_output)
 
-    @property
+    @cached_property
     def tensors(self) -> Tuple[Param, ...]:
         """Input tensors (required and optional), in C order."""
         return tuple(p for p in self.inputs if p.is_tensor)
 
+    @cached_property
+    def by_name(self) -> Dict[str, Param]:
+        """Every parameter by Python keyword."""
+        return {p.name: p for p in self.params}
+
     def param(self, name: str) -> Param:
         """The parameter with Python keyword ``name`` (KeyError if none)."""
-        for p in self.params:
-            if p.name == name:
-                return p
-        raise KeyError(f"{self.c_name} has no parameter {name!r}")
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise KeyError(f"{self.c_name} has no parameter {name!r}") from None
 
     def has(self, name: str) -> bool:
-        return any(p.name == name for p in self.params)
+        return name in self.by_name
 
     @property
     def arg_count(self) -> int:
