@@ -19,6 +19,7 @@ from .runtime.tensor import DeviceTensor
 from .orchestration.world import RankContext, UnknownGroupError, World, current_rank
 from .orchestration.launch import ProcessWorld
 from .orchestration import launch
+from .version import __version__
 
 
 class _CallableModule(_types.ModuleType):
@@ -33,7 +34,6 @@ class _CallableModule(_types.ModuleType):
 launch.__class__ = _CallableModule
 _sys.modules[__name__ + ".launch"] = launch     # ``import aclnn_py.launch`` is the same module
 
-__version__ = "0.1.0"
 
 __all__ = [
     "AclError", "AclnnError", "AclnnPyError", "CollectiveError", "HcclError", "InconsistentParametersError",

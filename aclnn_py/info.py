@@ -16,7 +16,7 @@ SIMULATOR_KIND = "aclnn_py CANN simulator (emulation on host memory, not hardwar
 
 def info_lines() -> List[str]:
     """The report as lines (also used by tests)."""
-    from . import __version__
+    from .version import __version__
     lines = [f"aclnn_py {__version__}"]
     install, skipped = search()
     if install is None:

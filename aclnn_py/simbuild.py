@@ -26,7 +26,7 @@ SHIPPED_SOURCES = PACKAGE_DIR / "_sim"        # the installed package's copy of 
 
 
 def version() -> str:
-    from . import __version__
+    from .version import __version__
     return __version__
 
 

@@ -76,7 +76,25 @@ def build_arguments(spec: catalog.OpDef, values: Mapping[str, Any]) -> list:
 _local = threading.local()
 
 
-class WorkspaceCache:
+class _ThreadScoped:
+    """An opt-in cache active in the calling thread inside its ``with`` block (blocks nest); released on exit."""
+
+    _slot = ""
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._outer = getattr(_local, self._slot, None)
+        setattr(_local, self._slot, self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        setattr(_local, self._slot, self._outer)
+        self.release()
+
+
+class WorkspaceCache(_ThreadScoped):
     """Opt-in: inside ``with WorkspaceCache():`` operator calls of this thread reuse one workspace per stream.
 
     Without it every call allocates its workspace (``aclrtMalloc``) and releases it after the stream's
@@ -85,6 +103,8 @@ class WorkspaceCache:
     the workspaces are released (deferred to their stream's next synchronize if work may still be
     queued, i.e. after a ``sync=False`` call). Not shared between threads: each rank thread opens its own.
     """
+
+    _slot = "workspaces"
 
     def __init__(self) -> None:
         self._by_stream: Dict[Any, list] = {}   # stream handle -> [DeviceBuffer, Stream, pending]
@@ -109,14 +129,6 @@ class WorkspaceCache:
             else:
                 buf.free()
 
-    def __enter__(self) -> "WorkspaceCache":
-        self._outer = getattr(_local, "workspaces", None)
-        _local.workspaces = self
-        return self
-
-    def __exit__(self, *exc) -> None:
-        _local.workspaces = self._outer
-        self.release()
 
 
 def active_workspace_cache() -> Optional[WorkspaceCache]:
@@ -131,7 +143,7 @@ class _Reused:
         self.executor, self.ws, self.workspace, self.stream, self.pending = executor, ws, workspace, stream, False
 
 
-class ReuseExecutors:
+class ReuseExecutors(_ThreadScoped):
     """Opt-in: inside ``with ReuseExecutors():`` a call repeated with the very same device tensors (same
     objects, buffers and descriptors), outputs passed with ``out=``, the same attributes and the same stream
     reuses the executor of its first ``GetWorkspaceSize`` (made repeatable with
@@ -144,6 +156,8 @@ class ReuseExecutors:
     (uploaded into a temporary) or without ``out=`` is never reused. Executors are destroyed (after their
     stream finished) when the block exits or when more than ``max_entries`` are held. One per thread.
     """
+
+    _slot = "executors"
 
     def __init__(self, max_entries: int = 32) -> None:
         self.max_entries = max_entries
@@ -174,14 +188,6 @@ class ReuseExecutors:
         if errors:
             raise errors[0]
 
-    def __enter__(self) -> "ReuseExecutors":
-        self._outer = getattr(_local, "executors", None)
-        _local.executors = self
-        return self
-
-    def __exit__(self, *exc) -> None:
-        _local.executors = self._outer
-        self.release()
 
 
 def active_executor_reuse() -> Optional[ReuseExecutors]:

@@ -1,0 +1,2 @@
+"""The package version (read by the packaging metadata too: pyproject.toml takes it from here)."""
+__version__ = "0.1.0"
