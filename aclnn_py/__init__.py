@@ -19,7 +19,7 @@ from .runtime.tensor import DeviceTensor
 from .orchestration.world import RankContext, UnknownGroupError, World, current_rank
 from .orchestration.launch import ProcessWorld
 from .orchestration import launch
-from .version import __version__
+from .version import __version__  # noqa: F401  (aclnn_py.__version__)
 
 
 class _CallableModule(_types.ModuleType):

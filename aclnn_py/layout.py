@@ -9,7 +9,7 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Mapping, NamedTuple, Optional
 
 import numpy as np
 
@@ -189,12 +189,7 @@ def zeros_for(specs: dict) -> dict:
     return {name: np.zeros(spec.shape, spec.dtype) for name, spec in specs.items()}
 
 
-def ranks_in_order(values: Sequence) -> list:
-    """Indices of the entries that are not ``None`` (ranks that take part)."""
-    return [i for i, v in enumerate(values) if v is not None]
-
-
 __all__ = ["MoeLayout", "TensorSpec", "normalised_shared_expert_num", "global_rank", "dispatch_output_specs",
            "combine_output_specs", "add_rms_norm_output_specs", "dispatch_outputs", "combine_outputs",
-           "add_rms_norm_outputs", "default_tp_send_counts", "zeros_for", "ranks_in_order",
+           "add_rms_norm_outputs", "default_tp_send_counts", "zeros_for",
            "ElasticInfo", "parse_elastic_info", "make_elastic_info"]

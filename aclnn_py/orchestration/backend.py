@@ -36,10 +36,6 @@ def requested_backend(requested: Optional[str] = None) -> str:
     return name
 
 
-def device_backend_reason(min_devices: int = 1) -> Optional[str]:
-    """Why the device backend cannot run ``min_devices`` ranks, or ``None`` if it can."""
-    problem = device_backend_problem(min_devices)
-    return None if problem is None else problem[0]
 
 
 def device_backend_problem(min_devices: int = 1) -> Optional[Tuple[str, str]]:

@@ -199,7 +199,3 @@ class Identity:
 
     def __getitem__(self, r: int) -> int:
         return r
-
-
-def participants_of(values: Sequence[Any]) -> List[int]:
-    return [i for i, v in enumerate(values) if v is not None]

@@ -90,7 +90,6 @@ class _Worker:
         self._cv = threading.Condition()
         self._job: Optional[Callable[[], None]] = None
         self._stop = False
-        self.busy = False
         self.thread = threading.Thread(target=self._loop, name=f"aclnn_py-rank{rank}", daemon=True)
         self.thread.start()
 
@@ -107,12 +106,10 @@ class _Worker:
             finally:
                 del job
                 with self._cv:
-                    self.busy = False
                     self._cv.notify_all()
 
     def submit(self, job: Callable[[], None]) -> None:
         with self._cv:
-            self.busy = True
             self._job = job
             self._cv.notify_all()
 

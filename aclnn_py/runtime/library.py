@@ -199,12 +199,3 @@ def get_library() -> CannLibrary:
 def loaded_library() -> Optional[CannLibrary]:
     """The process-wide library if it is loaded already, else ``None`` (never loads it)."""
     return _library
-
-
-def library_available() -> bool:
-    """True when CANN (or the simulator) is found and loads."""
-    try:
-        get_library()
-        return True
-    except (CannNotFound, OSError):
-        return False
