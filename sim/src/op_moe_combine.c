@@ -761,6 +761,7 @@ static aclnnStatus combine_gws(const CombineOp *op, const aclTensor *const *tin,
     st->version = op->version;
     st->gws = op->gws;
     st->run = op->run;
+    moe_attrs_init(&st->a, n->ep, n->rank, n->M, n->tp, n->tp_rank, n->S, n->R, n->gbs, n->zero, n->copy, n->cnst);
     int rc = moe_attrs_release(st->gws, &st->a, commAlg);
     if (!rc && op->version == 4 && !moe_has(&st->a, SIM_CHANGE_V4))
         rc = moe_fail(st->gws, SIM_ACLNN_ERR_INNER_FIND_KERNEL_ERROR,
@@ -772,7 +773,6 @@ static aclnnStatus combine_gws(const CombineOp *op, const aclTensor *const *tin,
     }
     /* CANN 9.1.0's op_api reads a NULL groupTp as "" (TP is gone) */
     if (!groupTp && moe_has(&st->a, SIM_CHANGE_TP_REMOVED)) groupTp = "";
-    moe_attrs_init(&st->a, n->ep, n->rank, n->M, n->tp, n->tp_rank, n->S, n->R, n->gbs, n->zero, n->copy, n->cnst);
     if (groupEp) snprintf(st->a.group_ep, sizeof st->a.group_ep, "%s", groupEp);
     st->shard = n->shard;
     st->out_dtype = n->out_dtype;

@@ -631,6 +631,7 @@ static aclnnStatus dispatch_gws(int v, const aclTensor *const *tin, const Dispat
     st->version = v;
     st->gws = GWS[v];
     st->run = RUN[v];
+    moe_attrs_init(&st->a, n->ep, n->rank, n->M, n->tp, n->tp_rank, n->S, n->R, n->gbs, n->zero, n->copy, n->cnst);
     int rc = moe_attrs_release(st->gws, &st->a, commAlg);
     if (!rc && v == 4 && !moe_has(&st->a, SIM_CHANGE_V4))
         rc = moe_fail(st->gws, SIM_ACLNN_ERR_INNER_FIND_KERNEL_ERROR,
@@ -646,7 +647,6 @@ static aclnnStatus dispatch_gws(int v, const aclTensor *const *tin, const Dispat
                                 &st->perf, &st->expand_x, &st->dyn_scales, &st->assist, &st->token_nums,
                                 &st->ep_recv, &st->tp_recv, &st->expand_scales};
     for (int i = 0; i < D_COUNT; i++) moe_tensor_capture_arg(tdst[i], tin[i]);
-    moe_attrs_init(&st->a, n->ep, n->rank, n->M, n->tp, n->tp_rank, n->S, n->R, n->gbs, n->zero, n->copy, n->cnst);
     if (groupEp) snprintf(st->a.group_ep, sizeof st->a.group_ep, "%s", groupEp);
     st->quant = n->quant;
     st->tn_type = n->tn_type;
