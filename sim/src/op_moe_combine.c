@@ -762,17 +762,11 @@ static aclnnStatus combine_gws(const CombineOp *op, const aclTensor *const *tin,
     st->gws = op->gws;
     st->run = op->run;
     moe_attrs_init(&st->a, n->ep, n->rank, n->M, n->tp, n->tp_rank, n->S, n->R, n->gbs, n->zero, n->copy, n->cnst);
-    int rc = moe_attrs_release(st->gws, &st->a, commAlg);
-    if (!rc && op->version == 4 && !moe_has(&st->a, SIM_CHANGE_V4))
-        rc = moe_fail(st->gws, SIM_ACLNN_ERR_INNER_FIND_KERNEL_ERROR,
-                      "not in %s: CombineV4 first shipped in CANN 8.5.0-beta.1; call aclnnMoeDistributeCombineV3, "
-                      "or emulate a later release with %s", sim_release_describe(&st->a.rel), SIM_RELEASE_VARIABLE);
+    int rc = moe_gws_release(st->gws, &st->a, commAlg, op->version, "aclnnMoeDistributeCombineV3", &groupTp);
     if (rc) {
         free(st);
         return rc;
     }
-    /* CANN 9.1.0's op_api reads a NULL groupTp as "" (TP is gone) */
-    if (!groupTp && moe_has(&st->a, SIM_CHANGE_TP_REMOVED)) groupTp = "";
     if (groupEp) snprintf(st->a.group_ep, sizeof st->a.group_ep, "%s", groupEp);
     st->shard = n->shard;
     st->out_dtype = n->out_dtype;
@@ -793,18 +787,71 @@ static aclnnStatus combine_gws(const CombineOp *op, const aclTensor *const *tin,
     }
     if (!rc) rc = check_comm_alg(st->gws, &st->a, commAlg);
     if (!rc) rc = moe_check_comm_sizes(st->gws, &st->a, groupEp, groupTp);
-    const int hier = st->a.hier;
-    char rel[64];
-    snprintf(rel, sizeof rel, "%s", st->a.rel.text);
     /* workspace of the A3 tiling: 16 MiB + aivNum * 10 KiB (CT/AT SetWorkspace), unused by the simulator */
     const uint64_t ws = 16ull * 1024 * 1024 + (uint64_t)MOE_AIV_NUM * 10 * 1024;
-    rc = moe_gws_finish(rc, st->gws, st->run, ws, &st->a, groupEp, groupTp, combine_run, st, workspaceSize, executor);
-    if (!rc && hier) moe_refuse_hierarchy(*executor, rel);
-    return rc;
+    return moe_gws_finish(rc, st->gws, st->run, ws, &st->a, groupEp, groupTp, combine_run, st, workspaceSize,
+                          executor);
 }
 
 /* ================================ public API ================================================= */
 #define COMBINE_OP(arn_, v_, name_) static const CombineOp op = {arn_, v_, name_ "GetWorkspaceSize", name_}
+
+/* CombineV2, V3 and V4 in CombineV4's parameter order (V3: no performanceInfo; V2: no elasticInfo and no
+ * special experts) */
+static aclnnStatus combine_v(
+    const CombineOp *op, const aclTensor *expandX, const aclTensor *expertIds, const aclTensor *assistInfoForCombine,
+    const aclTensor *epSendCounts, const aclTensor *expertScales, const aclTensor *tpSendCountsOptional,
+    const aclTensor *xActiveMaskOptional, const aclTensor *activationScaleOptional,
+    const aclTensor *weightScaleOptional, const aclTensor *groupListOptional, const aclTensor *expandScalesOptional,
+    const aclTensor *sharedExpertXOptional, const aclTensor *elasticInfoOptional, const aclTensor *oriXOptional,
+    const aclTensor *constExpertAlpha1Optional, const aclTensor *constExpertAlpha2Optional,
+    const aclTensor *constExpertVOptional, const aclTensor *performanceInfoOptional, const char *groupEp,
+    int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char *groupTp, int64_t tpWorldSize,
+    int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs,
+    int64_t outDtype, int64_t commQuantMode, int64_t groupListType, const char *commAlg, int64_t zeroExpertNum,
+    int64_t copyExpertNum, int64_t constExpertNum, aclTensor *xOut, uint64_t *workspaceSize,
+    aclOpExecutor **executor) {
+    const aclTensor *tin[T_COUNT] = {
+        [T_EXPAND_X] = expandX, [T_IDS] = expertIds, [T_ASSIST] = assistInfoForCombine, [T_EP_SEND] = epSendCounts,
+        [T_SCALES] = expertScales, [T_TP_SEND] = tpSendCountsOptional, [T_MASK] = xActiveMaskOptional,
+        [T_ACT_SCALE] = activationScaleOptional, [T_W_SCALE] = weightScaleOptional,
+        [T_GROUP_LIST] = groupListOptional, [T_EXPAND_SCALES] = expandScalesOptional,
+        [T_SHARED_X] = sharedExpertXOptional, [T_ELASTIC] = elasticInfoOptional, [T_ORI_X] = oriXOptional,
+        [T_A1] = constExpertAlpha1Optional, [T_A2] = constExpertAlpha2Optional, [T_V] = constExpertVOptional,
+        [T_PERF] = performanceInfoOptional, [T_X_OUT] = xOut};
+    const CombineInts n = {epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, expertShardType,
+                           sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode, groupListType,
+                           0.0f, zeroExpertNum, copyExpertNum, constExpertNum};
+    return combine_gws(op, tin, &n, groupEp, groupTp, commAlg, workspaceSize, executor);
+}
+
+/* CombineAddRmsNorm V1 and V2 in V2's parameter order (V1: no elasticInfo and no special experts) */
+static aclnnStatus add_rms_norm_v(
+    const CombineOp *op, const aclTensor *expandX, const aclTensor *expertIds, const aclTensor *assistInfoForCombine,
+    const aclTensor *epSendCounts, const aclTensor *expertScales, const aclTensor *residualX, const aclTensor *gamma,
+    const aclTensor *tpSendCountsOptional, const aclTensor *xActiveMaskOptional,
+    const aclTensor *activationScaleOptional, const aclTensor *weightScaleOptional, const aclTensor *groupListOptional,
+    const aclTensor *expandScalesOptional, const aclTensor *sharedExpertXOptional, const aclTensor *elasticInfoOptional,
+    const aclTensor *oriXOptional, const aclTensor *constExpertAlpha1Optional,
+    const aclTensor *constExpertAlpha2Optional, const aclTensor *constExpertVOptional, const char *groupEp,
+    int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char *groupTp, int64_t tpWorldSize,
+    int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs,
+    int64_t outDtype, int64_t commQuantMode, int64_t groupListType, const char *commAlg, float normEps,
+    int64_t zeroExpertNum, int64_t copyExpertNum, int64_t constExpertNum, aclTensor *yOut, aclTensor *rstdOut,
+    aclTensor *xOut, uint64_t *workspaceSize, aclOpExecutor **executor) {
+    const aclTensor *tin[T_COUNT] = {
+        [T_EXPAND_X] = expandX, [T_IDS] = expertIds, [T_ASSIST] = assistInfoForCombine, [T_EP_SEND] = epSendCounts,
+        [T_SCALES] = expertScales, [T_RESIDUAL] = residualX, [T_GAMMA] = gamma, [T_TP_SEND] = tpSendCountsOptional,
+        [T_MASK] = xActiveMaskOptional, [T_ACT_SCALE] = activationScaleOptional, [T_W_SCALE] = weightScaleOptional,
+        [T_GROUP_LIST] = groupListOptional, [T_EXPAND_SCALES] = expandScalesOptional,
+        [T_SHARED_X] = sharedExpertXOptional, [T_ELASTIC] = elasticInfoOptional, [T_ORI_X] = oriXOptional,
+        [T_A1] = constExpertAlpha1Optional, [T_A2] = constExpertAlpha2Optional, [T_V] = constExpertVOptional,
+        [T_Y_OUT] = yOut, [T_RSTD_OUT] = rstdOut, [T_X_OUT] = xOut};
+    const CombineInts n = {epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, expertShardType,
+                           sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode, groupListType,
+                           normEps, zeroExpertNum, copyExpertNum, constExpertNum};
+    return combine_gws(op, tin, &n, groupEp, groupTp, commAlg, workspaceSize, executor);
+}
 
 #ifndef SIM_V2_ONLY
 SIM_API aclnnStatus aclnnMoeDistributeCombineV3GetWorkspaceSize(
@@ -822,18 +869,13 @@ SIM_API aclnnStatus aclnnMoeDistributeCombineV3GetWorkspaceSize(
     int64_t copyExpertNum, int64_t constExpertNum, aclTensor *xOut, uint64_t *workspaceSize,
     aclOpExecutor **executor) {
     COMBINE_OP(0, 3, "aclnnMoeDistributeCombineV3");
-    const aclTensor *tin[T_COUNT] = {
-        [T_EXPAND_X] = expandX, [T_IDS] = expertIds, [T_ASSIST] = assistInfoForCombine, [T_EP_SEND] = epSendCounts,
-        [T_SCALES] = expertScales, [T_TP_SEND] = tpSendCountsOptional, [T_MASK] = xActiveMaskOptional,
-        [T_ACT_SCALE] = activationScaleOptional, [T_W_SCALE] = weightScaleOptional,
-        [T_GROUP_LIST] = groupListOptional, [T_EXPAND_SCALES] = expandScalesOptional,
-        [T_SHARED_X] = sharedExpertXOptional, [T_ELASTIC] = elasticInfoOptional, [T_ORI_X] = oriXOptional,
-        [T_A1] = constExpertAlpha1Optional, [T_A2] = constExpertAlpha2Optional, [T_V] = constExpertVOptional,
-        [T_X_OUT] = xOut};
-    const CombineInts n = {epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, expertShardType,
-                           sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode, groupListType,
-                           0.0f, zeroExpertNum, copyExpertNum, constExpertNum};
-    return combine_gws(&op, tin, &n, groupEp, groupTp, commAlg, workspaceSize, executor);
+    return combine_v(&op, expandX, expertIds, assistInfoForCombine, epSendCounts, expertScales, tpSendCountsOptional,
+                     xActiveMaskOptional, activationScaleOptional, weightScaleOptional, groupListOptional,
+                     expandScalesOptional, sharedExpertXOptional, elasticInfoOptional, oriXOptional,
+                     constExpertAlpha1Optional, constExpertAlpha2Optional, constExpertVOptional, NULL, groupEp,
+                     epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId, expertShardType,
+                     sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode, groupListType, commAlg,
+                     zeroExpertNum, copyExpertNum, constExpertNum, xOut, workspaceSize, executor);
 }
 
 SIM_API aclnnStatus aclnnMoeDistributeCombineV3(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
@@ -855,18 +897,14 @@ SIM_API aclnnStatus aclnnMoeDistributeCombineV4GetWorkspaceSize(
     int64_t copyExpertNum, int64_t constExpertNum, aclTensor *xOut, uint64_t *workspaceSize,
     aclOpExecutor **executor) {
     COMBINE_OP(0, 4, "aclnnMoeDistributeCombineV4");
-    const aclTensor *tin[T_COUNT] = {
-        [T_EXPAND_X] = expandX, [T_IDS] = expertIds, [T_ASSIST] = assistInfoForCombine, [T_EP_SEND] = epSendCounts,
-        [T_SCALES] = expertScales, [T_TP_SEND] = tpSendCountsOptional, [T_MASK] = xActiveMaskOptional,
-        [T_ACT_SCALE] = activationScaleOptional, [T_W_SCALE] = weightScaleOptional,
-        [T_GROUP_LIST] = groupListOptional, [T_EXPAND_SCALES] = expandScalesOptional,
-        [T_SHARED_X] = sharedExpertXOptional, [T_ELASTIC] = elasticInfoOptional, [T_ORI_X] = oriXOptional,
-        [T_A1] = constExpertAlpha1Optional, [T_A2] = constExpertAlpha2Optional, [T_V] = constExpertVOptional,
-        [T_PERF] = performanceInfoOptional, [T_X_OUT] = xOut};
-    const CombineInts n = {epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, expertShardType,
-                           sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode, groupListType,
-                           0.0f, zeroExpertNum, copyExpertNum, constExpertNum};
-    return combine_gws(&op, tin, &n, groupEp, groupTp, commAlg, workspaceSize, executor);
+    return combine_v(&op, expandX, expertIds, assistInfoForCombine, epSendCounts, expertScales, tpSendCountsOptional,
+                     xActiveMaskOptional, activationScaleOptional, weightScaleOptional, groupListOptional,
+                     expandScalesOptional, sharedExpertXOptional, elasticInfoOptional, oriXOptional,
+                     constExpertAlpha1Optional, constExpertAlpha2Optional, constExpertVOptional,
+                     performanceInfoOptional, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize,
+                     tpRankId, expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, outDtype,
+                     commQuantMode, groupListType, commAlg, zeroExpertNum, copyExpertNum, constExpertNum, xOut,
+                     workspaceSize, executor);
 }
 
 SIM_API aclnnStatus aclnnMoeDistributeCombineV4(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
@@ -889,18 +927,14 @@ SIM_API aclnnStatus aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
     int64_t copyExpertNum, int64_t constExpertNum, aclTensor *yOut, aclTensor *rstdOut, aclTensor *xOut,
     uint64_t *workspaceSize, aclOpExecutor **executor) {
     COMBINE_OP(1, 2, "aclnnMoeDistributeCombineAddRmsNormV2");
-    const aclTensor *tin[T_COUNT] = {
-        [T_EXPAND_X] = expandX, [T_IDS] = expertIds, [T_ASSIST] = assistInfoForCombine, [T_EP_SEND] = epSendCounts,
-        [T_SCALES] = expertScales, [T_RESIDUAL] = residualX, [T_GAMMA] = gamma, [T_TP_SEND] = tpSendCountsOptional,
-        [T_MASK] = xActiveMaskOptional, [T_ACT_SCALE] = activationScaleOptional, [T_W_SCALE] = weightScaleOptional,
-        [T_GROUP_LIST] = groupListOptional, [T_EXPAND_SCALES] = expandScalesOptional,
-        [T_SHARED_X] = sharedExpertXOptional, [T_ELASTIC] = elasticInfoOptional, [T_ORI_X] = oriXOptional,
-        [T_A1] = constExpertAlpha1Optional, [T_A2] = constExpertAlpha2Optional, [T_V] = constExpertVOptional,
-        [T_Y_OUT] = yOut, [T_RSTD_OUT] = rstdOut, [T_X_OUT] = xOut};
-    const CombineInts n = {epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, expertShardType,
-                           sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode, groupListType,
-                           normEps, zeroExpertNum, copyExpertNum, constExpertNum};
-    return combine_gws(&op, tin, &n, groupEp, groupTp, commAlg, workspaceSize, executor);
+    return add_rms_norm_v(&op, expandX, expertIds, assistInfoForCombine, epSendCounts, expertScales, residualX, gamma,
+                          tpSendCountsOptional, xActiveMaskOptional, activationScaleOptional, weightScaleOptional,
+                          groupListOptional, expandScalesOptional, sharedExpertXOptional, elasticInfoOptional,
+                          oriXOptional, constExpertAlpha1Optional, constExpertAlpha2Optional, constExpertVOptional,
+                          groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
+                          expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode,
+                          groupListType, commAlg, normEps, zeroExpertNum, copyExpertNum, constExpertNum, yOut, rstdOut,
+                          xOut, workspaceSize, executor);
 }
 
 SIM_API aclnnStatus aclnnMoeDistributeCombineAddRmsNormV2(void *workspace, uint64_t workspaceSize,
@@ -919,16 +953,12 @@ SIM_API aclnnStatus aclnnMoeDistributeCombineV2GetWorkspaceSize(
     int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype, int64_t commQuantMode,
     int64_t groupListType, const char *commAlg, aclTensor *xOut, uint64_t *workspaceSize, aclOpExecutor **executor) {
     COMBINE_OP(0, 2, "aclnnMoeDistributeCombineV2");
-    const aclTensor *tin[T_COUNT] = {
-        [T_EXPAND_X] = expandX, [T_IDS] = expertIds, [T_ASSIST] = assistInfoForCombine, [T_EP_SEND] = epSendCounts,
-        [T_SCALES] = expertScales, [T_TP_SEND] = tpSendCountsOptional, [T_MASK] = xActiveMaskOptional,
-        [T_ACT_SCALE] = activationScaleOptional, [T_W_SCALE] = weightScaleOptional,
-        [T_GROUP_LIST] = groupListOptional, [T_EXPAND_SCALES] = expandScalesOptional,
-        [T_SHARED_X] = sharedExpertXOptional, [T_X_OUT] = xOut};
-    const CombineInts n = {epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, expertShardType,
-                           sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode, groupListType,
-                           0.0f, 0, 0, 0};
-    return combine_gws(&op, tin, &n, groupEp, groupTp, commAlg, workspaceSize, executor);
+    return combine_v(&op, expandX, expertIds, assistInfoForCombine, epSendCounts, expertScales, tpSendCountsOptional,
+                     xActiveMaskOptional, activationScaleOptional, weightScaleOptional, groupListOptional,
+                     expandScalesOptional, sharedExpertXOptional, NULL, NULL, NULL, NULL, NULL, NULL, groupEp,
+                     epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId, expertShardType,
+                     sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode, groupListType, commAlg, 0,
+                     0, 0, xOut, workspaceSize, executor);
 }
 
 SIM_API aclnnStatus aclnnMoeDistributeCombineV2(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
@@ -947,16 +977,12 @@ SIM_API aclnnStatus aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize(
     int64_t outDtype, int64_t commQuantMode, int64_t groupListType, const char *commAlg, float normEps, aclTensor *yOut,
     aclTensor *rstdOut, aclTensor *xOut, uint64_t *workspaceSize, aclOpExecutor **executor) {
     COMBINE_OP(1, 1, "aclnnMoeDistributeCombineAddRmsNorm");
-    const aclTensor *tin[T_COUNT] = {
-        [T_EXPAND_X] = expandX, [T_IDS] = expertIds, [T_ASSIST] = assistInfoForCombine, [T_EP_SEND] = epSendCounts,
-        [T_SCALES] = expertScales, [T_RESIDUAL] = residualX, [T_GAMMA] = gamma, [T_TP_SEND] = tpSendCountsOptional,
-        [T_MASK] = xActiveMaskOptional, [T_ACT_SCALE] = activationScaleOptional, [T_W_SCALE] = weightScaleOptional,
-        [T_GROUP_LIST] = groupListOptional, [T_EXPAND_SCALES] = expandScalesOptional,
-        [T_SHARED_X] = sharedExpertXOptional, [T_Y_OUT] = yOut, [T_RSTD_OUT] = rstdOut, [T_X_OUT] = xOut};
-    const CombineInts n = {epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, expertShardType,
-                           sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode, groupListType,
-                           normEps, 0, 0, 0};
-    return combine_gws(&op, tin, &n, groupEp, groupTp, commAlg, workspaceSize, executor);
+    return add_rms_norm_v(&op, expandX, expertIds, assistInfoForCombine, epSendCounts, expertScales, residualX, gamma,
+                          tpSendCountsOptional, xActiveMaskOptional, activationScaleOptional, weightScaleOptional,
+                          groupListOptional, expandScalesOptional, sharedExpertXOptional, NULL, NULL, NULL, NULL, NULL,
+                          groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
+                          expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode,
+                          groupListType, commAlg, normEps, 0, 0, 0, yOut, rstdOut, xOut, workspaceSize, executor);
 }
 
 SIM_API aclnnStatus aclnnMoeDistributeCombineAddRmsNorm(void *workspace, uint64_t workspaceSize,

@@ -223,6 +223,19 @@ int moe_attrs_release(const char *api, MoeAttrs *a, const char *commAlg) {
     return 0;
 }
 
+int moe_gws_release(const char *api, MoeAttrs *a, const char *commAlg, int version, const char *v3_api,
+                    const char **groupTp) {
+    int rc = moe_attrs_release(api, a, commAlg);
+    if (rc) return rc;
+    if (version == 4 && !moe_has(a, SIM_CHANGE_V4))
+        return moe_fail(api, SIM_ACLNN_ERR_INNER_FIND_KERNEL_ERROR,
+                        "not in %s: the V4 operators first shipped in CANN 8.5.0-beta.1; call %s, or emulate a later "
+                        "release with %s", sim_release_describe(&a->rel), v3_api, SIM_RELEASE_VARIABLE);
+    /* CANN 9.1.0's op_api reads a NULL groupTp as "" (TP is gone) */
+    if (!*groupTp && moe_has(a, SIM_CHANGE_TP_REMOVED)) *groupTp = "";
+    return 0;
+}
+
 const char *moe_skipped_note(const MoeAttrs *a) {
     static __thread char buf[256];
     if (!moe_has(a, SIM_CHANGE_COMBINE_CHECKS_SKIPPED)) return "";
@@ -465,9 +478,11 @@ int moe_gws_finish(int rc, const char *gws, const char *run, uint64_t ws, MoeAtt
     }
     snprintf(a->group_ep, sizeof a->group_ep, "%s", groupEp);
     snprintf(a->group_tp, sizeof a->group_tp, "%s", groupTp);
+    const int hier = a->hier;
     aclOpExecutor *ex = sim_executor_new(run, ws, fn, free, st);
     if (!ex) /* sim_executor_new released the state */
         return moe_fail(gws, ACLNN_ERR_INNER_CREATE_EXECUTOR, "could not create the executor");
+    if (hier) moe_refuse_hierarchy(ex, a->rel.text); /* a lives on in st, which the executor owns */
     *workspaceSize = ws;
     *executor = ex;
     return 0;

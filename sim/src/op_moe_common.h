@@ -96,6 +96,11 @@ static inline int moe_has(const MoeAttrs *a, int c) { return sim_release_has(&a-
 /* Reads the release for a GetWorkspaceSize (161002 with the message set when ACLNN_SIM_CANN_VERSION is bad) and
  * notes commAlg "hierarchy" where the release accepts it. */
 int moe_attrs_release(const char *api, MoeAttrs *a, const char *commAlg);
+/* The start of every GetWorkspaceSize, after moe_attrs_init: moe_attrs_release; a V4 entry point (version 4) in a
+ * release without V4 is 561003 (v3_api: what to call instead); from CANN 9.1.0 a NULL *groupTp reads as "".
+ * 0, or the status with the message set. */
+int moe_gws_release(const char *api, MoeAttrs *a, const char *commAlg, int version, const char *v3_api,
+                    const char **groupTp);
 /* A message suffix for a documented rule the emulated release's combine tiling does not enforce
  * (combine_checks_skipped), "" otherwise. */
 const char *moe_skipped_note(const MoeAttrs *a);
@@ -143,7 +148,8 @@ int moe_check_perf_info(const char *api, const MoeAttrs *a, const MoeTensor *per
  * the NULL checks pass and the liveness check reports it. */
 void moe_tensor_capture_arg(MoeTensor *dst, const struct aclTensor *t);
 /* End of GetWorkspaceSize. rc != 0 (a check failed): frees st and returns rc. Else keeps the group
- * names in a, and creates the executor of `run` (ws bytes of workspace) that owns st from then on. */
+ * names in a, and creates the executor of `run` (ws bytes of workspace) that owns st from then on (a, part of st,
+ * with it); with commAlg "hierarchy" its launches are refused (moe_refuse_hierarchy). */
 int moe_gws_finish(int rc, const char *gws, const char *run, uint64_t ws, MoeAttrs *a, const char *groupEp,
                    const char *groupTp, int (*fn)(aclOpExecutor *, SimStream *, void *), void *st,
                    uint64_t *workspaceSize, aclOpExecutor **executor);

@@ -632,17 +632,11 @@ static aclnnStatus dispatch_gws(int v, const aclTensor *const *tin, const Dispat
     st->gws = GWS[v];
     st->run = RUN[v];
     moe_attrs_init(&st->a, n->ep, n->rank, n->M, n->tp, n->tp_rank, n->S, n->R, n->gbs, n->zero, n->copy, n->cnst);
-    int rc = moe_attrs_release(st->gws, &st->a, commAlg);
-    if (!rc && v == 4 && !moe_has(&st->a, SIM_CHANGE_V4))
-        rc = moe_fail(st->gws, SIM_ACLNN_ERR_INNER_FIND_KERNEL_ERROR,
-                      "not in %s: DispatchV4 first shipped in CANN 8.5.0-beta.1; call aclnnMoeDistributeDispatchV3, "
-                      "or emulate a later release with %s", sim_release_describe(&st->a.rel), SIM_RELEASE_VARIABLE);
+    int rc = moe_gws_release(st->gws, &st->a, commAlg, v, RUN[3], &groupTp);
     if (rc) {
         free(st);
         return rc;
     }
-    /* CANN 9.1.0's op_api reads a NULL groupTp as "" (TP is gone) */
-    if (!groupTp && moe_has(&st->a, SIM_CHANGE_TP_REMOVED)) groupTp = "";
     MoeTensor *tdst[D_COUNT] = {&st->x, &st->ids, &st->scales, &st->mask, &st->expert_scales, &st->elastic,
                                 &st->perf, &st->expand_x, &st->dyn_scales, &st->assist, &st->token_nums,
                                 &st->ep_recv, &st->tp_recv, &st->expand_scales};
@@ -659,14 +653,31 @@ static aclnnStatus dispatch_gws(int v, const aclTensor *const *tin, const Dispat
         rc = validate_tiling(st, n->shard, commAlg);
     }
     if (!rc) rc = moe_check_comm_sizes(st->gws, &st->a, groupEp, groupTp);
-    const int hier = st->a.hier;
-    char rel[64];
-    snprintf(rel, sizeof rel, "%s", st->a.rel.text);
     /* workspace of the A3 tiling: 16 MiB + 512 * aivNum^2 (TIL SetWorkSpace), unused by the simulator */
     const uint64_t ws = 16ull * 1024 * 1024 + 512ull * MOE_AIV_NUM * MOE_AIV_NUM;
-    rc = moe_gws_finish(rc, st->gws, st->run, ws, &st->a, groupEp, groupTp, dispatch_run, st, workspaceSize, executor);
-    if (!rc && hier) moe_refuse_hierarchy(*executor, rel);
-    return rc;
+    return moe_gws_finish(rc, st->gws, st->run, ws, &st->a, groupEp, groupTp, dispatch_run, st, workspaceSize,
+                          executor);
+}
+
+/* V2, V3 and V4 in DispatchV4's parameter order (V3: no performanceInfo; V2: no elasticInfo, no special experts) */
+static aclnnStatus dispatch_v(
+    int v, const aclTensor *x, const aclTensor *expertIds, const aclTensor *scalesOptional,
+    const aclTensor *xActiveMaskOptional, const aclTensor *expertScalesOptional, const aclTensor *elasticInfoOptional,
+    const aclTensor *performanceInfoOptional, const char *groupEp, int64_t epWorldSize, int64_t epRankId,
+    int64_t moeExpertNum, const char *groupTp, int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType,
+    int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t quantMode, int64_t globalBs,
+    int64_t expertTokenNumsType, const char *commAlg, int64_t zeroExpertNum, int64_t copyExpertNum,
+    int64_t constExpertNum, aclTensor *expandXOut, aclTensor *dynamicScalesOut, aclTensor *assistInfoForCombineOut,
+    aclTensor *expertTokenNumsOut, aclTensor *epRecvCountsOut, aclTensor *tpRecvCountsOut, aclTensor *expandScalesOut,
+    uint64_t *workspaceSize, aclOpExecutor **executor) {
+    const aclTensor *tin[D_COUNT] = {x, expertIds, scalesOptional, xActiveMaskOptional, expertScalesOptional,
+                                     elasticInfoOptional, performanceInfoOptional, expandXOut, dynamicScalesOut,
+                                     assistInfoForCombineOut, expertTokenNumsOut, epRecvCountsOut, tpRecvCountsOut,
+                                     expandScalesOut};
+    const DispatchInts n = {epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, expertShardType,
+                            sharedExpertNum, sharedExpertRankNum, quantMode, globalBs, expertTokenNumsType,
+                            zeroExpertNum, copyExpertNum, constExpertNum};
+    return dispatch_gws(v, tin, &n, groupEp, groupTp, commAlg, workspaceSize, executor);
 }
 
 #ifndef SIM_V2_ONLY
@@ -680,13 +691,12 @@ SIM_API aclnnStatus aclnnMoeDistributeDispatchV3GetWorkspaceSize(
     int64_t constExpertNum, aclTensor *expandXOut, aclTensor *dynamicScalesOut, aclTensor *assistInfoForCombineOut,
     aclTensor *expertTokenNumsOut, aclTensor *epRecvCountsOut, aclTensor *tpRecvCountsOut,
     aclTensor *expandScalesOut, uint64_t *workspaceSize, aclOpExecutor **executor) {
-    const aclTensor *tin[D_COUNT] = {x, expertIds, scalesOptional, xActiveMaskOptional, expertScalesOptional,
-                                     elasticInfoOptional, NULL, expandXOut, dynamicScalesOut, assistInfoForCombineOut,
-                                     expertTokenNumsOut, epRecvCountsOut, tpRecvCountsOut, expandScalesOut};
-    const DispatchInts n = {epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, expertShardType,
-                            sharedExpertNum, sharedExpertRankNum, quantMode, globalBs, expertTokenNumsType,
-                            zeroExpertNum, copyExpertNum, constExpertNum};
-    return dispatch_gws(3, tin, &n, groupEp, groupTp, commAlg, workspaceSize, executor);
+    return dispatch_v(3, x, expertIds, scalesOptional, xActiveMaskOptional, expertScalesOptional, elasticInfoOptional,
+                      NULL, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
+                      expertShardType, sharedExpertNum, sharedExpertRankNum, quantMode, globalBs, expertTokenNumsType,
+                      commAlg, zeroExpertNum, copyExpertNum, constExpertNum, expandXOut, dynamicScalesOut,
+                      assistInfoForCombineOut, expertTokenNumsOut, epRecvCountsOut, tpRecvCountsOut, expandScalesOut,
+                      workspaceSize, executor);
 }
 
 SIM_API aclnnStatus aclnnMoeDistributeDispatchV3(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
@@ -704,14 +714,12 @@ SIM_API aclnnStatus aclnnMoeDistributeDispatchV4GetWorkspaceSize(
     int64_t copyExpertNum, int64_t constExpertNum, aclTensor *expandXOut, aclTensor *dynamicScalesOut,
     aclTensor *assistInfoForCombineOut, aclTensor *expertTokenNumsOut, aclTensor *epRecvCountsOut,
     aclTensor *tpRecvCountsOut, aclTensor *expandScalesOut, uint64_t *workspaceSize, aclOpExecutor **executor) {
-    const aclTensor *tin[D_COUNT] = {x, expertIds, scalesOptional, xActiveMaskOptional, expertScalesOptional,
-                                     elasticInfoOptional, performanceInfoOptional, expandXOut, dynamicScalesOut,
-                                     assistInfoForCombineOut, expertTokenNumsOut, epRecvCountsOut, tpRecvCountsOut,
-                                     expandScalesOut};
-    const DispatchInts n = {epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, expertShardType,
-                            sharedExpertNum, sharedExpertRankNum, quantMode, globalBs, expertTokenNumsType,
-                            zeroExpertNum, copyExpertNum, constExpertNum};
-    return dispatch_gws(4, tin, &n, groupEp, groupTp, commAlg, workspaceSize, executor);
+    return dispatch_v(4, x, expertIds, scalesOptional, xActiveMaskOptional, expertScalesOptional, elasticInfoOptional,
+                      performanceInfoOptional, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize,
+                      tpRankId, expertShardType, sharedExpertNum, sharedExpertRankNum, quantMode, globalBs,
+                      expertTokenNumsType, commAlg, zeroExpertNum, copyExpertNum, constExpertNum, expandXOut,
+                      dynamicScalesOut, assistInfoForCombineOut, expertTokenNumsOut, epRecvCountsOut, tpRecvCountsOut,
+                      expandScalesOut, workspaceSize, executor);
 }
 
 SIM_API aclnnStatus aclnnMoeDistributeDispatchV4(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
@@ -729,12 +737,11 @@ SIM_API aclnnStatus aclnnMoeDistributeDispatchV2GetWorkspaceSize(
     aclTensor *dynamicScalesOut, aclTensor *assistInfoForCombineOut, aclTensor *expertTokenNumsOut,
     aclTensor *epRecvCountsOut, aclTensor *tpRecvCountsOut, aclTensor *expandScalesOut, uint64_t *workspaceSize,
     aclOpExecutor **executor) {
-    const aclTensor *tin[D_COUNT] = {x, expertIds, scalesOptional, xActiveMaskOptional, expertScalesOptional, NULL,
-                                     NULL, expandXOut, dynamicScalesOut, assistInfoForCombineOut, expertTokenNumsOut,
-                                     epRecvCountsOut, tpRecvCountsOut, expandScalesOut};
-    const DispatchInts n = {epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, expertShardType,
-                            sharedExpertNum, sharedExpertRankNum, quantMode, globalBs, expertTokenNumsType, 0, 0, 0};
-    return dispatch_gws(2, tin, &n, groupEp, groupTp, commAlg, workspaceSize, executor);
+    return dispatch_v(2, x, expertIds, scalesOptional, xActiveMaskOptional, expertScalesOptional, NULL, NULL, groupEp,
+                      epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId, expertShardType,
+                      sharedExpertNum, sharedExpertRankNum, quantMode, globalBs, expertTokenNumsType, commAlg, 0, 0, 0,
+                      expandXOut, dynamicScalesOut, assistInfoForCombineOut, expertTokenNumsOut, epRecvCountsOut,
+                      tpRecvCountsOut, expandScalesOut, workspaceSize, executor);
 }
 
 SIM_API aclnnStatus aclnnMoeDistributeDispatchV2(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,

@@ -371,30 +371,29 @@ int moe_combine_token(const MoeCombineCfg *c, const MoeCombineToken *tk, float *
     return 0;
 }
 
+/* one repeat of the A3 vector reduction: v[0..m) (m <= 64, zero-padded to 64) summed by a binary tree of
+ * adjacent pairs */
+static float tree64(const float *v, int64_t m) {
+    float buf[64];
+    for (int64_t i = 0; i < 64; i++) buf[i] = i < m ? v[i] : 0.0f;
+    for (int w = 32; w >= 1; w /= 2)
+        for (int i = 0; i < w; i++) buf[i] = buf[2 * i] + buf[2 * i + 1];
+    return buf[0];
+}
+
 float moe_reduce_sum_a3(const float *v, int64_t n) {
     float total = 0.0f;
     for (int64_t g = 0; g < n; g += 64) {
-        float buf[64];
-        int64_t m = n - g < 64 ? n - g : 64;
-        for (int64_t i = 0; i < 64; i++) buf[i] = i < m ? v[g + i] : 0.0f;
-        for (int w = 32; w >= 1; w /= 2)
-            for (int i = 0; i < w; i++) buf[i] = buf[2 * i] + buf[2 * i + 1];
-        total = g == 0 ? buf[0] : total + buf[0];
+        const float s = tree64(v + g, n - g < 64 ? n - g : 64);
+        total = g == 0 ? s : total + s;
     }
     return total;
 }
 
-/* one level of AscendC Sum: each group of 64 of v[0..n) (zero-padded) summed by the binary tree into out */
+/* one level of AscendC Sum: each group of 64 of v[0..n) summed by the tree into out */
 static int64_t sum_level(const float *v, int64_t n, float *out) {
     int64_t groups = 0;
-    for (int64_t g = 0; g < n; g += 64) {
-        float buf[64];
-        int64_t m = n - g < 64 ? n - g : 64;
-        for (int64_t i = 0; i < 64; i++) buf[i] = i < m ? v[g + i] : 0.0f;
-        for (int w = 32; w >= 1; w /= 2)
-            for (int i = 0; i < w; i++) buf[i] = buf[2 * i] + buf[2 * i + 1];
-        out[groups++] = buf[0];
-    }
+    for (int64_t g = 0; g < n; g += 64) out[groups++] = tree64(v + g, n - g < 64 ? n - g : 64);
     return groups;
 }
 

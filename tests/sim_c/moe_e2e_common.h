@@ -176,6 +176,22 @@ static int untouched(const void *p, size_t bytes) {
     return 1;
 }
 
+/* the int64 (ep,) performanceInfo in d, copied back over host (NULL: nothing) */
+static void read_perf(DT *d, int64_t *host, int64_t ep) {
+    if (!host) return;
+    int64_t *p = (int64_t *)dt_read(d);
+    memcpy(host, p, sizeof(int64_t) * (size_t)ep);
+    free(p);
+}
+
+/* one check per object kind: nothing is left alive (call after world_close) */
+static void check_no_live_objects(void) {
+    int64_t live[ACLSIM_OBJ_KIND_COUNT];
+    aclsimLiveObjects(live, ACLSIM_OBJ_KIND_COUNT);
+    for (int i = 0; i < ACLSIM_OBJ_KIND_COUNT; i++)
+        CHECK(live[i] == 0, "leak: %lld live %s objects", (long long)live[i], aclsimObjectKindName(i));
+}
+
 /* free(p) and clear p */
 #define FREE_NULL(p) (free(p), (p) = NULL)
 
@@ -290,11 +306,7 @@ static void do_dispatch(DCall *c) {
             er.t, tr.t, xs.t, &ws, &exe);
         call_finish(&c->st, aclnnMoeDistributeDispatchV3, ws, exe, c->dev);
     }
-    if (c->perf) {
-        int64_t *p = (int64_t *)dt_read(&pf);
-        memcpy(c->perf, p, sizeof(int64_t) * (size_t)c->ep);
-        free(p);
-    }
+    read_perf(&pf, c->perf, c->ep);
     c->xs = (float *)dt_read(&xs);
     c->expand_x = dt_read(&ex);
     c->dyn = (float *)dt_read(&dyn);
@@ -406,11 +418,7 @@ static void do_combine(CCall *c) {
                : (c->version == 4 ? aclnnMoeDistributeCombineV4
                                   : c->version == 2 ? aclnnMoeDistributeCombineV2 : aclnnMoeDistributeCombineV3);
     call_finish(&c->st, run, ws, exe, c->dev);
-    if (c->perf) {
-        int64_t *p = (int64_t *)dt_read(&pf);
-        memcpy(c->perf, p, sizeof(int64_t) * (size_t)c->ep);
-        free(p);
-    }
+    read_perf(&pf, c->perf, c->ep);
     c->x_out = (uint16_t *)dt_read(&xo);
     if (c->arn) {
         c->y_out = (uint16_t *)dt_read(&yo);

@@ -807,10 +807,7 @@ int main(int argc, char **argv) {
     RUN("I  validation", validation());
     RUN("J  run-time errors", scenario_j());
     world_close(8);
-    int64_t live[ACLSIM_OBJ_KIND_COUNT];
-    aclsimLiveObjects(live, ACLSIM_OBJ_KIND_COUNT);
-    for (int i = 0; i < ACLSIM_OBJ_KIND_COUNT; i++)
-        CHECK(live[i] == 0, "leak: %lld live %s objects", (long long)live[i], aclsimObjectKindName(i));
+    check_no_live_objects();
     printf("moe_e2e_test: %d checks, %d failures\n", g_checks, g_fail);
     return g_fail ? 1 : 0;
 }

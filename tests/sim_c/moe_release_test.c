@@ -580,10 +580,7 @@ int main(int argc, char **argv) {
         else if (strcmp(s, "const4")) CHECK(0, "unknown scenario %s", s);
     }
     world_close(2);
-    int64_t live[ACLSIM_OBJ_KIND_COUNT];
-    aclsimLiveObjects(live, ACLSIM_OBJ_KIND_COUNT);
-    for (int i = 0; i < ACLSIM_OBJ_KIND_COUNT; i++)
-        CHECK(live[i] == 0, "leak: %lld live %s objects", (long long)live[i], aclsimObjectKindName(i));
+    check_no_live_objects();
     printf("moe_release_test: %d checks, %d failures\n", g_checks, g_fail);
     return g_fail ? 1 : 0;
 }
