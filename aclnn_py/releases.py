@@ -73,14 +73,16 @@ CHANGES: Tuple[Change, ...] = (
     Change("performance_info_a3", "9.0.0", "f11e4d6bf 2026-01-28",
            "the A3 kernels write performance_info (atomic max of per-peer waits, us)"),
     Change("assist_128a", "9.0.0", "9cc29aebe 2026-02-13",
-           "dispatch: assist_info_for_combine >= 128*A, expand_x / dynamic_scales rows >= A"),
+           "dispatch: assist_info_for_combine >= 128*A (was 3*A)"),
     Change("hierarchy", "9.0.0", "9cc29aebe 2026-02-13", "comm_alg='hierarchy' accepted on A3"),
     Change("v5", "9.0.0", "8a88dd6ff 2026-03-05", "DispatchV5 / CombineV5 (MC2 context tensor, cclBufferSize)"),
     Change("combine_checks_skipped", "9.0.0", "916aa93c1 2026-03-12",
            "combine tiling skips its shape checks (a bool function returns GRAPH_FAILED); every negative "
            "special-expert count rejected"),
     Change("tp_removed", "9.1.0", "7feca19bc 2026-06-25",
-           "tp_world_size >= 2 rejected; tp_recv_counts / tp_send_counts neither written nor checked"),
+           "tp_world_size >= 2 rejected; tp_recv_counts / tp_send_counts neither written nor checked; dispatch "
+           "expand_x / dynamic_scales rows >= A (was tp*A); tpRankId unchecked by dispatch, 0 in combine; "
+           "op_api: groupTp NULL reads as \"\" and tpRecvCountsOut may be NULL (346885589 2026-07-03)"),
     Change("expert_scales_optional", "9.1.0", "2a0d63313 2026-07-15",
            "combine expert_scales optional (empty: unweighted sum); dispatch writes expand_scales"),
 )

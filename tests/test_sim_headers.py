@@ -251,3 +251,16 @@ def test_comm_config_size_check_compiles_in_c(cann_sim_home: Path, tmp_path: Pat
                             f"-I{cann_sim_home / 'include'}", str(src), "-o", str(exe)], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     assert subprocess.run([str(exe)]).returncode == 0
+
+
+def test_version_api_prototypes_match_published(cann_sim_home: Path, tmp_path: Path) -> None:
+    """acl/acl_rt.h declares CANN 8.5.0's version API (RT acl_rt.h:810, 821, 832): the exact function types."""
+    src = tmp_path / "proto.cpp"
+    src.write_text('#include "acl/acl.h"\n'
+                   "aclError (*get_cann)(aclCANNPackageName, aclCANNPackageVersion *) = aclsysGetCANNVersion;\n"
+                   "aclError (*get_str)(char *, char *) = aclsysGetVersionStr;\n"
+                   "aclError (*get_num)(char *, int32_t *) = aclsysGetVersionNum;\n"
+                   "int main() { return get_cann && get_str && get_num ? 0 : 1; }\n")
+    build = subprocess.run(["g++", "-std=c++11", "-Wall", "-Werror", "-c", f"-I{cann_sim_home / 'include'}", str(src),
+                            "-o", str(tmp_path / "proto.o")], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr

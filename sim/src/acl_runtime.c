@@ -13,7 +13,14 @@
 #include <unistd.h>
 
 #include "acl/acl.h"
+#include "sim_release.h"
 #include "simcore.h"
+
+/* The release this tree's files and version API report when ACLNN_SIM_CANN_VERSION is unset (build.sh: the
+ * default release; the V2-only tree says 8.3.RC1, which predates aclsysGetVersionStr/Num). */
+#ifndef SIM_TREE_RELEASE
+#define SIM_TREE_RELEASE SIM_DEFAULT_RELEASE
+#endif
 
 #define SIM_CONTEXT_MAGIC 0x43545854u
 #define SIM_EVENT_MAGIC 0x45564E54u
@@ -91,6 +98,8 @@ aclError aclInit(const char *configPath)
         sim_set_error("aclInit: cannot read config file %s", configPath);
         return ACL_ERROR_INVALID_FILE;
     }
+    SimRelease rel;
+    if (sim_release_current("aclInit", &rel) != 0) return ACL_ERROR_INVALID_PARAM;
     pthread_mutex_lock(&g_mu);
     int st = g_init_state;
     if (st != 1) g_init_state = 1;
@@ -165,6 +174,122 @@ size_t aclDataTypeSize(aclDataType dataType)
 }
 
 /* ---- devices and contexts ------------------------------------------------------------------------ */
+
+/* ---- the CANN release (CANN >= 8.5 reads ${ASCEND_HOME_PATH}/share/info/<pkg>/version.info; the simulator
+ * reports the release it emulates, docs/decisions.md "Simulator per release") ------------------------------ */
+/* The release text reported to a caller: ACLNN_SIM_CANN_VERSION when set, else the tree's release.
+ * 0, or ACL_ERROR_INVALID_PARAM with the message set. */
+static aclError reported_release(const char *api, char *out, size_t cap)
+{
+    SimRelease rel;
+    if (sim_release_current(api, &rel) != 0) return ACL_ERROR_INVALID_PARAM;
+    snprintf(out, cap, "%s", rel.from_env ? rel.text : SIM_TREE_RELEASE);
+    return ACL_SUCCESS;
+}
+
+/* aclsysGetCANNVersion: the version split on '.' after "X.Y.Z-beta.1" -> "X.Y.Z.beta1", padded with "0" */
+static void fill_package_version(const char *text, aclCANNPackageVersion *v)
+{
+    memset(v, 0, sizeof *v);
+    char conv[ACL_PKG_VERSION_MAX_SIZE];
+    const char *dash = strchr(text, '-');
+    if (dash) {
+        size_t n = 0, cap = sizeof conv - 1;
+        for (const char *c = text; c < dash && n < cap; c++) conv[n++] = *c;
+        if (n < cap) conv[n++] = '.';
+        for (const char *c = dash + 1; *c && n < cap; c++)
+            if (*c != '.') conv[n++] = *c;
+        conv[n] = '\0';
+    } else {
+        snprintf(conv, sizeof conv, "%s", text);
+    }
+    snprintf(v->version, sizeof v->version, "%s", conv);
+    char *parts[4] = {v->majorVersion, v->minorVersion, v->releaseVersion, v->patchVersion};
+    const char *c = conv;
+    for (int i = 0; i < 4; i++) {
+        size_t len = c ? strcspn(c, ".") : 0;
+        if (!c) snprintf(parts[i], ACL_PKG_VERSION_PARTS_MAX_SIZE, "0");
+        else snprintf(parts[i], ACL_PKG_VERSION_PARTS_MAX_SIZE, "%.*s", (int)len, c);
+        c = c && c[len] == '.' ? c + len + 1 : NULL;
+    }
+}
+
+aclError aclsysGetCANNVersion(aclCANNPackageName name, aclCANNPackageVersion *version)
+{
+    sim_record_call("aclsysGetCANNVersion", "name=%d version=%p", (int)name, P(version));
+    if (!version) {
+        sim_set_error("aclsysGetCANNVersion: version is NULL");
+        return ACL_ERROR_INVALID_PARAM;
+    }
+    if ((int)name == ACL_PKG_NAME_DRIVER) {
+        sim_set_error("aclsysGetCANNVersion: the aclnn_py simulator has no NPU driver (ACL_PKG_NAME_DRIVER)");
+        return ACL_ERROR_INVALID_FILE;
+    }
+    if ((int)name < ACL_PKG_NAME_CANN || (int)name > ACL_PKG_NAME_DRIVER) {
+        sim_set_error("aclsysGetCANNVersion: package name %d is not an aclCANNPackageName (0..7)", (int)name);
+        return ACL_ERROR_INVALID_PARAM;
+    }
+    char text[ACL_PKG_VERSION_MAX_SIZE];
+    aclError rc = reported_release("aclsysGetCANNVersion", text, sizeof text);
+    if (rc == ACL_SUCCESS) fill_package_version(text, version);
+    return rc;
+}
+
+#ifndef SIM_V2_ONLY
+/* The packages under share/info of the simulator's tree (build.sh), as CANN names them; like CANN, a name with
+ * '-' and '_' swapped is accepted too. */
+static int known_package(const char *name)
+{
+    static const char *const pkgs[] = {"runtime", "opbase", "hccl", "ops_math", "ops_transformer"};
+    char alt[64];
+    snprintf(alt, sizeof alt, "%s", name);
+    for (char *c = alt; *c; c++) *c = *c == '-' ? '_' : *c;
+    for (size_t i = 0; i < sizeof pkgs / sizeof pkgs[0]; i++)
+        if (strcmp(alt, pkgs[i]) == 0) return 1;
+    return 0;
+}
+
+/* the checks aclsysGetVersionStr and aclsysGetVersionNum share; fills text */
+static aclError package_release(const char *api, const char *pkgName, const void *out, char *text, size_t cap)
+{
+    if (!pkgName || !out) {
+        sim_set_error("%s: %s is NULL", api, !pkgName ? "pkgName" : "the output pointer");
+        return ACL_ERROR_INVALID_PARAM;
+    }
+    if (!known_package(pkgName)) {
+        sim_set_error("%s: no package \"%s\" (no share/info/%s/version.info); the simulator's packages are runtime, "
+                      "opbase, hccl, ops_math and ops_transformer", api, pkgName, pkgName);
+        return ACL_ERROR_INVALID_FILE;
+    }
+    return reported_release(api, text, cap);
+}
+
+aclError aclsysGetVersionStr(char *pkgName, char *versionStr)
+{
+    sim_record_call("aclsysGetVersionStr", "pkgName=%s versionStr=%p", sim_fmt_str(pkgName), P(versionStr));
+    char text[ACL_PKG_VERSION_MAX_SIZE];
+    aclError rc = package_release("aclsysGetVersionStr", pkgName, versionStr, text, sizeof text);
+    if (rc == ACL_SUCCESS) snprintf(versionStr, ACL_PKG_VERSION_MAX_SIZE, "%s", text);
+    return rc;
+}
+
+aclError aclsysGetVersionNum(char *pkgName, int32_t *versionNum)
+{
+    sim_record_call("aclsysGetVersionNum", "pkgName=%s versionNum=%p", sim_fmt_str(pkgName), P(versionNum));
+    char text[ACL_PKG_VERSION_MAX_SIZE];
+    aclError rc = package_release("aclsysGetVersionNum", pkgName, versionNum, text, sizeof text);
+    if (rc != ACL_SUCCESS) return rc;
+    int32_t num = 0;
+    int has_patch = 0;
+    /* CANN's parser needs major.minor.patch ("8.3.RC1" fails with "Missing patch version") */
+    if (sim_release_parse(text, &num, &has_patch) != 0 || !has_patch) {
+        sim_set_error("aclsysGetVersionNum: cannot convert the version \"%s\" of %s to a number", text, pkgName);
+        return ACL_ERROR_INTERNAL_ERROR;
+    }
+    *versionNum = num;
+    return ACL_SUCCESS;
+}
+#endif
 
 aclError aclrtSetDevice(int32_t deviceId)
 {

@@ -65,6 +65,7 @@ struct SimComm {
     int device;
     int destroyed;
     int async_error;
+    uint64_t buffer_mb;  /* HCCL buffer of this rank's communicator (sim_comm_set_buffer_mb), 0 unknown */
     /* this rank's most recent exchange, for sim_comm_missing after a failure (guarded by the group lock);
      * valid while the group's sequences have not restarted since (last_restart) */
     int last_seq;
@@ -604,6 +605,11 @@ SIM_API int sim_comm_rank(const SimComm *c) { return c ? c->rank : -1; }
 SIM_API int sim_comm_size(const SimComm *c) { return c ? c->g->size : 0; }
 SIM_API const char *sim_comm_name(const SimComm *c) { return c ? c->g->st->name : NULL; }
 SIM_API int sim_comm_device(const SimComm *c) { return c ? c->device : -1; }
+SIM_API void sim_comm_set_buffer_mb(SimComm *c, uint64_t mb)
+{
+    if (c) c->buffer_mb = mb;
+}
+SIM_API uint64_t sim_comm_buffer_mb(const SimComm *c) { return c ? c->buffer_mb : 0; }
 SIM_API void sim_comm_set_async_error(SimComm *c, int err)
 {
     if (c) __atomic_store_n(&c->async_error, err, __ATOMIC_RELEASE);

@@ -4,6 +4,8 @@
  * its run; a repeatable one (aclSetAclOpExecutorRepeatable) lives until aclDestroyAclOpExecutor.
  */
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +16,8 @@ typedef struct {
     int inflight;        /* queued or running launches */
     int consumed;        /* a non-repeatable executor that was launched */
     int destroy_pending; /* aclDestroyAclOpExecutor while runs were queued */
+    int32_t refuse;      /* sim_executor_refuse: the status every launch returns */
+    char refuse_msg[512];
 } SimExecPriv;
 
 typedef struct {
@@ -108,6 +112,9 @@ SIM_API int32_t sim_executor_launch(const char *api, aclOpExecutor *ex, void *wo
         sim_set_error("%s: workspace %p (+%llu bytes) is not inside one aclrtMalloc device buffer", api, workspace,
                       (unsigned long long)ex->workspace_size);
         rc = SIM_ACLNN_ERR_PARAM_INVALID;
+    } else if (p->refuse) {
+        sim_set_error("%s: %s", api, p->refuse_msg);
+        rc = p->refuse;
     } else if (!(s = sim_stream_resolve(stream))) {
         if (stream)
             sim_set_error("%s: stream %p is not a live stream", api, stream);
@@ -142,6 +149,16 @@ SIM_API int32_t sim_executor_launch(const char *api, aclOpExecutor *ex, void *wo
     pthread_mutex_unlock(&g_ex_mu);
     if (free_it) sim_executor_free(ex);
     return rc;
+}
+
+SIM_API void sim_executor_refuse(aclOpExecutor *ex, int32_t status, const char *fmt, ...)
+{
+    SimExecPriv *p = (SimExecPriv *)ex;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->refuse_msg, sizeof p->refuse_msg, fmt, ap);
+    va_end(ap);
+    p->refuse = status;
 }
 
 SIM_API int32_t sim_executor_set_repeatable(aclOpExecutor *ex)

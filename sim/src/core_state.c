@@ -2,6 +2,8 @@
  * Thread-local state of the CANN simulator (recent error messages, last-call record, current device),
  * the formatting helpers for call records, dtype sizes and tensor helpers.
  */
+#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -335,4 +337,19 @@ SIM_API int sim_tensor_is_contiguous(const struct aclTensor *t)
         expect *= t->dims[i];
     }
     return 1;
+}
+
+SIM_API uint64_t sim_hccl_buffsize_env_mb(void)
+{
+    const char *e = getenv("HCCL_BUFFSIZE");
+    uint16_t mb = 200;
+    if (!e) return mb;
+    /* std::stoi: skip blanks, optional sign, at least one digit, int range; else it throws and the tiling keeps
+     * the default */
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(e, &end, 10);
+    if (end == e || errno == ERANGE || v > INT_MAX || v < INT_MIN) return mb;
+    mb = (uint16_t)(int)v;
+    return mb;
 }

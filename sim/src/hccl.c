@@ -126,6 +126,14 @@ static SimComm *get_comm_out(const char *api, HcclComm comm, const void *out, co
     return c;
 }
 
+/* The HCCL buffer of a new communicator, in MB: the config's hcclBufferSize when set, else HCCL_BUFFSIZE now
+ * (read when the communicator is created, as HCCL does). */
+static uint64_t new_comm_buffer_mb(const HcclCommConfig *config)
+{
+    if (config && config->hcclBufferSize != HCCL_COMM_BUFFSIZE_CONFIG_NOT_SET) return config->hcclBufferSize;
+    return sim_hccl_buffsize_env_mb();
+}
+
 HcclResult HcclCommInitAll(uint32_t ndev, int32_t *devices, HcclComm *comms)
 {
     sim_record_call("HcclCommInitAll", "ndev=%u devices=%p comms=%p", ndev, P(devices), P(comms));
@@ -151,8 +159,12 @@ HcclResult HcclCommInitAll(uint32_t ndev, int32_t *devices, HcclComm *comms)
     char name[COMM_NAME_MAX_LENGTH];
     next_group_name(name, sizeof name);
     int rc = sim_comm_create_group(name, (int)ndev, devs, out);
+    const uint64_t mb = new_comm_buffer_mb(NULL);
     if (rc == 0)
-        for (uint32_t i = 0; i < ndev; i++) comms[i] = out[i];
+        for (uint32_t i = 0; i < ndev; i++) {
+            sim_comm_set_buffer_mb(out[i], mb);
+            comms[i] = out[i];
+        }
     free(devs);
     free(out);
     return rc == 0 ? HCCL_SUCCESS : HCCL_E_PARA;
@@ -208,7 +220,7 @@ static void pending_release_locked(Pending *p)
     free(p);
 }
 
-static HcclResult init_root_info(const char *api, uint32_t nRanks, const HcclRootInfo *rootInfo, uint32_t rank,
+static HcclResult join_root_info(const char *api, uint32_t nRanks, const HcclRootInfo *rootInfo, uint32_t rank,
                                  HcclComm *comm)
 {
     pthread_once(&g_cv_once, init_cv);
@@ -349,11 +361,20 @@ static HcclResult init_root_info(const char *api, uint32_t nRanks, const HcclRoo
     return status;
 }
 
+static HcclResult init_root_info(const char *api, uint32_t nRanks, const HcclRootInfo *rootInfo, uint32_t rank,
+                                 const HcclCommConfig *config, HcclComm *comm)
+{
+    const uint64_t mb = new_comm_buffer_mb(config);
+    HcclResult rc = join_root_info(api, nRanks, rootInfo, rank, comm);
+    if (rc == HCCL_SUCCESS) sim_comm_set_buffer_mb((SimComm *)*comm, mb);
+    return rc;
+}
+
 HcclResult HcclCommInitRootInfo(uint32_t nRanks, const HcclRootInfo *rootInfo, uint32_t rank, HcclComm *comm)
 {
     sim_record_call("HcclCommInitRootInfo", "nRanks=%u rootInfo=%p rank=%u comm=%p", nRanks, P(rootInfo), rank,
                     P(comm));
-    return init_root_info("HcclCommInitRootInfo", nRanks, rootInfo, rank, comm);
+    return init_root_info("HcclCommInitRootInfo", nRanks, rootInfo, rank, NULL, comm);
 }
 
 HcclResult HcclCommInitRootInfoConfig(uint32_t nRanks, const HcclRootInfo *rootInfo, uint32_t rank,
@@ -361,7 +382,7 @@ HcclResult HcclCommInitRootInfoConfig(uint32_t nRanks, const HcclRootInfo *rootI
 {
     sim_record_call("HcclCommInitRootInfoConfig", "nRanks=%u rootInfo=%p rank=%u config=%p comm=%p", nRanks,
                     P(rootInfo), rank, P(config), P(comm));
-    return init_root_info("HcclCommInitRootInfoConfig", nRanks, rootInfo, rank, comm);
+    return init_root_info("HcclCommInitRootInfoConfig", nRanks, rootInfo, rank, config, comm);
 }
 
 HcclResult HcclGetCommName(HcclComm comm, char *commName)

@@ -250,6 +250,7 @@ static aclnnStatus barrier_prepare(const char *api, const char *op, const aclTen
     return 0;
 }
 
+#ifndef SIM_V2_ONLY
 aclnnStatus aclnnDistributeBarrierV2GetWorkspaceSize(const aclTensor *xRef, const aclTensor *timeOut,
                                                      const aclTensor *elasticInfo, const char *group,
                                                      int64_t worldSize, uint64_t *workspaceSize,
@@ -268,6 +269,8 @@ aclnnStatus aclnnDistributeBarrierV2(void *workspace, uint64_t workspaceSize, ac
 {
     return sim_executor_launch("aclnnDistributeBarrierV2", executor, workspace, workspaceSize, stream);
 }
+
+#endif
 
 aclnnStatus aclnnDistributeBarrierGetWorkspaceSize(aclTensor *xRef, const char *group, int64_t worldSize,
                                                    uint64_t *workspaceSize, aclOpExecutor **executor)

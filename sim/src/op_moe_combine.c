@@ -1,5 +1,7 @@
 /*
- * Simulated aclnnMoeDistributeCombineV3 and aclnnMoeDistributeCombineAddRmsNormV2 (Atlas A3).
+ * Simulated aclnnMoeDistributeCombineV3 and aclnnMoeDistributeCombineAddRmsNormV2 (Atlas A3), and the other
+ * versions of the same operators: CombineV4 (performanceInfoOptional), CombineV2 and CombineAddRmsNorm (V1) (no
+ * elastic / special experts), with the rules and kernel of the emulated CANN release (sim_release.h).
  * Spec: ../shared/spec/combine-addrmsnorm-barrier.md (CS §n). Both operators share the argument
  * capture, validation (CS §8.1, §1.6) and the TP reduce-scatter / EP return / per-token fp32
  * accumulation; AddRmsNorm adds the residual + RMSNorm tail (CS §4) instead of the final rounding.
@@ -14,28 +16,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm_v2.h"
-#include "aclnnop/aclnn_moe_distribute_combine_v3.h"
-#include "op_moe_common.h"
+#include <time.h>
 
-#define CV3_GWS "aclnnMoeDistributeCombineV3GetWorkspaceSize"
-#define CV3_RUN "aclnnMoeDistributeCombineV3"
-#define ARN_GWS "aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize"
-#define ARN_RUN "aclnnMoeDistributeCombineAddRmsNormV2"
+#include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm.h"
+#include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm_v2.h"
+#include "aclnnop/aclnn_moe_distribute_combine_v2.h"
+#include "aclnnop/aclnn_moe_distribute_combine_v3.h"
+#include "aclnnop/aclnn_moe_distribute_combine_v4.h"
+#include "op_moe_common.h"
 
 enum {
     T_EXPAND_X, T_IDS, T_ASSIST, T_EP_SEND, T_SCALES, T_RESIDUAL, T_GAMMA, T_TP_SEND, T_MASK, T_ACT_SCALE,
-    T_W_SCALE, T_GROUP_LIST, T_EXPAND_SCALES, T_SHARED_X, T_ELASTIC, T_ORI_X, T_A1, T_A2, T_V, T_Y_OUT, T_RSTD_OUT,
-    T_X_OUT, T_COUNT
+    T_W_SCALE, T_GROUP_LIST, T_EXPAND_SCALES, T_SHARED_X, T_ELASTIC, T_ORI_X, T_A1, T_A2, T_V, T_PERF, T_Y_OUT,
+    T_RSTD_OUT, T_X_OUT, T_COUNT
 };
 static const char *const T_NAMES[T_COUNT] = {
     "expandX", "expertIds", "assistInfoForCombine", "epSendCounts", "expertScales", "residualX", "gamma",
     "tpSendCountsOptional", "xActiveMaskOptional", "activationScaleOptional", "weightScaleOptional",
     "groupListOptional", "expandScalesOptional", "sharedExpertXOptional", "elasticInfoOptional", "oriXOptional",
-    "constExpertAlpha1Optional", "constExpertAlpha2Optional", "constExpertVOptional", "yOut", "rstdOut", "xOut"};
+    "constExpertAlpha1Optional", "constExpertAlpha2Optional", "constExpertVOptional", "performanceInfoOptional",
+    "yOut", "rstdOut", "xOut"};
 
 typedef struct {
-    int arn;                       /* 1: CombineAddRmsNormV2, 0: CombineV3 */
+    int arn;                       /* 1: CombineAddRmsNorm (V2 or V1), 0: Combine (V2, V3 or V4) */
+    int version;                   /* the API version */
     const char *gws, *run;
     MoeTensor t[T_COUNT];
     MoeAttrs a;
@@ -82,7 +86,7 @@ static int validate_api(const CombineState *s, const char *groupEp, const char *
                    {T_SHARED_X, X3, 3, "BF16, FLOAT16, INT32"}, {T_ELASTIC, I32, 1, "INT32"},
                    {T_ORI_X, X3, 3, "BF16, FLOAT16, INT32"}, {T_A1, X3, 3, "BF16, FLOAT16, INT32"},
                    {T_A2, X3, 3, "BF16, FLOAT16, INT32"}, {T_V, X3, 3, "BF16, FLOAT16, INT32"},
-                   {T_X_OUT, XO, 2, "BF16, FLOAT16"}},
+                   {T_PERF, I64, 1, "INT64"}, {T_X_OUT, XO, 2, "BF16, FLOAT16"}},
           arn[] = {{T_EXPAND_X, BF, 1, "BF16"}, {T_IDS, I32, 1, "INT32"}, {T_ASSIST, I32, 1, "INT32"},
                    {T_EP_SEND, I32, 1, "INT32"}, {T_SCALES, F32, 1, "FLOAT"}, {T_RESIDUAL, BF, 1, "BF16"},
                    {T_GAMMA, BF, 1, "BF16"}, {T_TP_SEND, I32, 1, "INT32"}, {T_MASK, BOOL_, 1, "BOOL"},
@@ -108,12 +112,42 @@ static int check_special_counts(const CombineState *s) {
     int64_t v[3] = {s->a.zero, s->a.copy, s->a.cnst};
     for (int i = 0; i < 3; i++)
         if (v[i] < 0) {
-            if (s->arn && v[i] != -1)
+            /* CANN >= 9.0.0 routes AddRmsNorm through the combine tiling, which rejects every negative count */
+            if (s->arn && v[i] != -1 && !moe_has(&s->a, SIM_CHANGE_COMBINE_CHECKS_SKIPPED))
                 FAIL(TILING, "%s = %lld is negative; the documented range is [0, 2147483647) (the real "
                              "AddRmsNormV2 tiling only rejects -1 and lets other negative values wrap around; the "
                              "simulator enforces the documented rule)", nm[i], (long long)v[i]);
             FAIL(TILING, "%s = %lld is negative; the range is [0, 2147483647)", nm[i], (long long)v[i]);
         }
+    return 0;
+}
+
+/* CANN 9.1.0 (expert_scales_optional): an expertScales tensor with a dim 0 means "no expert scales" */
+static int scales_absent(const CombineState *s) {
+    if (!moe_has(&s->a, SIM_CHANGE_EXPERT_SCALES_OPTIONAL) || !P(T_SCALES)) return 0;
+    for (int i = 0; i < moe_ndim(T(T_SCALES)); i++)
+        if (moe_dim(T(T_SCALES), i) == 0) return 1;
+    return 0;
+}
+
+/* the inputs whose format check CANN >= 9.0.0's combine tiling skips (CheckTensorFormat returns GRAPH_FAILED) */
+static int format_skipped(int i) {
+    return i == T_EXPAND_X || i == T_IDS || i == T_ASSIST || i == T_EP_SEND || i == T_SCALES || i == T_ORI_X ||
+           i == T_A1 || i == T_A2 || i == T_V;
+}
+
+/* CheckCommAlgAttrs with commAlg "hierarchy": no elastic, special experts, 2-D mask or performanceInfo; and the
+ * layered kernel needs expandScalesOptional (1-D) */
+static int check_hierarchy(const CombineState *s) {
+    if (!s->a.hier) return 0;
+    if (P(T_ELASTIC)) FAIL(TILING, "commAlg = \"hierarchy\" cannot be combined with elasticInfoOptional");
+    if (s->a.zero + s->a.copy + s->a.cnst > 0)
+        FAIL(TILING, "commAlg = \"hierarchy\" cannot be combined with zero/copy/const experts");
+    if (P(T_MASK) && moe_ndim(T(T_MASK)) == 2)
+        FAIL(TILING, "commAlg = \"hierarchy\" cannot be combined with a 2-D xActiveMaskOptional");
+    if (P(T_PERF)) FAIL(TILING, "commAlg = \"hierarchy\" cannot be combined with performanceInfoOptional");
+    if (!P(T_EXPAND_SCALES) || moe_ndim(T(T_EXPAND_SCALES)) != 1)
+        FAIL(TILING, "expandScalesOptional must be a 1-D tensor with commAlg = \"hierarchy\"");
     return 0;
 }
 
@@ -128,7 +162,7 @@ static int validate_tiling(const CombineState *s, const char *groupEp, const cha
     } else {
         if ((rc = moe_check_expert_sum(s->gws, &s->a)) || (rc = check_special_counts(s))) return rc;
     }
-    if ((rc = moe_check_world(s->gws, &s->a, groupTp))) return rc;
+    if ((rc = moe_check_world(s->gws, &s->a, groupTp, 1))) return rc;
     /* the real tiling checks this right after groupTp in its TP = 2 branch */
     if (tp > 1 && s->cqm != 0)
         FAIL(TILING, "commQuantMode = %lld; only 0 is supported with tpWorldSize = 2", (long long)s->cqm);
@@ -138,21 +172,25 @@ static int validate_tiling(const CombineState *s, const char *groupEp, const cha
 
     /* CheckTensorDim */
     const int want_nd[][2] = {{T_EXPAND_X, 2}, {T_IDS, 2}, {T_ASSIST, 1}, {T_EP_SEND, 1}, {T_SCALES, 2}};
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < (scales_absent(s) ? 4 : 5); i++)
         if (moe_ndim(T(want_nd[i][0])) != want_nd[i][1])
             FAIL(TILING, "%s must be %d-D, got %d-D", T_NAMES[want_nd[i][0]], want_nd[i][1], moe_ndim(T(want_nd[i][0])));
     if (s->arn) {
         if (moe_ndim(T(T_RESIDUAL)) != 3) FAIL(TILING, "residualX must be 3-D (Bs, 1, H), got %d-D", moe_ndim(T(T_RESIDUAL)));
         if (moe_ndim(T(T_GAMMA)) != 1) FAIL(TILING, "gamma must be 1-D (H,), got %d-D", moe_ndim(T(T_GAMMA)));
     }
-    const int opt_nd[][2] = {{T_ORI_X, 2}, {T_A1, 1}, {T_A2, 1}, {T_V, 2}};
+    /* const_expert_alpha_1/2: (Q,) scalars until CANN 8.5.0 alpha, (Q, H) projections from 8.5.0-beta.1 */
+    const int alpha_nd = moe_has(&s->a, SIM_CHANGE_CONST_ALPHA_2D) ? 2 : 1;
+    const int opt_nd[][2] = {{T_ORI_X, 2}, {T_A1, alpha_nd}, {T_A2, alpha_nd}, {T_V, 2}};
     for (int i = 0; i < 4; i++)
         if (P(opt_nd[i][0]) && moe_ndim(T(opt_nd[i][0])) != opt_nd[i][1])
             FAIL(TILING, "%s must be %d-D, got %d-D", T_NAMES[opt_nd[i][0]], opt_nd[i][1], moe_ndim(T(opt_nd[i][0])));
-    if (!P(T_TP_SEND))
+    const int tp_send_read = !moe_has(&s->a, SIM_CHANGE_TP_REMOVED); /* CANN 9.1.0 never reads it */
+    if (tp_send_read && !P(T_TP_SEND))
         FAIL(TILING, "tpSendCountsOptional is NULL; the A3 tiling requires it (1-D, tpWorldSize entries; pass a (1,) "
                      "INT32 tensor with tpWorldSize = 1 when there is no TP)");
-    if (moe_ndim(T(T_TP_SEND)) != 1) FAIL(TILING, "tpSendCountsOptional must be 1-D, got %d-D", moe_ndim(T(T_TP_SEND)));
+    if (tp_send_read && moe_ndim(T(T_TP_SEND)) != 1)
+        FAIL(TILING, "tpSendCountsOptional must be 1-D, got %d-D", moe_ndim(T(T_TP_SEND)));
     if (P(T_MASK) && moe_ndim(T(T_MASK)) != 1 && moe_ndim(T(T_MASK)) != 2)
         FAIL(TILING, "xActiveMaskOptional must be 1-D (Bs,) or 2-D (Bs, K), got %d-D", moe_ndim(T(T_MASK)));
     if (P(T_ELASTIC) && moe_ndim(T(T_ELASTIC)) != 1)
@@ -194,7 +232,7 @@ static int validate_tiling(const CombineState *s, const char *groupEp, const cha
             if (T(T_GAMMA)->d.dtype != ACL_BF16)
                 FAIL(TILING, "gamma dtype must be BF16, got %s", moe_dtype_name(T(T_GAMMA)->d.dtype));
         }
-        if (T(T_TP_SEND)->d.dtype != ACL_INT32)
+        if (tp_send_read && T(T_TP_SEND)->d.dtype != ACL_INT32)
             FAIL(TILING, "tpSendCountsOptional dtype must be INT32, got %s", moe_dtype_name(T(T_TP_SEND)->d.dtype));
         if (P(T_MASK) && T(T_MASK)->d.dtype != ACL_BOOL)
             FAIL(TILING, "xActiveMaskOptional dtype must be BOOL, got %s", moe_dtype_name(T(T_MASK)->d.dtype));
@@ -203,7 +241,7 @@ static int validate_tiling(const CombineState *s, const char *groupEp, const cha
         if (P(T_SHARED_X) && T(T_SHARED_X)->d.dtype != xdt)
             FAIL(TILING, "sharedExpertXOptional dtype %s must equal expandX dtype %s",
                  moe_dtype_name(T(T_SHARED_X)->d.dtype), moe_dtype_name(xdt));
-        if (T(T_SCALES)->d.dtype != ACL_FLOAT)
+        if (!scales_absent(s) && T(T_SCALES)->d.dtype != ACL_FLOAT)
             FAIL(TILING, "expertScales dtype must be FLOAT, got %s", moe_dtype_name(T(T_SCALES)->d.dtype));
         if (s->arn) {
             if (T(T_Y_OUT)->d.dtype != xdt) FAIL(TILING, "yOut dtype must equal expandX dtype (BF16)");
@@ -214,58 +252,74 @@ static int validate_tiling(const CombineState *s, const char *groupEp, const cha
             FAIL(TILING, "xOut dtype %s must equal expandX dtype %s", moe_dtype_name(T(T_X_OUT)->d.dtype),
                  moe_dtype_name(xdt));
     }
-    /* CheckTensorFormat */
+    /* CheckTensorFormat (CANN >= 9.0.0 skips it for the main and special-expert inputs) */
     for (int i = 0; i < T_COUNT; i++)
-        if (P(i) && moe_is_nz(T(i))) FAIL(TILING, "%s has format FRACTAL_NZ (%d); only ND is supported", T_NAMES[i],
-                                          (int)T(i)->d.format);
+        if (P(i) && moe_is_nz(T(i)) && (tp_send_read || i != T_TP_SEND))
+            FAIL(TILING, "%s has format FRACTAL_NZ (%d); only ND is supported%s", T_NAMES[i], (int)T(i)->d.format,
+                 format_skipped(i) ? moe_skipped_note(&s->a) : "");
 
     /* CheckAttrs */
     const MoeShape *sh = &s->a.sh;
-    if ((rc = moe_check_shared(s->gws, &s->a)) || (rc = moe_check_layout(s->gws, &s->a, P(T_ELASTIC))) ||
+    if ((rc = moe_check_shared(s->gws, &s->a)) || (rc = check_hierarchy(s)) ||
+        (rc = moe_check_layout(s->gws, &s->a, P(T_ELASTIC))) ||
         (rc = moe_check_bs(s->gws, &s->a, "expertIds dim0 (Bs)", "Bs", P(T_MASK))))
         return rc;
     const int64_t bs = s->a.bs, k = s->a.k;
-    if (s->a.copy > 0 && !P(T_ORI_X)) FAIL(TILING, "oriXOptional is required when copyExpertNum = %lld > 0", (long long)s->a.copy);
+    const char *skip = moe_skipped_note(&s->a); /* CANN >= 9.0.0: documented rules its combine tiling skips */
+    if (s->a.copy > 0 && !P(T_ORI_X))
+        FAIL(TILING, "oriXOptional is required when copyExpertNum = %lld > 0%s", (long long)s->a.copy, skip);
     if (s->a.cnst > 0 && (!P(T_ORI_X) || !P(T_A1) || !P(T_A2) || !P(T_V)))
         FAIL(TILING, "constExpertNum = %lld > 0 requires oriXOptional, constExpertAlpha1Optional, "
-                     "constExpertAlpha2Optional and constExpertVOptional (missing: %s)", (long long)s->a.cnst,
+                     "constExpertAlpha2Optional and constExpertVOptional (missing: %s)%s", (long long)s->a.cnst,
              !P(T_ORI_X) ? "oriXOptional" : !P(T_A1) ? "constExpertAlpha1Optional"
-                                         : !P(T_A2) ? "constExpertAlpha2Optional" : "constExpertVOptional");
+                                         : !P(T_A2) ? "constExpertAlpha2Optional" : "constExpertVOptional", skip);
 
     /* CheckTensorShape */
     const int64_t mz = M + s->a.zero + s->a.copy + s->a.cnst;
     if (k <= 0 || k > 16 || k > mz)
-        FAIL(TILING, "expertIds dim1 (K) = %lld is outside (0, min(16, moeExpertNum + zero + copy + const = %lld)]",
-             (long long)k, (long long)mz);
+        FAIL(TILING, "expertIds dim1 (K) = %lld is outside (0, min(16, moeExpertNum + zero + copy + const = %lld)]%s",
+             (long long)k, (long long)mz, skip);
     if (P(T_ELASTIC) && moe_dim(T(T_ELASTIC), 0) != 4 + 2 * ep)
         FAIL(TILING, "elasticInfoOptional dim0 = %lld must be 4 + 2 * epWorldSize = %lld%s",
              (long long)moe_dim(T(T_ELASTIC), 0), (long long)(4 + 2 * ep),
-             s->arn ? "" : " (the real CombineV3 tiling skips this rule: its shape check returns GRAPH_FAILED from a "
-                           "bool function, which reads as success and skips the remaining shape checks; the "
-                           "simulator enforces the documented rule)");
+             s->arn || moe_has(&s->a, SIM_CHANGE_COMBINE_ELASTIC_LENGTH)
+                 ? ""
+                 : " (the real CombineV3 tiling of this release skips this rule: its shape check returns GRAPH_FAILED "
+                   "from a bool function, which reads as success and skips the remaining shape checks; the "
+                   "simulator enforces the documented rule)");
+    if ((rc = moe_check_perf_info(s->gws, &s->a, T(T_PERF)))) return rc;
     const int64_t A = sh->A, tpm = tp > 1 ? tp : 1;
     const int64_t h = moe_dim(T(T_EXPAND_X), 1);
     if (moe_dim(T(T_EXPAND_X), 0) < A * tpm)
-        FAIL(TILING, "expandX dim0 = %lld must be >= max(tpWorldSize, 1) * A = %lld (A = %lld)%s",
+        FAIL(TILING, "expandX dim0 = %lld must be >= max(tpWorldSize, 1) * A = %lld (A = %lld)%s%s",
              (long long)moe_dim(T(T_EXPAND_X), 0), (long long)(A * tpm), (long long)A,
-             tp == 0 ? " (documented shape; the real tiling compares with tpWorldSize * A = 0)" : "");
-    if (h < 1024 || h > 8192) FAIL(TILING, "expandX dim1 (H) = %lld is outside [1024, 8192]", (long long)h);
+             tp == 0 && !skip[0] ? " (documented shape; the real tiling compares with tpWorldSize * A = 0)" : "", skip);
+    if (s->a.hier && (h < 1 || h > 7168 || h % 32 != 0))
+        FAIL(TILING, "expandX dim1 (H) = %lld must be a multiple of 32 in [32, 7168] with commAlg = \"hierarchy\"%s",
+             (long long)h, skip);
+    if (!s->a.hier && (h < 1024 || h > 8192))
+        FAIL(TILING, "expandX dim1 (H) = %lld is outside [1024, 8192]%s", (long long)h, skip);
     if (moe_dim(T(T_ASSIST), 0) < A * 128)
-        FAIL(TILING, "assistInfoForCombine dim0 = %lld must be >= A * 128 = %lld", (long long)moe_dim(T(T_ASSIST), 0),
-             (long long)(A * 128));
+        FAIL(TILING, "assistInfoForCombine dim0 = %lld must be >= A * 128 = %lld%s", (long long)moe_dim(T(T_ASSIST), 0),
+             (long long)(A * 128), skip);
     {
         int64_t n = P(T_ELASTIC) ? (ep > ep * sh->L ? ep : ep * sh->L) : (sh->is_shared ? ep : ep * sh->L);
+        if (s->a.hier) n = ep * sh->L + sh->global_bs * 2 * k * ep / 8;
         if (moe_dim(T(T_EP_SEND), 0) < n * tpm)
-            FAIL(TILING, "epSendCounts dim0 = %lld must be >= %lld (epWorldSize * localExpertNum * max(tpWorldSize, 1))%s",
-                 (long long)moe_dim(T(T_EP_SEND), 0), (long long)(n * tpm),
-                 tp == 0 ? " (documented shape; the real tiling multiplies by tpWorldSize = 0)" : "");
+            FAIL(TILING, "epSendCounts dim0 = %lld must be >= %lld (%s)%s%s", (long long)moe_dim(T(T_EP_SEND), 0),
+                 (long long)(n * tpm),
+                 s->a.hier ? "epWorldSize * localExpertNum + globalBs * 2 * K * epWorldSize / 8 with commAlg = "
+                             "\"hierarchy\""
+                           : "epWorldSize * localExpertNum * max(tpWorldSize, 1)",
+                 tp == 0 && !skip[0] ? " (documented shape; the real tiling multiplies by tpWorldSize = 0)" : "", skip);
     }
-    if (moe_dim(T(T_TP_SEND), 0) != tp)
-        FAIL(TILING, "tpSendCountsOptional dim0 = %lld must equal tpWorldSize = %lld", (long long)moe_dim(T(T_TP_SEND), 0),
-             (long long)tp);
-    if (moe_dim(T(T_SCALES), 0) != bs || moe_dim(T(T_SCALES), 1) != k)
-        FAIL(TILING, "expertScales shape %s must equal expertIds shape (Bs, K) = (%lld, %lld)",
-             moe_shape_str(T(T_SCALES), b1, sizeof b1), (long long)bs, (long long)k);
+    if (tp_send_read && moe_dim(T(T_TP_SEND), 0) != tp)
+        FAIL(TILING, "tpSendCountsOptional dim0 = %lld must equal tpWorldSize = %lld%s",
+             (long long)moe_dim(T(T_TP_SEND), 0), (long long)tp, skip);
+    if (!scales_absent(s) && (moe_dim(T(T_SCALES), 0) != bs || moe_dim(T(T_SCALES), 1) != k))
+        FAIL(TILING, "expertScales shape %s must equal expertIds shape (Bs, K) = (%lld, %lld)%s%s",
+             moe_shape_str(T(T_SCALES), b1, sizeof b1), (long long)bs, (long long)k,
+             moe_has(&s->a, SIM_CHANGE_EXPERT_SCALES_OPTIONAL) ? " or have a dim 0 (no expert scales)" : "", skip);
     if (P(T_MASK)) {
         if (moe_dim(T(T_MASK), 0) != bs)
             FAIL(TILING, "xActiveMaskOptional dim0 = %lld differs from expertIds dim0 (Bs) = %lld",
@@ -288,7 +342,7 @@ static int validate_tiling(const CombineState *s, const char *groupEp, const cha
                                   : (moe_dim(x, 0) * moe_dim(x, 1) == bs && moe_dim(x, 2) == h);
         if (!ok)
             FAIL(TILING, "sharedExpertXOptional shape %s must be (Bs, H) = (%lld, %lld) or 3-D with dim0*dim1 = Bs and "
-                         "dim2 = H", moe_shape_str(x, b1, sizeof b1), (long long)bs, (long long)h);
+                         "dim2 = H%s", moe_shape_str(x, b1, sizeof b1), (long long)bs, (long long)h, skip);
     }
     if (s->arn) {
         const int o3[] = {T_Y_OUT, T_RSTD_OUT, T_X_OUT};
@@ -304,27 +358,31 @@ static int validate_tiling(const CombineState *s, const char *groupEp, const cha
              (long long)bs, (long long)h);
     }
     if (P(T_ORI_X) && (moe_dim(T(T_ORI_X), 0) != bs || moe_dim(T(T_ORI_X), 1) != h))
-        FAIL(TILING, "oriXOptional shape %s must be (Bs, H) = (%lld, %lld)", moe_shape_str(T(T_ORI_X), b1, sizeof b1),
-             (long long)bs, (long long)h);
-    if (P(T_A1) && moe_dim(T(T_A1), 0) != s->a.cnst)
-        FAIL(TILING, "constExpertAlpha1Optional dim0 = %lld must equal constExpertNum = %lld",
-             (long long)moe_dim(T(T_A1), 0), (long long)s->a.cnst);
-    if (P(T_A2) && moe_dim(T(T_A2), 0) != s->a.cnst)
-        FAIL(TILING, "constExpertAlpha2Optional dim0 = %lld must equal constExpertNum = %lld",
-             (long long)moe_dim(T(T_A2), 0), (long long)s->a.cnst);
+        FAIL(TILING, "oriXOptional shape %s must be (Bs, H) = (%lld, %lld)%s",
+             moe_shape_str(T(T_ORI_X), b1, sizeof b1), (long long)bs, (long long)h, skip);
+    for (int i = T_A1; i <= T_A2; i++) {
+        if (!P(i)) continue;
+        if (alpha_nd == 1 && moe_dim(T(i), 0) != s->a.cnst)
+            FAIL(TILING, "%s dim0 = %lld must equal constExpertNum = %lld%s", T_NAMES[i], (long long)moe_dim(T(i), 0),
+                 (long long)s->a.cnst, skip);
+        if (alpha_nd == 2 && (moe_dim(T(i), 0) != s->a.cnst || moe_dim(T(i), 1) != h))
+            FAIL(TILING, "%s shape %s must be (constExpertNum, H) = (%lld, %lld)%s", T_NAMES[i],
+                 moe_shape_str(T(i), b1, sizeof b1), (long long)s->a.cnst, (long long)h, skip);
+    }
     if (P(T_V) && (moe_dim(T(T_V), 0) != s->a.cnst || moe_dim(T(T_V), 1) != h))
-        FAIL(TILING, "constExpertVOptional shape %s must be (constExpertNum, H) = (%lld, %lld)",
-             moe_shape_str(T(T_V), b1, sizeof b1), (long long)s->a.cnst, (long long)h);
+        FAIL(TILING, "constExpertVOptional shape %s must be (constExpertNum, H) = (%lld, %lld)%s",
+             moe_shape_str(T(T_V), b1, sizeof b1), (long long)s->a.cnst, (long long)h, skip);
     /* window size */
     return moe_check_win_size(s->gws, &s->a, 0);
 }
 
 /* commAlg: the A3 tiling does not read it, but every rank passes DispatchV3's commAlg (documented rule), so it
  * must be one of the values DispatchV3 accepts; aclnn_py's validation applies the same rule. */
-static int check_comm_alg(const char *gws, const char *commAlg) {
-    if (commAlg && commAlg[0] && strcmp(commAlg, "fullmesh_v1") && strcmp(commAlg, "fullmesh_v2"))
-        return moe_fail(gws, TILING, "commAlg = \"%s\"; it must be DispatchV3's commAlg: NULL, \"\", \"fullmesh_v1\" or "
-                                     "\"fullmesh_v2\" (documented rule, not enforced by the A3 combine tiling)", commAlg);
+static int check_comm_alg(const char *gws, const MoeAttrs *a, const char *commAlg) {
+    if (commAlg && commAlg[0] && strcmp(commAlg, "fullmesh_v1") && strcmp(commAlg, "fullmesh_v2") && !a->hier)
+        return moe_fail(gws, TILING, "commAlg = \"%s\"; it must be DispatchV3's commAlg: NULL, \"\", \"fullmesh_v1\"%s or "
+                                     "\"fullmesh_v2\" (documented rule, not enforced by the A3 combine tiling)", commAlg,
+                        moe_has(a, SIM_CHANGE_HIERARCHY) ? ", \"hierarchy\"" : "");
     return 0;
 }
 
@@ -502,7 +560,9 @@ static int combine_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
     pub.src = (MoeCombineSrc){.rows = send_rows, .triples = triples, .n_rows = err[0] ? 0 : self_cnt, .h = h};
     pub.h = h;
     pub.cqm = s->cqm;
+    const int64_t t0 = moe_now_us();
     xrc = moe_exchange(s->run, epc, el.part, el.n_part, &pub, peers, strm);
+    const int64_t waited = moe_now_us() - t0;
     if (xrc) {
         status = xrc;
         goto out;
@@ -539,7 +599,8 @@ static int combine_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
     if (!err[0]) {
         moe_combine_collect(srcs, el.n_part, el.me, bs, kslots, slots, counts);
         const int32_t *ids = (const int32_t *)gather_all(&g_ids, T(T_IDS));
-        const float *w = (const float *)gather_all(&g_w, T(T_SCALES));
+        const int unweighted = scales_absent(s);
+        const float *w = unweighted ? NULL : (const float *)gather_all(&g_w, T(T_SCALES));
         const uint8_t *mask = (const uint8_t *)gather_all(&g_mask, T(T_MASK));
         const uint16_t *ori = (const uint16_t *)gather_all(&g_ori, T(T_ORI_X));
         const uint16_t *a1 = (const uint16_t *)gather_all(&g_a1, T(T_A1));
@@ -552,11 +613,12 @@ static int combine_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
         const int64_t np = moe_mask_prefix(mask, mask_nd, bs);
         check_slots(s, counts, ids, mask, mask_nd, np, err, sizeof err);
         MoeCombineCfg cc = {.k = k, .s = s->a.sh.S, .h = h, .moe_num = s->a.M, .zero_num = s->a.zero, .copy_num = s->a.copy,
-                            .const_num = s->a.cnst, .is_bf16 = is_bf16, .int8_comm = s->cqm == 2};
+                            .const_num = s->a.cnst, .is_bf16 = is_bf16, .int8_comm = s->cqm == 2,
+                            .const_softmax = moe_has(&s->a, SIM_CHANGE_CONST_ALPHA_2D), .unweighted = unweighted};
         const float inv_h = 1.0f / (float)h;
         for (int64_t t = 0; t < bs && !err[0]; t++) {
             if (!moe_token_processed(mask, mask_nd, k, t, np)) continue;
-            MoeCombineToken tk = {.ids = ids + t * k, .w = w + t * k, .mask2d = mask_nd == 2 ? mask + t * k : NULL,
+            MoeCombineToken tk = {.ids = ids + t * k, .w = w ? w + t * k : NULL, .mask2d = mask_nd == 2 ? mask + t * k : NULL,
                                   .slots = slots + t * kslots, .ori_x = ori ? ori + t * h : NULL, .alpha1 = a1,
                                   .alpha2 = a2, .const_v = v, .shared_x = sx ? sx + t * h : NULL};
             int miss = moe_combine_token(&cc, &tk, acc, scratch);
@@ -582,6 +644,17 @@ static int combine_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
             done[t] = 1;
         }
     }
+    /* performanceInfo (V4, CANN >= 9.0.0): this rank waited `waited` us for the rows of every rank that sent some */
+    int64_t *perf_wait = NULL;
+    if (!err[0] && P(T_PERF) && moe_has(&s->a, SIM_CHANGE_PERFORMANCE_INFO_A3)) {
+        perf_wait = (int64_t *)calloc((size_t)s->a.ep, sizeof(int64_t));
+        for (int i = 0; perf_wait && i < el.n_part; i++)
+            for (int64_t r = 0; srcs[i] && r < srcs[i]->n_rows; r++)
+                if (srcs[i]->triples[3 * r] == el.me) {
+                    perf_wait[el.part[i]] = waited;
+                    break;
+                }
+    }
     free(srcs);
     /* peers may release their buffers once everyone has pulled its rows */
     xrc = moe_exchange(s->run, epc, el.part, el.n_part, NULL, peers, strm);
@@ -597,8 +670,10 @@ static int combine_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
                 moe_scatter(T(T_RSTD_OUT), t, 1, &rstd[t]);
             }
         }
+        if (perf_wait) moe_perf_merge(T(T_PERF), perf_wait, s->a.ep);
         status = 0;
     }
+    free(perf_wait);
     Gathered *gs[] = {&g_ids, &g_w, &g_mask, &g_ori, &g_a1, &g_a2, &g_v, &g_sx, &g_res, &g_gam};
     for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++) gfree(gs[i]);
     free(slots);
@@ -624,72 +699,161 @@ out:
 }
 
 /* ================================ shared GetWorkspaceSize ==================================== */
-/* the tensors only CombineAddRmsNormV2 has */
+/* the tensors only CombineAddRmsNorm has */
 static int arn_only(int i) { return i == T_RESIDUAL || i == T_GAMMA || i == T_Y_OUT || i == T_RSTD_OUT; }
+/* the arguments of the elastic / special-expert versions (CombineV3+, CombineAddRmsNormV2) */
+static int special_only(int i) { return i == T_ELASTIC || i == T_ORI_X || i == T_A1 || i == T_A2 || i == T_V; }
 
-/* The body of both GetWorkspaceSize entry points: records the call, captures and checks the
- * arguments, and creates the executor. tin holds every tensor argument by T_ index (NULL where the
- * op has none); normEps is ignored by CombineV3. */
-static aclnnStatus combine_gws(int arn, const aclTensor *const *tin, const char *groupEp, int64_t epWorldSize,
-                               int64_t epRankId, int64_t moeExpertNum, const char *groupTp, int64_t tpWorldSize,
-                               int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum,
-                               int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype, int64_t commQuantMode,
-                               int64_t groupListType, const char *commAlg, float normEps, int64_t zeroExpertNum,
-                               int64_t copyExpertNum, int64_t constExpertNum, uint64_t *workspaceSize,
-                               aclOpExecutor **executor) {
-    const char *gws = arn ? ARN_GWS : CV3_GWS;
+/* the scalar attributes, in C order */
+typedef struct {
+    int64_t ep, rank, M, tp, tp_rank, shard, S, R, gbs, out_dtype, cqm, glt;
+    float eps;
+    int64_t zero, copy, cnst;
+} CombineInts;
+
+/* which operator: CombineAddRmsNorm or Combine, its API version, and the names of both phases */
+typedef struct {
+    int arn, version;
+    const char *gws, *run;
+} CombineOp;
+
+/* Does version op take tensor argument i? */
+static int takes(const CombineOp *op, int i) {
+    const int special = op->arn ? op->version >= 2 : op->version >= 3;
+    return (op->arn || !arn_only(i)) && (special || !special_only(i)) && (i != T_PERF || op->version >= 4);
+}
+
+static void record_call(const CombineOp *op, const aclTensor *const *tin, const CombineInts *n, const char *groupEp,
+                        const char *groupTp, const char *commAlg, const uint64_t *workspaceSize,
+                        aclOpExecutor *const *executor) {
     MoeStr r = {0};
     for (int i = 0; i < T_Y_OUT; i++)
-        if (arn || !arn_only(i)) moe_str_tensor(&r, T_NAMES[i], tin[i]);
-    moe_str_world(&r, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId, expertShardType,
-                  sharedExpertNum, sharedExpertRankNum);
-    moe_str_int(&r, "globalBs", globalBs);
-    moe_str_int(&r, "outDtype", outDtype);
-    moe_str_int(&r, "commQuantMode", commQuantMode);
-    moe_str_int(&r, "groupListType", groupListType);
+        if (takes(op, i)) moe_str_tensor(&r, T_NAMES[i], tin[i]);
+    moe_str_world(&r, groupEp, n->ep, n->rank, n->M, groupTp, n->tp, n->tp_rank, n->shard, n->S, n->R);
+    moe_str_int(&r, "globalBs", n->gbs);
+    moe_str_int(&r, "outDtype", n->out_dtype);
+    moe_str_int(&r, "commQuantMode", n->cqm);
+    moe_str_int(&r, "groupListType", n->glt);
     moe_str_string(&r, "commAlg", commAlg);
-    if (arn) moe_str_float(&r, "normEps", normEps);
-    moe_str_int(&r, "zeroExpertNum", zeroExpertNum);
-    moe_str_int(&r, "copyExpertNum", copyExpertNum);
-    moe_str_int(&r, "constExpertNum", constExpertNum);
+    if (op->arn) moe_str_float(&r, "normEps", n->eps);
+    if (takes(op, T_ELASTIC)) {
+        moe_str_int(&r, "zeroExpertNum", n->zero);
+        moe_str_int(&r, "copyExpertNum", n->copy);
+        moe_str_int(&r, "constExpertNum", n->cnst);
+    }
     for (int i = T_Y_OUT; i < T_COUNT; i++)
-        if (arn || !arn_only(i)) moe_str_tensor(&r, T_NAMES[i], tin[i]);
+        if (takes(op, i)) moe_str_tensor(&r, T_NAMES[i], tin[i]);
     moe_str_ptr(&r, "workspaceSize", workspaceSize);
     moe_str_ptr(&r, "executor", executor);
-    moe_str_record(&r, gws);
+    moe_str_record(&r, op->gws);
+}
 
+/* The GetWorkspaceSize of every version: records the call, reads the release, captures and checks the arguments
+ * with its rules, and creates the executor. tin holds every tensor argument by T_ index (NULL where the version
+ * has none); normEps is ignored by the Combine ops. */
+static aclnnStatus combine_gws(const CombineOp *op, const aclTensor *const *tin, const CombineInts *n,
+                               const char *groupEp, const char *groupTp, const char *commAlg,
+                               uint64_t *workspaceSize, aclOpExecutor **executor) {
+    record_call(op, tin, n, groupEp, groupTp, commAlg, workspaceSize, executor);
     CombineState *st = (CombineState *)calloc(1, sizeof *st);
-    if (!st) return moe_fail(gws, ACLNN_ERR_INNER_CREATE_EXECUTOR, "out of host memory");
-    st->arn = arn;
-    st->gws = gws;
-    st->run = arn ? ARN_RUN : CV3_RUN;
-    moe_attrs_init(&st->a, epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, sharedExpertNum,
-                   sharedExpertRankNum, globalBs, zeroExpertNum, copyExpertNum, constExpertNum);
-    st->shard = expertShardType;
-    st->out_dtype = outDtype;
-    st->cqm = commQuantMode;
-    st->glt = groupListType;
-    st->eps = normEps;
+    if (!st) return moe_fail(op->gws, ACLNN_ERR_INNER_CREATE_EXECUTOR, "out of host memory");
+    st->arn = op->arn;
+    st->version = op->version;
+    st->gws = op->gws;
+    st->run = op->run;
+    moe_attrs_init(&st->a, n->ep, n->rank, n->M, n->tp, n->tp_rank, n->S, n->R, n->gbs, n->zero, n->copy, n->cnst);
+    int rc = moe_gws_release(st->gws, &st->a, commAlg, op->version, "aclnnMoeDistributeCombineV3", &groupTp);
+    if (rc) {
+        free(st);
+        return rc;
+    }
+    if (groupEp) snprintf(st->a.group_ep, sizeof st->a.group_ep, "%s", groupEp);
+    st->shard = n->shard;
+    st->out_dtype = n->out_dtype;
+    st->cqm = n->cqm;
+    st->glt = n->glt;
+    st->eps = n->eps;
     const void *raw[T_COUNT];
     for (int i = 0; i < T_COUNT; i++) {
         moe_tensor_capture_arg(&st->t[i], tin[i]); /* a dead one is reported by validate_api */
         raw[i] = tin[i];
     }
-    int rc = validate_api(st, groupEp, groupTp, raw, workspaceSize, executor);
+    rc = validate_api(st, groupEp, groupTp, raw, workspaceSize, executor);
     if (!rc) {
         const MoeTensor *ids = &st->t[T_IDS], *ex = &st->t[T_EXPAND_X];
         moe_attrs_shape(&st->a, moe_ndim(ids) >= 1 ? moe_dim(ids, 0) : 0, moe_ndim(ex) >= 2 ? moe_dim(ex, 1) : 0,
                         moe_ndim(ids) >= 2 ? moe_dim(ids, 1) : 0, st->t[T_ELASTIC].present);
         rc = validate_tiling(st, groupEp, groupTp);
     }
-    if (!rc) rc = check_comm_alg(gws, commAlg);
-    if (!rc) rc = moe_check_comm_sizes(gws, &st->a, groupEp, groupTp);
+    if (!rc) rc = check_comm_alg(st->gws, &st->a, commAlg);
+    if (!rc) rc = moe_check_comm_sizes(st->gws, &st->a, groupEp, groupTp);
     /* workspace of the A3 tiling: 16 MiB + aivNum * 10 KiB (CT/AT SetWorkspace), unused by the simulator */
     const uint64_t ws = 16ull * 1024 * 1024 + (uint64_t)MOE_AIV_NUM * 10 * 1024;
-    return moe_gws_finish(rc, gws, st->run, ws, &st->a, groupEp, groupTp, combine_run, st, workspaceSize, executor);
+    return moe_gws_finish(rc, st->gws, st->run, ws, &st->a, groupEp, groupTp, combine_run, st, workspaceSize,
+                          executor);
 }
 
 /* ================================ public API ================================================= */
+#define COMBINE_OP(arn_, v_, name_) static const CombineOp op = {arn_, v_, name_ "GetWorkspaceSize", name_}
+
+/* CombineV2, V3 and V4 in CombineV4's parameter order (V3: no performanceInfo; V2: no elasticInfo and no
+ * special experts) */
+static aclnnStatus combine_v(
+    const CombineOp *op, const aclTensor *expandX, const aclTensor *expertIds, const aclTensor *assistInfoForCombine,
+    const aclTensor *epSendCounts, const aclTensor *expertScales, const aclTensor *tpSendCountsOptional,
+    const aclTensor *xActiveMaskOptional, const aclTensor *activationScaleOptional,
+    const aclTensor *weightScaleOptional, const aclTensor *groupListOptional, const aclTensor *expandScalesOptional,
+    const aclTensor *sharedExpertXOptional, const aclTensor *elasticInfoOptional, const aclTensor *oriXOptional,
+    const aclTensor *constExpertAlpha1Optional, const aclTensor *constExpertAlpha2Optional,
+    const aclTensor *constExpertVOptional, const aclTensor *performanceInfoOptional, const char *groupEp,
+    int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char *groupTp, int64_t tpWorldSize,
+    int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs,
+    int64_t outDtype, int64_t commQuantMode, int64_t groupListType, const char *commAlg, int64_t zeroExpertNum,
+    int64_t copyExpertNum, int64_t constExpertNum, aclTensor *xOut, uint64_t *workspaceSize,
+    aclOpExecutor **executor) {
+    const aclTensor *tin[T_COUNT] = {
+        [T_EXPAND_X] = expandX, [T_IDS] = expertIds, [T_ASSIST] = assistInfoForCombine, [T_EP_SEND] = epSendCounts,
+        [T_SCALES] = expertScales, [T_TP_SEND] = tpSendCountsOptional, [T_MASK] = xActiveMaskOptional,
+        [T_ACT_SCALE] = activationScaleOptional, [T_W_SCALE] = weightScaleOptional,
+        [T_GROUP_LIST] = groupListOptional, [T_EXPAND_SCALES] = expandScalesOptional,
+        [T_SHARED_X] = sharedExpertXOptional, [T_ELASTIC] = elasticInfoOptional, [T_ORI_X] = oriXOptional,
+        [T_A1] = constExpertAlpha1Optional, [T_A2] = constExpertAlpha2Optional, [T_V] = constExpertVOptional,
+        [T_PERF] = performanceInfoOptional, [T_X_OUT] = xOut};
+    const CombineInts n = {epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, expertShardType,
+                           sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode, groupListType,
+                           0.0f, zeroExpertNum, copyExpertNum, constExpertNum};
+    return combine_gws(op, tin, &n, groupEp, groupTp, commAlg, workspaceSize, executor);
+}
+
+/* CombineAddRmsNorm V1 and V2 in V2's parameter order (V1: no elasticInfo and no special experts) */
+static aclnnStatus add_rms_norm_v(
+    const CombineOp *op, const aclTensor *expandX, const aclTensor *expertIds, const aclTensor *assistInfoForCombine,
+    const aclTensor *epSendCounts, const aclTensor *expertScales, const aclTensor *residualX, const aclTensor *gamma,
+    const aclTensor *tpSendCountsOptional, const aclTensor *xActiveMaskOptional,
+    const aclTensor *activationScaleOptional, const aclTensor *weightScaleOptional, const aclTensor *groupListOptional,
+    const aclTensor *expandScalesOptional, const aclTensor *sharedExpertXOptional, const aclTensor *elasticInfoOptional,
+    const aclTensor *oriXOptional, const aclTensor *constExpertAlpha1Optional,
+    const aclTensor *constExpertAlpha2Optional, const aclTensor *constExpertVOptional, const char *groupEp,
+    int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char *groupTp, int64_t tpWorldSize,
+    int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs,
+    int64_t outDtype, int64_t commQuantMode, int64_t groupListType, const char *commAlg, float normEps,
+    int64_t zeroExpertNum, int64_t copyExpertNum, int64_t constExpertNum, aclTensor *yOut, aclTensor *rstdOut,
+    aclTensor *xOut, uint64_t *workspaceSize, aclOpExecutor **executor) {
+    const aclTensor *tin[T_COUNT] = {
+        [T_EXPAND_X] = expandX, [T_IDS] = expertIds, [T_ASSIST] = assistInfoForCombine, [T_EP_SEND] = epSendCounts,
+        [T_SCALES] = expertScales, [T_RESIDUAL] = residualX, [T_GAMMA] = gamma, [T_TP_SEND] = tpSendCountsOptional,
+        [T_MASK] = xActiveMaskOptional, [T_ACT_SCALE] = activationScaleOptional, [T_W_SCALE] = weightScaleOptional,
+        [T_GROUP_LIST] = groupListOptional, [T_EXPAND_SCALES] = expandScalesOptional,
+        [T_SHARED_X] = sharedExpertXOptional, [T_ELASTIC] = elasticInfoOptional, [T_ORI_X] = oriXOptional,
+        [T_A1] = constExpertAlpha1Optional, [T_A2] = constExpertAlpha2Optional, [T_V] = constExpertVOptional,
+        [T_Y_OUT] = yOut, [T_RSTD_OUT] = rstdOut, [T_X_OUT] = xOut};
+    const CombineInts n = {epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, expertShardType,
+                           sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode, groupListType,
+                           normEps, zeroExpertNum, copyExpertNum, constExpertNum};
+    return combine_gws(op, tin, &n, groupEp, groupTp, commAlg, workspaceSize, executor);
+}
+
+#ifndef SIM_V2_ONLY
 SIM_API aclnnStatus aclnnMoeDistributeCombineV3GetWorkspaceSize(
     const aclTensor *expandX, const aclTensor *expertIds, const aclTensor *assistInfoForCombine,
     const aclTensor *epSendCounts, const aclTensor *expertScales, const aclTensor *tpSendCountsOptional,
@@ -704,23 +868,48 @@ SIM_API aclnnStatus aclnnMoeDistributeCombineV3GetWorkspaceSize(
     int64_t commQuantMode, int64_t groupListType, const char *commAlg, int64_t zeroExpertNum,
     int64_t copyExpertNum, int64_t constExpertNum, aclTensor *xOut, uint64_t *workspaceSize,
     aclOpExecutor **executor) {
-    const aclTensor *tin[T_COUNT] = {
-        [T_EXPAND_X] = expandX, [T_IDS] = expertIds, [T_ASSIST] = assistInfoForCombine, [T_EP_SEND] = epSendCounts,
-        [T_SCALES] = expertScales, [T_TP_SEND] = tpSendCountsOptional, [T_MASK] = xActiveMaskOptional,
-        [T_ACT_SCALE] = activationScaleOptional, [T_W_SCALE] = weightScaleOptional,
-        [T_GROUP_LIST] = groupListOptional, [T_EXPAND_SCALES] = expandScalesOptional,
-        [T_SHARED_X] = sharedExpertXOptional, [T_ELASTIC] = elasticInfoOptional, [T_ORI_X] = oriXOptional,
-        [T_A1] = constExpertAlpha1Optional, [T_A2] = constExpertAlpha2Optional, [T_V] = constExpertVOptional,
-        [T_X_OUT] = xOut};
-    return combine_gws(0, tin, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
-                       expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode,
-                       groupListType, commAlg, 0.0f, zeroExpertNum, copyExpertNum, constExpertNum, workspaceSize,
-                       executor);
+    COMBINE_OP(0, 3, "aclnnMoeDistributeCombineV3");
+    return combine_v(&op, expandX, expertIds, assistInfoForCombine, epSendCounts, expertScales, tpSendCountsOptional,
+                     xActiveMaskOptional, activationScaleOptional, weightScaleOptional, groupListOptional,
+                     expandScalesOptional, sharedExpertXOptional, elasticInfoOptional, oriXOptional,
+                     constExpertAlpha1Optional, constExpertAlpha2Optional, constExpertVOptional, NULL, groupEp,
+                     epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId, expertShardType,
+                     sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode, groupListType, commAlg,
+                     zeroExpertNum, copyExpertNum, constExpertNum, xOut, workspaceSize, executor);
 }
 
 SIM_API aclnnStatus aclnnMoeDistributeCombineV3(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
                                                 aclrtStream stream) {
-    return sim_executor_launch(CV3_RUN, executor, workspace, workspaceSize, stream);
+    return sim_executor_launch("aclnnMoeDistributeCombineV3", executor, workspace, workspaceSize, stream);
+}
+
+SIM_API aclnnStatus aclnnMoeDistributeCombineV4GetWorkspaceSize(
+    const aclTensor *expandX, const aclTensor *expertIds, const aclTensor *assistInfoForCombine,
+    const aclTensor *epSendCounts, const aclTensor *expertScales, const aclTensor *tpSendCountsOptional,
+    const aclTensor *xActiveMaskOptional, const aclTensor *activationScaleOptional,
+    const aclTensor *weightScaleOptional, const aclTensor *groupListOptional, const aclTensor *expandScalesOptional,
+    const aclTensor *sharedExpertXOptional, const aclTensor *elasticInfoOptional, const aclTensor *oriXOptional,
+    const aclTensor *constExpertAlpha1Optional, const aclTensor *constExpertAlpha2Optional,
+    const aclTensor *constExpertVOptional, const aclTensor *performanceInfoOptional, const char *groupEp,
+    int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char *groupTp, int64_t tpWorldSize,
+    int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs,
+    int64_t outDtype, int64_t commQuantMode, int64_t groupListType, const char *commAlg, int64_t zeroExpertNum,
+    int64_t copyExpertNum, int64_t constExpertNum, aclTensor *xOut, uint64_t *workspaceSize,
+    aclOpExecutor **executor) {
+    COMBINE_OP(0, 4, "aclnnMoeDistributeCombineV4");
+    return combine_v(&op, expandX, expertIds, assistInfoForCombine, epSendCounts, expertScales, tpSendCountsOptional,
+                     xActiveMaskOptional, activationScaleOptional, weightScaleOptional, groupListOptional,
+                     expandScalesOptional, sharedExpertXOptional, elasticInfoOptional, oriXOptional,
+                     constExpertAlpha1Optional, constExpertAlpha2Optional, constExpertVOptional,
+                     performanceInfoOptional, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize,
+                     tpRankId, expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, outDtype,
+                     commQuantMode, groupListType, commAlg, zeroExpertNum, copyExpertNum, constExpertNum, xOut,
+                     workspaceSize, executor);
+}
+
+SIM_API aclnnStatus aclnnMoeDistributeCombineV4(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
+                                                aclrtStream stream) {
+    return sim_executor_launch("aclnnMoeDistributeCombineV4", executor, workspace, workspaceSize, stream);
 }
 
 SIM_API aclnnStatus aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
@@ -737,21 +926,66 @@ SIM_API aclnnStatus aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
     int64_t commQuantMode, int64_t groupListType, const char *commAlg, float normEps, int64_t zeroExpertNum,
     int64_t copyExpertNum, int64_t constExpertNum, aclTensor *yOut, aclTensor *rstdOut, aclTensor *xOut,
     uint64_t *workspaceSize, aclOpExecutor **executor) {
-    const aclTensor *tin[T_COUNT] = {
-        [T_EXPAND_X] = expandX, [T_IDS] = expertIds, [T_ASSIST] = assistInfoForCombine, [T_EP_SEND] = epSendCounts,
-        [T_SCALES] = expertScales, [T_RESIDUAL] = residualX, [T_GAMMA] = gamma, [T_TP_SEND] = tpSendCountsOptional,
-        [T_MASK] = xActiveMaskOptional, [T_ACT_SCALE] = activationScaleOptional, [T_W_SCALE] = weightScaleOptional,
-        [T_GROUP_LIST] = groupListOptional, [T_EXPAND_SCALES] = expandScalesOptional,
-        [T_SHARED_X] = sharedExpertXOptional, [T_ELASTIC] = elasticInfoOptional, [T_ORI_X] = oriXOptional,
-        [T_A1] = constExpertAlpha1Optional, [T_A2] = constExpertAlpha2Optional, [T_V] = constExpertVOptional,
-        [T_Y_OUT] = yOut, [T_RSTD_OUT] = rstdOut, [T_X_OUT] = xOut};
-    return combine_gws(1, tin, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
-                       expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode,
-                       groupListType, commAlg, normEps, zeroExpertNum, copyExpertNum, constExpertNum, workspaceSize,
-                       executor);
+    COMBINE_OP(1, 2, "aclnnMoeDistributeCombineAddRmsNormV2");
+    return add_rms_norm_v(&op, expandX, expertIds, assistInfoForCombine, epSendCounts, expertScales, residualX, gamma,
+                          tpSendCountsOptional, xActiveMaskOptional, activationScaleOptional, weightScaleOptional,
+                          groupListOptional, expandScalesOptional, sharedExpertXOptional, elasticInfoOptional,
+                          oriXOptional, constExpertAlpha1Optional, constExpertAlpha2Optional, constExpertVOptional,
+                          groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
+                          expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode,
+                          groupListType, commAlg, normEps, zeroExpertNum, copyExpertNum, constExpertNum, yOut, rstdOut,
+                          xOut, workspaceSize, executor);
 }
 
 SIM_API aclnnStatus aclnnMoeDistributeCombineAddRmsNormV2(void *workspace, uint64_t workspaceSize,
                                                           aclOpExecutor *executor, aclrtStream stream) {
-    return sim_executor_launch(ARN_RUN, executor, workspace, workspaceSize, stream);
+    return sim_executor_launch("aclnnMoeDistributeCombineAddRmsNormV2", executor, workspace, workspaceSize, stream);
+}
+#endif
+
+SIM_API aclnnStatus aclnnMoeDistributeCombineV2GetWorkspaceSize(
+    const aclTensor *expandX, const aclTensor *expertIds, const aclTensor *assistInfoForCombine,
+    const aclTensor *epSendCounts, const aclTensor *expertScales, const aclTensor *tpSendCountsOptional,
+    const aclTensor *xActiveMaskOptional, const aclTensor *activationScaleOptional,
+    const aclTensor *weightScaleOptional, const aclTensor *groupListOptional, const aclTensor *expandScalesOptional,
+    const aclTensor *sharedExpertXOptional, const char *groupEp, int64_t epWorldSize, int64_t epRankId,
+    int64_t moeExpertNum, const char *groupTp, int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType,
+    int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype, int64_t commQuantMode,
+    int64_t groupListType, const char *commAlg, aclTensor *xOut, uint64_t *workspaceSize, aclOpExecutor **executor) {
+    COMBINE_OP(0, 2, "aclnnMoeDistributeCombineV2");
+    return combine_v(&op, expandX, expertIds, assistInfoForCombine, epSendCounts, expertScales, tpSendCountsOptional,
+                     xActiveMaskOptional, activationScaleOptional, weightScaleOptional, groupListOptional,
+                     expandScalesOptional, sharedExpertXOptional, NULL, NULL, NULL, NULL, NULL, NULL, groupEp,
+                     epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId, expertShardType,
+                     sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode, groupListType, commAlg, 0,
+                     0, 0, xOut, workspaceSize, executor);
+}
+
+SIM_API aclnnStatus aclnnMoeDistributeCombineV2(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
+                                                aclrtStream stream) {
+    return sim_executor_launch("aclnnMoeDistributeCombineV2", executor, workspace, workspaceSize, stream);
+}
+
+SIM_API aclnnStatus aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize(
+    const aclTensor *expandX, const aclTensor *expertIds, const aclTensor *assistInfoForCombine,
+    const aclTensor *epSendCounts, const aclTensor *expertScales, const aclTensor *residualX, const aclTensor *gamma,
+    const aclTensor *tpSendCountsOptional, const aclTensor *xActiveMaskOptional,
+    const aclTensor *activationScaleOptional, const aclTensor *weightScaleOptional, const aclTensor *groupListOptional,
+    const aclTensor *expandScalesOptional, const aclTensor *sharedExpertXOptional, const char *groupEp,
+    int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char *groupTp, int64_t tpWorldSize,
+    int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t globalBs,
+    int64_t outDtype, int64_t commQuantMode, int64_t groupListType, const char *commAlg, float normEps, aclTensor *yOut,
+    aclTensor *rstdOut, aclTensor *xOut, uint64_t *workspaceSize, aclOpExecutor **executor) {
+    COMBINE_OP(1, 1, "aclnnMoeDistributeCombineAddRmsNorm");
+    return add_rms_norm_v(&op, expandX, expertIds, assistInfoForCombine, epSendCounts, expertScales, residualX, gamma,
+                          tpSendCountsOptional, xActiveMaskOptional, activationScaleOptional, weightScaleOptional,
+                          groupListOptional, expandScalesOptional, sharedExpertXOptional, NULL, NULL, NULL, NULL, NULL,
+                          groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
+                          expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode,
+                          groupListType, commAlg, normEps, 0, 0, 0, yOut, rstdOut, xOut, workspaceSize, executor);
+}
+
+SIM_API aclnnStatus aclnnMoeDistributeCombineAddRmsNorm(void *workspace, uint64_t workspaceSize,
+                                                        aclOpExecutor *executor, aclrtStream stream) {
+    return sim_executor_launch("aclnnMoeDistributeCombineAddRmsNorm", executor, workspace, workspaceSize, stream);
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- tensors ----------------------------------------------------------------------------------- */
 void moe_tensor_capture(MoeTensor *dst, const struct aclTensor *t) {
@@ -207,25 +208,40 @@ int moe_fail(const char *api, int status, const char *fmt, ...) {
     return status;
 }
 
-uint64_t moe_hccl_buffsize_mb(void) {
-    const char *e = getenv("HCCL_BUFFSIZE");
-    uint16_t mb = 200;
-    if (!e) return mb;
-    /* std::stoi: skip blanks, optional sign, at least one digit, int range; else it throws and the
-     * tiling keeps the default */
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(e, &end, 10);
-    if (end == e || errno == ERANGE || v > INT_MAX || v < INT_MIN) return mb;
-    mb = (uint16_t)(int)v;
-    return mb;
-}
+uint64_t moe_hccl_buffsize_mb(void) { return sim_hccl_buffsize_env_mb(); }
 
 /* ---- attributes ------------------------------------------------------------------------------- */
 void moe_attrs_init(MoeAttrs *a, int64_t ep, int64_t rank, int64_t M, int64_t tp, int64_t tp_rank, int64_t S_attr,
                     int64_t R, int64_t global_bs, int64_t zero, int64_t copy, int64_t cnst) {
     *a = (MoeAttrs){.ep = ep, .rank = rank, .M = M, .tp = tp, .tp_rank = tp_rank, .S_attr = S_attr, .R = R,
                     .global_bs = global_bs, .zero = zero, .copy = copy, .cnst = cnst};
+}
+
+int moe_attrs_release(const char *api, MoeAttrs *a, const char *commAlg) {
+    if (sim_release_current(api, &a->rel) != 0) return SIM_ACLNN_ERR_PARAM_INVALID;
+    a->hier = moe_has(a, SIM_CHANGE_HIERARCHY) && commAlg && strcmp(commAlg, "hierarchy") == 0;
+    return 0;
+}
+
+int moe_gws_release(const char *api, MoeAttrs *a, const char *commAlg, int version, const char *v3_api,
+                    const char **groupTp) {
+    int rc = moe_attrs_release(api, a, commAlg);
+    if (rc) return rc;
+    if (version == 4 && !moe_has(a, SIM_CHANGE_V4))
+        return moe_fail(api, SIM_ACLNN_ERR_INNER_FIND_KERNEL_ERROR,
+                        "not in %s: the V4 operators first shipped in CANN 8.5.0-beta.1; call %s, or emulate a later "
+                        "release with %s", sim_release_describe(&a->rel), v3_api, SIM_RELEASE_VARIABLE);
+    /* CANN 9.1.0's op_api reads a NULL groupTp as "" (TP is gone) */
+    if (!*groupTp && moe_has(a, SIM_CHANGE_TP_REMOVED)) *groupTp = "";
+    return 0;
+}
+
+const char *moe_skipped_note(const MoeAttrs *a) {
+    static __thread char buf[256];
+    if (!moe_has(a, SIM_CHANGE_COMBINE_CHECKS_SKIPPED)) return "";
+    snprintf(buf, sizeof buf, " (documented rule; CANN %s does not enforce it: its combine tiling's shape check "
+                              "returns GRAPH_FAILED from a bool function, which reads as success)", a->rel.text);
+    return buf;
 }
 
 void moe_attrs_shape(MoeAttrs *a, int64_t bs, int64_t h, int64_t k, int has_elastic) {
@@ -302,12 +318,24 @@ int moe_check_expert_sum(const char *api, const MoeAttrs *a) {
     return 0;
 }
 
-int moe_check_world(const char *api, const MoeAttrs *a, const char *groupTp) {
+int moe_check_world(const char *api, const MoeAttrs *a, const char *groupTp, int combine) {
     const int64_t ep = a->ep, tp = a->tp;
-    if (ep < 2 || ep > 768) FAIL(TILING, "epWorldSize = %lld is outside [2, 768]", (long long)ep);
-    if (tp < 0 || tp > 2) FAIL(TILING, "tpWorldSize = %lld is outside [0, 2]", (long long)tp);
+    if (ep < 2 || ep > (a->hier ? 256 : 768))
+        FAIL(TILING, "epWorldSize = %lld is outside [2, %d]%s", (long long)ep, a->hier ? 256 : 768,
+             a->hier ? " (commAlg = \"hierarchy\")" : "");
+    if (a->hier && ep % 16 != 0)
+        FAIL(TILING, "epWorldSize = %lld must be a multiple of 16 with commAlg = \"hierarchy\"", (long long)ep);
     if (a->rank < 0 || a->rank >= ep)
         FAIL(TILING, "epRankId = %lld is outside [0, epWorldSize = %lld)", (long long)a->rank, (long long)ep);
+    if (moe_has(a, SIM_CHANGE_TP_REMOVED)) {
+        if (tp >= 2 || (combine && tp < 0))
+            FAIL(TILING, "tpWorldSize = %lld is not supported: CANN %s has no TP (tpWorldSize %s; TP = 2 was removed "
+                         "in 9.1.0)", (long long)tp, a->rel.text, combine ? "in [0, 1]" : "< 2");
+        if (combine && a->tp_rank != 0)
+            FAIL(TILING, "tpRankId = %lld must be 0 (CANN %s has no TP)", (long long)a->tp_rank, a->rel.text);
+        return 0;
+    }
+    if (tp < 0 || tp > 2) FAIL(TILING, "tpWorldSize = %lld is outside [0, 2]", (long long)tp);
     if (tp > 1) {
         if (a->tp_rank < 0 || a->tp_rank >= tp)
             FAIL(TILING, "tpRankId = %lld is outside [0, tpWorldSize = %lld)", (long long)a->tp_rank, (long long)tp);
@@ -326,6 +354,10 @@ int moe_check_experts(const char *api, const MoeAttrs *a, int64_t shard, const c
     if (R < 0 || R >= ep)
         FAIL(TILING, "sharedExpertRankNum = %lld is outside [0, epWorldSize = %lld)", (long long)R, (long long)ep);
     if (M <= 0 || M > 1024) FAIL(TILING, "moeExpertNum = %lld is outside %s", (long long)M, m_range);
+    if (a->hier && M > 512)
+        FAIL(TILING, "moeExpertNum = %lld is outside (0, 512] (commAlg = \"hierarchy\")", (long long)M);
+    if (a->hier && R != 0)
+        FAIL(TILING, "sharedExpertRankNum = %lld must be 0 with commAlg = \"hierarchy\"", (long long)R);
     return 0;
 }
 
@@ -348,6 +380,9 @@ int moe_check_layout(const char *api, const MoeAttrs *a, int has_elastic) {
     if (M % (ep - R) != 0)
         FAIL(TILING, "moeExpertNum = %lld is not divisible by epWorldSize - sharedExpertRankNum = %lld", (long long)M,
              (long long)(ep - R));
+    if (moe_has(a, SIM_CHANGE_L_EP_MAX_2048) && a->sh.L * ep > 2048)
+        FAIL(TILING, "localMoeExpertNum * epWorldSize = %lld * %lld = %lld exceeds 2048 (CANN %s)", (long long)a->sh.L,
+             (long long)ep, (long long)(a->sh.L * ep), a->rel.text);
     if (tp > 1 && a->sh.L > 1)
         FAIL(TILING, "tpWorldSize = 2 needs one MoE expert per rank, but moeExpertNum / (epWorldSize - "
                      "sharedExpertRankNum) = %lld", (long long)a->sh.L);
@@ -357,7 +392,10 @@ int moe_check_layout(const char *api, const MoeAttrs *a, int has_elastic) {
 
 int moe_check_bs(const char *api, const MoeAttrs *a, const char *bs_name, const char *bs_sym, int has_mask) {
     const int64_t bs = a->bs, ep = a->ep, gbs = a->global_bs;
-    if (bs < 1 || bs > 512) FAIL(TILING, "%s = %lld is outside [1, 512]", bs_name, (long long)bs);
+    const int64_t bs_max = a->hier ? 256 : 512;
+    if (bs < 1 || bs > bs_max)
+        FAIL(TILING, "%s = %lld is outside [1, %lld]%s", bs_name, (long long)bs, (long long)bs_max,
+             a->hier ? " (commAlg = \"hierarchy\")" : "");
     if (gbs != 0 && (gbs < bs * ep || gbs % ep != 0))
         FAIL(TILING, "globalBs = %lld must be 0 or a multiple of epWorldSize = %lld that is >= %s * epWorldSize = %lld",
              (long long)gbs, (long long)ep, bs_sym, (long long)(bs * ep));
@@ -367,17 +405,57 @@ int moe_check_bs(const char *api, const MoeAttrs *a, const char *bs_name, const 
     return 0;
 }
 
+/* The window size (MB) the tiling compares with, and where it comes from (for the message). */
+static uint64_t window_mb(const MoeAttrs *a, char *what, size_t cap) {
+    const int dev = sim_current_device();
+    const SimComm *c = moe_has(a, SIM_CHANGE_WINDOW_FROM_COMM) && !a->hier && dev >= 0
+                           ? sim_comm_lookup(a->group_ep, dev) : NULL;
+    if (c && sim_comm_buffer_mb(c)) {
+        snprintf(what, cap, "the HCCL buffer of communicator \"%s\" (HCCL_BUFFSIZE or HcclCommConfig.hcclBufferSize "
+                            "when it was created; CANN %s reads the communicator's buffer)", a->group_ep, a->rel.text);
+        return sim_comm_buffer_mb(c);
+    }
+    snprintf(what, cap, "HCCL_BUFFSIZE");
+    return moe_hccl_buffsize_mb();
+}
+
 int moe_check_win_size(const char *api, const MoeAttrs *a, int fm2) {
     const MoeShape *sh = &a->sh;
-    uint64_t mb = moe_hccl_buffsize_mb();
+    char what[512];
+    const uint64_t mb = window_mb(a, what, sizeof what);
+    if (a->hier) {
+        /* moe_distribute_check_win_size.h (NEW 5778144) CheckActualWinSize, layered branch */
+        if (a->bs != sh->max_bs)
+            FAIL(TILING, "globalBs / epWorldSize = %lld differs from BS = %lld: commAlg = \"hierarchy\" needs the same "
+                         "BS on every rank", (long long)sh->max_bs, (long long)a->bs);
+        const uint64_t k = (uint64_t)a->k, h = (uint64_t)a->h;
+        const uint64_t need = (uint64_t)a->M * (uint64_t)sh->max_bs * (h * 2 + (3 * (k + 7) / 8 * 8) * 4 + 64) +
+                              404ull * 1024 * 1024;
+        if (need > mb * 1024 * 1024)
+            FAIL(TILING, "HCCL_BUFFSIZE = %llu MB is too small for commAlg = \"hierarchy\": it needs %llu MB "
+                         "(moeExpertNum * maxBs * (2H + (3 * (K + 7) / 8 * 8) * 4 + 64) + 404 MB)",
+                 (unsigned long long)mb, (unsigned long long)(need / (1024 * 1024) + 1));
+        return 0;
+    }
     uint64_t need = moe_hccl_window_need((uint64_t)sh->max_bs, (uint64_t)a->h, (uint64_t)a->ep, (uint64_t)sh->L,
                                          (uint64_t)a->k, (uint64_t)sh->S, fm2);
     if (need > mb * 1024 * 1024)
-        FAIL(TILING, "HCCL_BUFFSIZE = %llu MB is too small: this configuration needs %llu MB "
+        FAIL(TILING, "%s = %llu MB is too small: this configuration needs %llu MB "
                      "(2 * (maxBs * dispatchTokenSize * epWorldSize * localExpertNum + maxBs * combineTokenSize * "
                      "(K + sharedExpertNum)) = %llu bytes); set HCCL_BUFFSIZE >= %llu",
-             (unsigned long long)mb, (unsigned long long)(need / (1024 * 1024) + 1), (unsigned long long)need,
+             what, (unsigned long long)mb, (unsigned long long)(need / (1024 * 1024) + 1), (unsigned long long)need,
              (unsigned long long)(need / (1024 * 1024) + 1));
+    return 0;
+}
+
+int moe_check_perf_info(const char *api, const MoeAttrs *a, const MoeTensor *perf) {
+    if (!perf->present) return 0;
+    if (a->hier) FAIL(TILING, "performanceInfoOptional must be NULL with commAlg = \"hierarchy\"");
+    if (moe_ndim(perf) != 1) FAIL(TILING, "performanceInfoOptional must be 1-D, got %d-D", moe_ndim(perf));
+    if (moe_is_nz(perf)) FAIL(TILING, "performanceInfoOptional has format FRACTAL_NZ; only ND is supported");
+    if (moe_dim(perf, 0) != a->ep)
+        FAIL(TILING, "performanceInfoOptional dim0 = %lld must equal epWorldSize = %lld", (long long)moe_dim(perf, 0),
+             (long long)a->ep);
     return 0;
 }
 
@@ -400,9 +478,11 @@ int moe_gws_finish(int rc, const char *gws, const char *run, uint64_t ws, MoeAtt
     }
     snprintf(a->group_ep, sizeof a->group_ep, "%s", groupEp);
     snprintf(a->group_tp, sizeof a->group_tp, "%s", groupTp);
+    const int hier = a->hier;
     aclOpExecutor *ex = sim_executor_new(run, ws, fn, free, st);
     if (!ex) /* sim_executor_new released the state */
         return moe_fail(gws, ACLNN_ERR_INNER_CREATE_EXECUTOR, "could not create the executor");
+    if (hier) moe_refuse_hierarchy(ex, a->rel.text); /* a lives on in st, which the executor owns */
     *workspaceSize = ws;
     *executor = ex;
     return 0;
@@ -505,6 +585,38 @@ int moe_elastic_load(MoeElastic *e, const MoeTensor *info, int64_t ep, int64_t r
     e->L = (e->ep - e->R) > 0 ? e->M / (e->ep - e->R) : 0;
     e->rpse = (S > 0 && e->R > 0) ? e->R / S : 0;
     return rc;
+}
+
+/* ---- CANN 9.x additions --------------------------------------------------------------------------- */
+int64_t moe_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void moe_perf_merge(const MoeTensor *perf, const int64_t *wait_us, int64_t ep) {
+    int owned = 0;
+    int64_t *v = (int64_t *)moe_gather(perf, 0, ep, &owned);
+    if (!v) return;
+    int64_t *out = owned ? v : (int64_t *)malloc(sizeof(int64_t) * (size_t)ep);
+    if (!out) return;
+    for (int64_t r = 0; r < ep; r++) {
+        int32_t w[2]; /* little endian: w[0] the low word */
+        memcpy(w, &v[r], sizeof w);
+        const int64_t us = wait_us[r] > INT32_MAX ? INT32_MAX : wait_us[r] < 0 ? 0 : wait_us[r];
+        if ((int32_t)us > w[0]) w[0] = (int32_t)us;
+        if (w[1] < 0) w[1] = 0;
+        memcpy(&out[r], w, sizeof w);
+    }
+    moe_scatter(perf, 0, ep, out);
+    free(out);
+}
+
+void moe_refuse_hierarchy(aclOpExecutor *ex, const char *release) {
+    sim_executor_refuse(ex, SIM_ACLNN_ERR_INNER_FIND_KERNEL_ERROR,
+                        "commAlg = \"hierarchy\" is accepted by CANN %s (its documented rules were checked) but its "
+                        "kernels (the layered A3 templates) are not emulated by the simulator; use \"\", "
+                        "\"fullmesh_v1\" or \"fullmesh_v2\"", release);
 }
 
 /* ---- rendezvous ---------------------------------------------------------------------------------- */

@@ -14,6 +14,7 @@
 
 #include "acl/acl_base.h"
 #include "simcore.h"
+#include "sim_release.h"
 #include "op_moe_kernels.h"
 
 #ifdef __cplusplus
@@ -80,13 +81,29 @@ typedef struct {
     int64_t A;            /* rows per TP slot */
 } MoeShape;
 
-/* The attributes every MoE op keeps in its state, with BS, H, K and the derived shape. */
+/* The attributes every MoE op keeps in its state, with BS, H, K and the derived shape, and the CANN release
+ * whose rules and kernels apply (read by GetWorkspaceSize, kept by the executor). */
 typedef struct {
     char group_ep[MOE_GROUP_NAME_MAX], group_tp[MOE_GROUP_NAME_MAX];
     int64_t ep, rank, M, tp, tp_rank, S_attr, R, global_bs, zero, copy, cnst;
     int64_t bs, h, k;
     MoeShape sh;
+    SimRelease rel;
+    int hier;             /* commAlg "hierarchy" in a release that has it */
 } MoeAttrs;
+/* the release of the call has change c (SIM_CHANGE_x) */
+static inline int moe_has(const MoeAttrs *a, int c) { return sim_release_has(&a->rel, c); }
+/* Reads the release for a GetWorkspaceSize (161002 with the message set when ACLNN_SIM_CANN_VERSION is bad) and
+ * notes commAlg "hierarchy" where the release accepts it. */
+int moe_attrs_release(const char *api, MoeAttrs *a, const char *commAlg);
+/* The start of every GetWorkspaceSize, after moe_attrs_init: moe_attrs_release; a V4 entry point (version 4) in a
+ * release without V4 is 561003 (v3_api: what to call instead); from CANN 9.1.0 a NULL *groupTp reads as "".
+ * 0, or the status with the message set. */
+int moe_gws_release(const char *api, MoeAttrs *a, const char *commAlg, int version, const char *v3_api,
+                    const char **groupTp);
+/* A message suffix for a documented rule the emulated release's combine tiling does not enforce
+ * (combine_checks_skipped), "" otherwise. */
+const char *moe_skipped_note(const MoeAttrs *a);
 void moe_attrs_init(MoeAttrs *a, int64_t ep, int64_t rank, int64_t M, int64_t tp, int64_t tp_rank, int64_t S_attr,
                     int64_t R, int64_t global_bs, int64_t zero, int64_t copy, int64_t cnst);
 /* Sets BS, H, K and computes a->sh. */
@@ -107,25 +124,32 @@ int moe_check_comm_size(const char *api, const char *group, const char *param, i
 int moe_check_comm_sizes(const char *api, const MoeAttrs *a, const char *groupEp, const char *groupTp);
 /* Tiling: moeExpertNum + zeroExpertNum + copyExpertNum + constExpertNum fits INT32. */
 int moe_check_expert_sum(const char *api, const MoeAttrs *a);
-/* Tiling (561002): epWorldSize, tpWorldSize, epRankId, tpRankId and groupTp with TP = 2. */
-int moe_check_world(const char *api, const MoeAttrs *a, const char *groupTp);
+/* Tiling (561002): epWorldSize, tpWorldSize, epRankId, tpRankId and groupTp with TP = 2. Releases without TP
+ * (tp_removed) reject tpWorldSize >= 2 and, in the combine ops (combine != 0), a tpRankId other than 0. */
+int moe_check_world(const char *api, const MoeAttrs *a, const char *groupTp, int combine);
 /* Tiling: expertShardType, sharedExpertNum, sharedExpertRankNum, moeExpertNum (m_range: the range
  * as the op's message writes it). */
 int moe_check_experts(const char *api, const MoeAttrs *a, int64_t shard, const char *m_range);
 /* CheckAttrs: shared experts (normalised S and R both 0 or both > 0, S divides R). */
 int moe_check_shared(const char *api, const MoeAttrs *a);
-/* CheckAttrs: M divisible by ep - R; with TP = 2 one expert per MoE rank and no elasticInfo. */
+/* CheckAttrs: M divisible by ep - R, L * ep <= 2048 (l_ep_max_2048); with TP = 2 one expert per MoE rank and no
+ * elasticInfo. */
 int moe_check_layout(const char *api, const MoeAttrs *a, int has_elastic);
-/* CheckAttrs: BS in [1, 512] and globalBs (bs_name: where BS comes from, bs_sym: how the op's
- * messages write it). */
+/* CheckAttrs: BS in [1, 512] ([1, 256] with hierarchy) and globalBs (bs_name: where BS comes from, bs_sym: how
+ * the op's messages write it). */
 int moe_check_bs(const char *api, const MoeAttrs *a, const char *bs_name, const char *bs_sym, int has_mask);
-/* CheckWinSize: the HCCL window (HCCL_BUFFSIZE) holds this configuration. */
+/* CheckWinSize: the HCCL window holds this configuration. The window is HCCL_BUFFSIZE now, or (window_from_comm)
+ * the buffer of groupEp's communicator on this device (HCCL_BUFFSIZE falls in when there is none); hierarchy
+ * has its own formula, with HCCL_BUFFSIZE. */
 int moe_check_win_size(const char *api, const MoeAttrs *a, int fm2);
+/* performanceInfoOptional (V4): 1-D INT64, not FRACTAL_NZ, epWorldSize entries; 0 or moe_fail 561002. */
+int moe_check_perf_info(const char *api, const MoeAttrs *a, const MoeTensor *perf);
 /* Captures an argument tensor: a live one completely, a dead one only as "given" (present = 1), so
  * the NULL checks pass and the liveness check reports it. */
 void moe_tensor_capture_arg(MoeTensor *dst, const struct aclTensor *t);
 /* End of GetWorkspaceSize. rc != 0 (a check failed): frees st and returns rc. Else keeps the group
- * names in a, and creates the executor of `run` (ws bytes of workspace) that owns st from then on. */
+ * names in a, and creates the executor of `run` (ws bytes of workspace) that owns st from then on (a, part of st,
+ * with it); with commAlg "hierarchy" its launches are refused (moe_refuse_hierarchy). */
 int moe_gws_finish(int rc, const char *gws, const char *run, uint64_t ws, MoeAttrs *a, const char *groupEp,
                    const char *groupTp, int (*fn)(aclOpExecutor *, SimStream *, void *), void *st,
                    uint64_t *workspaceSize, aclOpExecutor **executor);
@@ -145,6 +169,17 @@ typedef struct {
 int moe_elastic_load(MoeElastic *e, const MoeTensor *info, int64_t ep, int64_t rank, int64_t R, int64_t M,
                      int64_t S, char *err, size_t errlen);
 void moe_elastic_free(MoeElastic *e);
+
+/* ---- CANN 9.x additions ------------------------------------------------------------------------- */
+/* Monotonic host clock, microseconds. */
+int64_t moe_now_us(void);
+/* performanceInfo of the A3 kernels (CANN >= 9.0.0): every int64 entry r of the (ep,) tensor gets, with an int32
+ * atomic max per word, its low word max(old, wait_us[r] clamped to INT32_MAX) and its high word max(old, 0)
+ * (moe_distribute_base.h "only the low 32 bits"). wait_us is indexed by original EP rank. */
+void moe_perf_merge(const MoeTensor *perf, const int64_t *wait_us, int64_t ep);
+/* commAlg "hierarchy": the release accepts it, the simulator has no kernel for it; every launch of the executor
+ * returns 561003 saying so. */
+void moe_refuse_hierarchy(aclOpExecutor *ex, const char *release);
 
 /* ---- rendezvous -------------------------------------------------------------------------------- */
 /* sim_comm_exchange with the hang timeout; on failure sets the error (naming the missing ranks)

@@ -1,5 +1,6 @@
 /*
- * Simulated aclnnMoeDistributeDispatchV3 (Atlas A3 semantics).
+ * Simulated aclnnMoeDistributeDispatchV3, and V4 (performanceInfoOptional) and V2 (no elastic / special experts),
+ * the same operator (Atlas A3 semantics) with the rules and kernel of the emulated CANN release (sim_release.h).
  * Spec: ../shared/spec/dispatch-v3.md (DS §n). Validation follows DS §13: op_api rules -> 161001,
  * dtypes outside the op definition -> 161002, tiling rules in evaluation order -> 561002.
  * Execution: every EP rank's task publishes its inputs with sim_comm_exchange, computes the rows it
@@ -16,21 +17,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+
+#include "aclnnop/aclnn_moe_distribute_dispatch_v2.h"
 #include "aclnnop/aclnn_moe_distribute_dispatch_v3.h"
+#include "aclnnop/aclnn_moe_distribute_dispatch_v4.h"
 #include "op_moe_common.h"
 
-#define GWS_API "aclnnMoeDistributeDispatchV3GetWorkspaceSize"
-#define RUN_API "aclnnMoeDistributeDispatchV3"
-
 typedef struct {
-    MoeTensor x, ids, scales, mask, expert_scales, elastic;
+    MoeTensor x, ids, scales, mask, expert_scales, elastic, perf;
     MoeTensor expand_x, dyn_scales, assist, token_nums, ep_recv, tp_recv, expand_scales;
     MoeAttrs a;
     int64_t quant, tn_type;
+    int version;               /* 2, 3 or 4 */
+    const char *gws, *run;     /* the API names of this version */
 } DispatchState;
 
 /* ================================ validation ================================================= */
-#define FAIL(st, ...) return moe_fail(GWS_API, st, __VA_ARGS__)
+#define FAIL(st, ...) return moe_fail(s->gws, st, __VA_ARGS__)
 #define NULLPTR SIM_ACLNN_ERR_PARAM_NULLPTR
 #define INVALID SIM_ACLNN_ERR_PARAM_INVALID
 #define TILING SIM_ACLNN_ERR_INNER_TILING_ERROR
@@ -42,13 +46,14 @@ static int validate(const DispatchState *s, const char *groupEp, const char *gro
         const MoeTensor *req[] = {&s->x, &s->ids, &s->expand_x, &s->assist, &s->token_nums, &s->ep_recv, &s->tp_recv};
         const char *names[] = {"x", "expertIds", "expandXOut", "assistInfoForCombineOut", "expertTokenNumsOut",
                                "epRecvCountsOut", "tpRecvCountsOut"};
-        for (int i = 0; i < 7; i++)
+        /* CANN 9.1.0 (tp_removed): tpRecvCountsOut may be NULL */
+        for (int i = 0; i < (moe_has(&s->a, SIM_CHANGE_TP_REMOVED) ? 6 : 7); i++)
             if (!req[i]->present) FAIL(NULLPTR, "%s is NULL (required tensor)", names[i]);
     }
     if (!groupEp || !groupEp[0]) FAIL(NULLPTR, "groupEp is %s; it must name the EP communicator", groupEp ? "\"\"" : "NULL");
     if (s->quant == 2 && !s->dyn_scales.present)
         FAIL(NULLPTR, "dynamicScalesOut is NULL but quantMode = 2 (dynamic quantisation) requires it");
-    int rc = moe_check_api_args(GWS_API, groupEp, groupTp, NULLPTR, workspaceSize, executor, raw, raw_names, n_raw);
+    int rc = moe_check_api_args(s->gws, groupEp, groupTp, NULLPTR, workspaceSize, executor, raw, raw_names, n_raw);
     if (rc) return rc;
 
     /* --- generated layer: dtypes outside the op definition (DEF) -> 161002 --- */
@@ -58,6 +63,8 @@ static int validate(const DispatchState *s, const char *groupEp, const char *gro
         static const int32_t EX_DT[] = {ACL_BF16, ACL_INT8, ACL_FLOAT16, 35, 36, 34};
         static const int32_t I32[] = {ACL_INT32}, I64[] = {ACL_INT64}, F32[] = {ACL_FLOAT}, BOOL_[] = {ACL_BOOL};
         static const int32_t ESC_DT[] = {ACL_FLOAT, ACL_INT32};
+        /* the op definition lists FLOAT and INT32 for expandScales; FLOAT only from CANN 9.1.0 */
+        const int esc_n = moe_has(&s->a, SIM_CHANGE_EXPERT_SCALES_OPTIONAL) ? 1 : 2;
         struct {
             const MoeTensor *t;
             const char *name;
@@ -77,7 +84,8 @@ static int validate(const DispatchState *s, const char *groupEp, const char *gro
             {&s->token_nums, "expertTokenNumsOut", I64, 1, "INT64"},
             {&s->ep_recv, "epRecvCountsOut", I32, 1, "INT32"},
             {&s->tp_recv, "tpRecvCountsOut", I32, 1, "INT32"},
-            {&s->expand_scales, "expandScalesOut", ESC_DT, 2, "FLOAT, INT32"},
+            {&s->expand_scales, "expandScalesOut", ESC_DT, esc_n, esc_n == 1 ? "FLOAT" : "FLOAT, INT32"},
+            {&s->perf, "performanceInfoOptional", I64, 1, "INT64"},
         };
         for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
             if (tab[i].t->present && !moe_in_list(tab[i].t->d.dtype, tab[i].l, tab[i].n))
@@ -89,13 +97,65 @@ static int validate(const DispatchState *s, const char *groupEp, const char *gro
     if (strnlen(groupEp, MOE_GROUP_NAME_MAX) == 0 || strnlen(groupEp, MOE_GROUP_NAME_MAX) >= MOE_GROUP_NAME_MAX)
         FAIL(TILING, "groupEp length must be in [1, 127]");
     /* expertShardType is checked first in CheckAndSetExpertInfo */
-    return moe_check_world(GWS_API, &s->a, groupTp);
+    return moe_check_world(s->gws, &s->a, groupTp, 0);
+}
+
+/* CheckCommAlgAttrs: fullmesh_v2 (bans until CANN 9.0.0, then BS <= 256; K <= 12 from 8.5.0-beta.1) and
+ * hierarchy (no elastic, special experts, 2-D mask or performanceInfo; expertScales required) */
+static int check_comm_alg_attrs(const DispatchState *s, int fm2) {
+    const int64_t k = moe_ndim(&s->ids) >= 2 ? moe_dim(&s->ids, 1) : 0;
+    if (fm2 && !moe_has(&s->a, SIM_CHANGE_FULLMESH_V2_OPEN)) {
+        if (s->elastic.present) FAIL(TILING, "commAlg = \"fullmesh_v2\" cannot be combined with elasticInfoOptional");
+        if (s->a.zero + s->a.copy + s->a.cnst > 0)
+            FAIL(TILING, "commAlg = \"fullmesh_v2\" cannot be combined with zero/copy/const experts");
+        if (s->mask.present) FAIL(TILING, "commAlg = \"fullmesh_v2\" cannot be combined with xActiveMaskOptional");
+        if (s->a.tp == 2) FAIL(TILING, "commAlg = \"fullmesh_v2\" cannot be combined with tpWorldSize = 2");
+    }
+    if (fm2 && moe_has(&s->a, SIM_CHANGE_FULLMESH_V2_OPEN) && (s->a.bs < 1 || s->a.bs > 256))
+        FAIL(TILING, "x dim0 (BS) = %lld is outside [1, 256] with commAlg = \"fullmesh_v2\" (CANN %s)",
+             (long long)s->a.bs, s->a.rel.text);
+    if (fm2 && moe_has(&s->a, SIM_CHANGE_FULLMESH_V2_K12) && k > 12)
+        FAIL(TILING, "expertIds dim1 (K) = %lld is outside [1, 12] with commAlg = \"fullmesh_v2\" (CANN %s)",
+             (long long)k, s->a.rel.text);
+    if (s->a.hier) {
+        if (s->elastic.present) FAIL(TILING, "commAlg = \"hierarchy\" cannot be combined with elasticInfoOptional");
+        if (s->a.zero + s->a.copy + s->a.cnst > 0)
+            FAIL(TILING, "commAlg = \"hierarchy\" cannot be combined with zero/copy/const experts");
+        if (s->mask.present && moe_ndim(&s->mask) == 2)
+            FAIL(TILING, "commAlg = \"hierarchy\" cannot be combined with a 2-D xActiveMaskOptional");
+        if (s->perf.present) FAIL(TILING, "commAlg = \"hierarchy\" cannot be combined with performanceInfoOptional");
+        if (!s->expert_scales.present) FAIL(TILING, "expertScalesOptional is required with commAlg = \"hierarchy\"");
+    }
+    return 0;
+}
+
+/* CANN 9.1.0 (expert_scales_optional), expertScalesOptional given: it is (BS, K) FLOAT, and expandScalesOut is a
+ * 1-D FLOAT tensor of at least A entries (the kernel writes one per received row) */
+static int check_expert_scales(const DispatchState *s) {
+    const MoeTensor *es = &s->expert_scales, *xs = &s->expand_scales;
+    if (!es->present || !moe_has(&s->a, SIM_CHANGE_EXPERT_SCALES_OPTIONAL)) return 0;
+    char b1[96];
+    if (moe_ndim(es) != 2) FAIL(TILING, "expertScalesOptional must be 2-D (BS, K), got %d-D", moe_ndim(es));
+    if (es->d.dtype != ACL_FLOAT) FAIL(TILING, "expertScalesOptional dtype must be FLOAT, got %s", moe_dtype_name(es->d.dtype));
+    if (moe_is_nz(es)) FAIL(TILING, "expertScalesOptional has format FRACTAL_NZ; only ND is supported");
+    if (moe_dim(es, 0) != s->a.bs || moe_dim(es, 1) != s->a.k)
+        FAIL(TILING, "expertScalesOptional shape %s must be (BS, K) = (%lld, %lld)", moe_shape_str(es, b1, sizeof b1),
+             (long long)s->a.bs, (long long)s->a.k);
+    if (!xs->present)
+        FAIL(TILING, "expandScalesOut is NULL but expertScalesOptional is given: CANN %s writes one expert scale per "
+                     "received row", s->a.rel.text);
+    if (moe_ndim(xs) != 1) FAIL(TILING, "expandScalesOut must be 1-D, got %d-D", moe_ndim(xs));
+    if (xs->d.dtype != ACL_FLOAT) FAIL(TILING, "expandScalesOut dtype must be FLOAT, got %s", moe_dtype_name(xs->d.dtype));
+    if (moe_is_nz(xs)) FAIL(TILING, "expandScalesOut has format FRACTAL_NZ; only ND is supported");
+    if (moe_dim(xs, 0) < s->a.sh.A)
+        FAIL(TILING, "expandScalesOut dim0 = %lld must be >= A = %lld", (long long)moe_dim(xs, 0), (long long)s->a.sh.A);
+    return 0;
 }
 
 static int validate_tiling(const DispatchState *s, int64_t shard, const char *commAlg) {
     char b1[96];
     const int64_t ep = s->a.ep, tp = s->a.tp, M = s->a.M;
-    int rc = moe_check_experts(GWS_API, &s->a, shard, "(0, 1024]");
+    int rc = moe_check_experts(s->gws, &s->a, shard, "(0, 1024]");
     if (rc) return rc;
     if (s->quant < 0 || s->quant > 2) FAIL(TILING, "quantMode = %lld is outside [0, 2]", (long long)s->quant);
     if (s->tn_type != 0 && s->tn_type != 1)
@@ -103,10 +163,12 @@ static int validate_tiling(const DispatchState *s, int64_t shard, const char *co
     if (s->a.zero < 0) FAIL(TILING, "zeroExpertNum = %lld is negative", (long long)s->a.zero);
     if (s->a.copy < 0) FAIL(TILING, "copyExpertNum = %lld is negative", (long long)s->a.copy);
     if (s->a.cnst < 0) FAIL(TILING, "constExpertNum = %lld is negative", (long long)s->a.cnst);
-    if ((rc = moe_check_expert_sum(GWS_API, &s->a))) return rc;
+    if ((rc = moe_check_expert_sum(s->gws, &s->a))) return rc;
     const char *alg = commAlg ? commAlg : "";
-    if (alg[0] && strcmp(alg, "fullmesh_v1") && strcmp(alg, "fullmesh_v2"))
-        FAIL(TILING, "commAlg = \"%s\"; supported: NULL, \"\", \"fullmesh_v1\", \"fullmesh_v2\"", alg);
+    const int hier_ok = moe_has(&s->a, SIM_CHANGE_HIERARCHY);
+    if (alg[0] && strcmp(alg, "fullmesh_v1") && strcmp(alg, "fullmesh_v2") && (!hier_ok || strcmp(alg, "hierarchy")))
+        FAIL(TILING, "commAlg = \"%s\"; supported: NULL, \"\", \"fullmesh_v1\", \"fullmesh_v2\"%s", alg,
+             hier_ok ? ", \"hierarchy\"" : "");
     const int fm2 = strcmp(alg, "fullmesh_v2") == 0;
     if (s->quant == 1) FAIL(TILING, "quantMode = 1 (static quantisation) is not supported");
     if (s->scales.present && s->quant == 0)
@@ -135,7 +197,8 @@ static int validate_tiling(const DispatchState *s, int64_t shard, const char *co
     if (moe_ndim(&s->assist) != 1) FAIL(TILING, "assistInfoForCombineOut must be 1-D, got %d-D", moe_ndim(&s->assist));
     if (moe_ndim(&s->token_nums) != 1) FAIL(TILING, "expertTokenNumsOut must be 1-D, got %d-D", moe_ndim(&s->token_nums));
     if (moe_ndim(&s->ep_recv) != 1) FAIL(TILING, "epRecvCountsOut must be 1-D, got %d-D", moe_ndim(&s->ep_recv));
-    if (moe_ndim(&s->tp_recv) != 1) FAIL(TILING, "tpRecvCountsOut must be 1-D, got %d-D", moe_ndim(&s->tp_recv));
+    if (s->tp_recv.present && moe_ndim(&s->tp_recv) != 1)
+        FAIL(TILING, "tpRecvCountsOut must be 1-D, got %d-D", moe_ndim(&s->tp_recv));
 
     /* CheckTensorDataType */
     {
@@ -163,7 +226,7 @@ static int validate_tiling(const DispatchState *s, int64_t shard, const char *co
             FAIL(TILING, "expertTokenNumsOut dtype must be INT64, got %s", moe_dtype_name(s->token_nums.d.dtype));
         if (s->ep_recv.d.dtype != ACL_INT32)
             FAIL(TILING, "epRecvCountsOut dtype must be INT32, got %s", moe_dtype_name(s->ep_recv.d.dtype));
-        if (s->tp_recv.d.dtype != ACL_INT32)
+        if (s->tp_recv.present && s->tp_recv.d.dtype != ACL_INT32)
             FAIL(TILING, "tpRecvCountsOut dtype must be INT32, got %s", moe_dtype_name(s->tp_recv.d.dtype));
     }
     /* CheckTensorFormat */
@@ -181,22 +244,20 @@ static int validate_tiling(const DispatchState *s, int64_t shard, const char *co
 
     /* CheckAttrs */
     const MoeShape *sh = &s->a.sh;
-    if ((rc = moe_check_shared(GWS_API, &s->a))) return rc;
-    if (fm2 && s->elastic.present) FAIL(TILING, "commAlg = \"fullmesh_v2\" cannot be combined with elasticInfoOptional");
-    if (fm2 && s->a.zero + s->a.copy + s->a.cnst > 0)
-        FAIL(TILING, "commAlg = \"fullmesh_v2\" cannot be combined with zero/copy/const experts");
-    if (fm2 && s->mask.present) FAIL(TILING, "commAlg = \"fullmesh_v2\" cannot be combined with xActiveMaskOptional");
-    if (fm2 && tp == 2) FAIL(TILING, "commAlg = \"fullmesh_v2\" cannot be combined with tpWorldSize = 2");
-    if ((rc = moe_check_layout(GWS_API, &s->a, s->elastic.present)) ||
-        (rc = moe_check_bs(GWS_API, &s->a, "x dim0 (BS)", "BS", s->mask.present)))
+    if ((rc = moe_check_shared(s->gws, &s->a)) || (rc = check_comm_alg_attrs(s, fm2))) return rc;
+    if ((rc = moe_check_layout(s->gws, &s->a, s->elastic.present)) ||
+        (rc = moe_check_bs(s->gws, &s->a, "x dim0 (BS)", "BS", s->mask.present)))
         return rc;
     const int64_t bs = s->a.bs, h = s->a.h;
-    if (s->a.global_bs > bs * ep && fm2)
+    if (s->a.global_bs > bs * ep && fm2 && !moe_has(&s->a, SIM_CHANGE_FULLMESH_V2_OPEN))
         FAIL(TILING, "globalBs = %lld > BS * epWorldSize (different BS per rank) cannot be combined with "
                      "commAlg = \"fullmesh_v2\"", (long long)s->a.global_bs);
 
     /* CheckTensorShape */
-    if (h < 1024 || h > 8192) FAIL(TILING, "x dim1 (H) = %lld is outside [1024, 8192]", (long long)h);
+    if (s->a.hier && (h < 1 || h > 7168 || h % 32 != 0))
+        FAIL(TILING, "x dim1 (H) = %lld must be a multiple of 32 in [32, 7168] with commAlg = \"hierarchy\"",
+             (long long)h);
+    if (!s->a.hier && (h < 1024 || h > 8192)) FAIL(TILING, "x dim1 (H) = %lld is outside [1024, 8192]", (long long)h);
     const int64_t k = moe_dim(&s->ids, 1), mz = M + s->a.zero + s->a.copy + s->a.cnst;
     if (moe_dim(&s->ids, 0) != bs)
         FAIL(TILING, "expertIds dim0 = %lld differs from x dim0 (BS) = %lld", (long long)moe_dim(&s->ids, 0), (long long)bs);
@@ -210,19 +271,25 @@ static int validate_tiling(const DispatchState *s, int64_t shard, const char *co
         FAIL(TILING, "elasticInfoOptional dim0 = %lld must be 4 + 2 * epWorldSize = %lld",
              (long long)moe_dim(&s->elastic, 0), (long long)(4 + 2 * ep));
     const int64_t A = sh->A, tpm = tp > 1 ? tp : 1;
+    /* CANN 9.1.0 compares the rows with A; older releases with tpWorldSize * A (0 without TP) */
+    const int rows_a = moe_has(&s->a, SIM_CHANGE_TP_REMOVED);
     if (moe_dim(&s->expand_x, 0) < tpm * A)
-        FAIL(TILING, "expandXOut dim0 = %lld must be >= max(tpWorldSize, 1) * A = %lld (A = %lld)%s",
-             (long long)moe_dim(&s->expand_x, 0), (long long)(tpm * A), (long long)A,
-             tp == 0 ? "; the real tiling compares with tpWorldSize * A = 0 here and would let the kernel write past "
-                       "the buffer, the simulator enforces the documented shape"
-                     : "");
+        FAIL(TILING, "expandXOut dim0 = %lld must be >= %s = %lld (A = %lld)%s",
+             (long long)moe_dim(&s->expand_x, 0), rows_a ? "A" : "max(tpWorldSize, 1) * A", (long long)(tpm * A),
+             (long long)A,
+             tp == 0 && !rows_a ? "; the real tiling compares with tpWorldSize * A = 0 here and would let the kernel "
+                                  "write past the buffer, the simulator enforces the documented shape"
+                                : "");
     if (moe_dim(&s->expand_x, 1) != h)
         FAIL(TILING, "expandXOut dim1 = %lld differs from x dim1 (H) = %lld", (long long)moe_dim(&s->expand_x, 1),
              (long long)h);
     if (s->quant != 0 && moe_dim(&s->dyn_scales, 0) < tpm * A)
-        FAIL(TILING, "dynamicScalesOut dim0 = %lld must be >= max(tpWorldSize, 1) * A = %lld%s",
-             (long long)moe_dim(&s->dyn_scales, 0), (long long)(tpm * A),
-             tp == 0 ? " (documented shape; the real tiling compares with tpWorldSize * A = 0)" : "");
+        FAIL(TILING, "dynamicScalesOut dim0 = %lld must be >= %s = %lld%s", (long long)moe_dim(&s->dyn_scales, 0),
+             rows_a ? "A" : "max(tpWorldSize, 1) * A", (long long)(tpm * A),
+             tp == 0 && !rows_a ? " (documented shape; the real tiling compares with tpWorldSize * A = 0)" : "");
+    if (moe_has(&s->a, SIM_CHANGE_ASSIST_128A) && moe_dim(&s->assist, 0) < 128 * A)
+        FAIL(TILING, "assistInfoForCombineOut dim0 = %lld must be >= 128 * A = %lld (A = %lld)",
+             (long long)moe_dim(&s->assist, 0), (long long)(128 * A), (long long)A);
     if (moe_dim(&s->assist, 0) < 3 * A)
         FAIL(TILING, "assistInfoForCombineOut dim0 = %lld must be >= 3 * A = %lld (documented shape: A * 128 = %lld)",
              (long long)moe_dim(&s->assist, 0), (long long)(3 * A), (long long)(128 * A));
@@ -235,15 +302,19 @@ static int validate_tiling(const DispatchState *s, int64_t shard, const char *co
                                     : (sh->is_shared ? "1 on a shared-expert rank" : "localExpertNum on a MoE rank"));
         int64_t er = s->elastic.present ? (ep > ep * sh->L ? ep : ep * sh->L) : (sh->is_shared ? ep : ep * sh->L);
         if (tp == 2) er *= 2;
+        if (s->a.hier) er = ep * sh->L + sh->global_bs * 2 * s->a.k * ep / 8;
         if (moe_dim(&s->ep_recv, 0) < er)
-            FAIL(TILING, "epRecvCountsOut dim0 = %lld must be >= %lld (epWorldSize * localExpertNum * max(tpWorldSize, 1))",
-                 (long long)moe_dim(&s->ep_recv, 0), (long long)er);
-        if (moe_dim(&s->tp_recv, 0) != tp)
+            FAIL(TILING, "epRecvCountsOut dim0 = %lld must be >= %lld (%s)", (long long)moe_dim(&s->ep_recv, 0),
+                 (long long)er, s->a.hier ? "epWorldSize * localExpertNum + globalBs * 2 * K * epWorldSize / 8 with "
+                                            "commAlg = \"hierarchy\""
+                                          : "epWorldSize * localExpertNum * max(tpWorldSize, 1)");
+        if (!moe_has(&s->a, SIM_CHANGE_TP_REMOVED) && moe_dim(&s->tp_recv, 0) != tp)
             FAIL(TILING, "tpRecvCountsOut dim0 = %lld must equal tpWorldSize = %lld", (long long)moe_dim(&s->tp_recv, 0),
                  (long long)tp);
     }
+    if ((rc = moe_check_perf_info(s->gws, &s->a, &s->perf)) || (rc = check_expert_scales(s))) return rc;
     /* CheckWinSize */
-    return moe_check_win_size(GWS_API, &s->a, fm2);
+    return moe_check_win_size(s->gws, &s->a, fm2);
 }
 
 /* ================================ execution ================================================== */
@@ -285,27 +356,32 @@ static int dispatch_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
     int status = SIM_ACL_ERROR_RT_AICORE_EXCEPTION;
     SimComm *epc, *tpc;
     MoeElastic el;
-    const int begin = moe_run_begin(RUN_API, &st->a, &st->elastic, strm, &epc, &tpc, &el, err, sizeof err);
+    const int begin = moe_run_begin(st->run, &st->a, &st->elastic, strm, &epc, &tpc, &el, err, sizeof err);
     if (begin) return begin;
 
     /* ---- publish inputs ---- */
     DispatchPub pub;
     memset(&pub, 0, sizeof pub);
     const int64_t bs = st->a.bs, h = st->a.h, k = st->a.k;
-    int own_x = 0, own_ids = 0, own_sc = 0, own_mask = 0;
-    void *x = NULL, *ids = NULL, *sc = NULL, *mask = NULL;
+    int own_x = 0, own_ids = 0, own_sc = 0, own_mask = 0, own_es = 0;
+    void *x = NULL, *ids = NULL, *sc = NULL, *mask = NULL, *es = NULL;
+    /* CANN 9.1.0 writes expandScales from the senders' expertScales */
+    const int write_xs = st->expert_scales.present && moe_has(&st->a, SIM_CHANGE_EXPERT_SCALES_OPTIONAL);
     if (!err[0]) {
         x = moe_gather(&st->x, 0, bs * h, &own_x);
         ids = moe_gather(&st->ids, 0, bs * k, &own_ids);
         if (st->scales.present) sc = moe_gather(&st->scales, 0, moe_numel(&st->scales), &own_sc);
         if (st->mask.present) mask = moe_gather(&st->mask, 0, moe_numel(&st->mask), &own_mask);
-        if (!x || !ids || (st->scales.present && !sc) || (st->mask.present && !mask)) RUN_ERR("out of host memory");
+        if (write_xs) es = moe_gather(&st->expert_scales, 0, bs * k, &own_es);
+        if (!x || !ids || (st->scales.present && !sc) || (st->mask.present && !mask) || (write_xs && !es))
+            RUN_ERR("out of host memory");
     }
     moe_pub_head(&pub.hd, &st->a, &el, st->x.d.dtype);
     pub.src = (MoeDispatchSrc){.bs = bs, .h = h, .k = k, .x_is_bf16 = st->x.d.dtype == ACL_BF16,
                                .x = (const uint16_t *)x, .expert_ids = (const int32_t *)ids,
                                .scales = (const float *)sc, .mask = (const uint8_t *)mask,
-                               .mask_ndim = st->mask.present ? moe_ndim(&st->mask) : 0};
+                               .mask_ndim = st->mask.present ? moe_ndim(&st->mask) : 0,
+                               .expert_scales = (const float *)es};
     pub.h = h;
     pub.k = k;
     pub.bs = bs;
@@ -342,7 +418,9 @@ static int dispatch_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
     if (err[0]) snprintf(pub.hd.err, sizeof pub.hd.err, "%.500s", err);
 
     void **peers = (void **)calloc((size_t)st->a.ep, sizeof(void *));
-    int xrc = moe_exchange(RUN_API, epc, el.part, el.n_part, &pub, peers, strm);
+    const int64_t t0 = moe_now_us();
+    int xrc = moe_exchange(st->run, epc, el.part, el.n_part, &pub, peers, strm);
+    const int64_t waited = moe_now_us() - t0;
     if (xrc) {
         status = xrc;
         goto out_noerr;
@@ -388,9 +466,24 @@ static int dispatch_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
     }
     free(srcs);
     /* peers may stop reading our inputs after everyone computed */
-    xrc = moe_exchange(RUN_API, epc, el.part, el.n_part, NULL, peers, strm);
+    /* ---- expandScales (CANN 9.1.0): the sender's expertScales[token, k] of each row from a MoE expert ---- */
+    float *xs_rows = NULL;
+    if (!err[0] && write_xs) {
+        xs_rows = (float *)malloc(sizeof(float) * (size_t)(o.n_rows + 1));
+        for (int64_t r = 0; xs_rows && r < o.n_rows; r++) {
+            const int32_t *tr = o.assist + 3 * r;
+            const DispatchPub *p = NULL;
+            for (int i = 0; i < el.n_part && !p; i++) {
+                const DispatchPub *q = (const DispatchPub *)peers[el.part[i]];
+                if (q && q->hd.new_rank == tr[0]) p = q;
+            }
+            xs_rows[r] = p && p->src.expert_scales && tr[2] < k ? p->src.expert_scales[tr[1] * k + tr[2]] : 0.0f;
+        }
+    }
+    xrc = moe_exchange(st->run, epc, el.part, el.n_part, NULL, peers, strm);
     if (xrc) {
         status = xrc;
+        free(xs_rows);
         goto out_free;
     }
 
@@ -408,9 +501,10 @@ static int dispatch_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
         tpub.scales = o.dyn_scales;
         tpub.ep_recv = o.ep_recv;
         tpub.n_ep_recv = o.n_ep_recv;
-        xrc = moe_exchange(RUN_API, tpc, tpart, 2, &tpub, tpeers, strm);
+        xrc = moe_exchange(st->run, tpc, tpart, 2, &tpub, tpeers, strm);
         if (xrc) {
             status = xrc;
+            free(xs_rows);
             goto out_free;
         }
         peer = (DispatchTpPub *)tpeers[1 - sim_comm_rank(tpc)];
@@ -442,9 +536,20 @@ static int dispatch_run(aclOpExecutor *ex, SimStream *strm, void *workspace) {
         } else {
             moe_scatter(&st->token_nums, 0, o.n_token_nums, o.token_nums);
         }
+        if (xs_rows)
+            for (int64_t r = 0; r < o.n_rows; r++)
+                if (o.assist[3 * r + 2] < k) moe_scatter(&st->expand_scales, r, 1, &xs_rows[r]);
+        /* performanceInfo (V4, CANN >= 9.0.0): this rank waited `waited` us for the status of every peer */
+        if (st->perf.present && moe_has(&st->a, SIM_CHANGE_PERFORMANCE_INFO_A3)) {
+            int64_t *wait = (int64_t *)calloc((size_t)st->a.ep, sizeof(int64_t));
+            for (int i = 0; wait && i < el.n_part; i++) wait[el.part[i]] = waited;
+            if (wait) moe_perf_merge(&st->perf, wait, st->a.ep);
+            free(wait);
+        }
     }
+    free(xs_rows);
     if (tpc) {
-        xrc = moe_exchange(RUN_API, tpc, tpart, 2, NULL, tpeers, strm);
+        xrc = moe_exchange(st->run, tpc, tpart, 2, NULL, tpeers, strm);
         if (xrc) {
             status = xrc;
             goto out_free;
@@ -463,16 +568,119 @@ out_noerr:
     if (own_ids) free(ids);
     if (own_sc) free(sc);
     if (own_mask) free(mask);
+    if (own_es) free(es);
     moe_elastic_free(&el);
     if (status) return status;
     if (err[0]) {
-        sim_set_error("%s: %s", RUN_API, err);
+        sim_set_error("%s: %s", st->run, err);
         return SIM_ACL_ERROR_RT_AICORE_EXCEPTION;
     }
     return 0;
 }
 
 /* ================================ public API ================================================= */
+/* the tensor arguments of every version, by index (NULL where a version has none) */
+enum { D_X, D_IDS, D_SCALES, D_MASK, D_ES, D_ELASTIC, D_PERF, D_EXPAND_X, D_DYN, D_ASSIST, D_TN, D_EP_RECV, D_TP_RECV,
+       D_XS, D_COUNT };
+static const char *const D_NAMES[D_COUNT] = {
+    "x", "expertIds", "scalesOptional", "xActiveMaskOptional", "expertScalesOptional", "elasticInfoOptional",
+    "performanceInfoOptional", "expandXOut", "dynamicScalesOut", "assistInfoForCombineOut", "expertTokenNumsOut",
+    "epRecvCountsOut", "tpRecvCountsOut", "expandScalesOut"};
+
+/* the integer attributes, in C order */
+typedef struct {
+    int64_t ep, rank, M, tp, tp_rank, shard, S, R, quant, gbs, tn_type, zero, copy, cnst;
+} DispatchInts;
+
+/* The call record of version v (its parameters in C order). */
+static void record_call(int v, const char *gws, const aclTensor *const *tin, const DispatchInts *n,
+                        const char *groupEp, const char *groupTp, const char *commAlg, const uint64_t *workspaceSize,
+                        aclOpExecutor *const *executor) {
+    MoeStr r = {0};
+    for (int i = D_X; i <= D_PERF; i++)
+        if ((i != D_ELASTIC || v >= 3) && (i != D_PERF || v >= 4)) moe_str_tensor(&r, D_NAMES[i], tin[i]);
+    moe_str_world(&r, groupEp, n->ep, n->rank, n->M, groupTp, n->tp, n->tp_rank, n->shard, n->S, n->R);
+    moe_str_int(&r, "quantMode", n->quant);
+    moe_str_int(&r, "globalBs", n->gbs);
+    moe_str_int(&r, "expertTokenNumsType", n->tn_type);
+    moe_str_string(&r, "commAlg", commAlg);
+    if (v >= 3) {
+        moe_str_int(&r, "zeroExpertNum", n->zero);
+        moe_str_int(&r, "copyExpertNum", n->copy);
+        moe_str_int(&r, "constExpertNum", n->cnst);
+    }
+    for (int i = D_EXPAND_X; i < D_COUNT; i++) moe_str_tensor(&r, D_NAMES[i], tin[i]);
+    moe_str_ptr(&r, "workspaceSize", workspaceSize);
+    moe_str_ptr(&r, "executor", executor);
+    moe_str_record(&r, gws);
+}
+
+/* The GetWorkspaceSize of every version: records the call, reads the release, checks the arguments with its
+ * rules and creates the executor. */
+static aclnnStatus dispatch_gws(int v, const aclTensor *const *tin, const DispatchInts *n, const char *groupEp,
+                                const char *groupTp, const char *commAlg, uint64_t *workspaceSize,
+                                aclOpExecutor **executor) {
+    static const char *const GWS[] = {"", "", "aclnnMoeDistributeDispatchV2GetWorkspaceSize",
+                                      "aclnnMoeDistributeDispatchV3GetWorkspaceSize",
+                                      "aclnnMoeDistributeDispatchV4GetWorkspaceSize"};
+    static const char *const RUN[] = {"", "", "aclnnMoeDistributeDispatchV2", "aclnnMoeDistributeDispatchV3",
+                                      "aclnnMoeDistributeDispatchV4"};
+    record_call(v, GWS[v], tin, n, groupEp, groupTp, commAlg, workspaceSize, executor);
+    DispatchState *st = (DispatchState *)calloc(1, sizeof *st);
+    if (!st) return moe_fail(GWS[v], ACLNN_ERR_INNER_CREATE_EXECUTOR, "out of host memory");
+    st->version = v;
+    st->gws = GWS[v];
+    st->run = RUN[v];
+    moe_attrs_init(&st->a, n->ep, n->rank, n->M, n->tp, n->tp_rank, n->S, n->R, n->gbs, n->zero, n->copy, n->cnst);
+    int rc = moe_gws_release(st->gws, &st->a, commAlg, v, RUN[3], &groupTp);
+    if (rc) {
+        free(st);
+        return rc;
+    }
+    MoeTensor *tdst[D_COUNT] = {&st->x, &st->ids, &st->scales, &st->mask, &st->expert_scales, &st->elastic,
+                                &st->perf, &st->expand_x, &st->dyn_scales, &st->assist, &st->token_nums,
+                                &st->ep_recv, &st->tp_recv, &st->expand_scales};
+    for (int i = 0; i < D_COUNT; i++) moe_tensor_capture_arg(tdst[i], tin[i]);
+    if (groupEp) snprintf(st->a.group_ep, sizeof st->a.group_ep, "%s", groupEp);
+    st->quant = n->quant;
+    st->tn_type = n->tn_type;
+
+    rc = validate(st, groupEp, groupTp, (const void *const *)tin, D_NAMES, D_COUNT, workspaceSize, executor);
+    if (!rc) {
+        moe_attrs_shape(&st->a, moe_ndim(&st->x) >= 1 ? moe_dim(&st->x, 0) : 0,
+                        moe_ndim(&st->x) >= 2 ? moe_dim(&st->x, 1) : 0,
+                        moe_ndim(&st->ids) >= 2 ? moe_dim(&st->ids, 1) : 0, st->elastic.present);
+        rc = validate_tiling(st, n->shard, commAlg);
+    }
+    if (!rc) rc = moe_check_comm_sizes(st->gws, &st->a, groupEp, groupTp);
+    /* workspace of the A3 tiling: 16 MiB + 512 * aivNum^2 (TIL SetWorkSpace), unused by the simulator */
+    const uint64_t ws = 16ull * 1024 * 1024 + 512ull * MOE_AIV_NUM * MOE_AIV_NUM;
+    return moe_gws_finish(rc, st->gws, st->run, ws, &st->a, groupEp, groupTp, dispatch_run, st, workspaceSize,
+                          executor);
+}
+
+/* V2, V3 and V4 in DispatchV4's parameter order (V3: no performanceInfo; V2: no elasticInfo, no special experts) */
+static aclnnStatus dispatch_v(
+    int v, const aclTensor *x, const aclTensor *expertIds, const aclTensor *scalesOptional,
+    const aclTensor *xActiveMaskOptional, const aclTensor *expertScalesOptional, const aclTensor *elasticInfoOptional,
+    const aclTensor *performanceInfoOptional, const char *groupEp, int64_t epWorldSize, int64_t epRankId,
+    int64_t moeExpertNum, const char *groupTp, int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType,
+    int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t quantMode, int64_t globalBs,
+    int64_t expertTokenNumsType, const char *commAlg, int64_t zeroExpertNum, int64_t copyExpertNum,
+    int64_t constExpertNum, aclTensor *expandXOut, aclTensor *dynamicScalesOut, aclTensor *assistInfoForCombineOut,
+    aclTensor *expertTokenNumsOut, aclTensor *epRecvCountsOut, aclTensor *tpRecvCountsOut, aclTensor *expandScalesOut,
+    uint64_t *workspaceSize, aclOpExecutor **executor) {
+    const aclTensor *tin[D_COUNT] = {x, expertIds, scalesOptional, xActiveMaskOptional, expertScalesOptional,
+                                     elasticInfoOptional, performanceInfoOptional, expandXOut, dynamicScalesOut,
+                                     assistInfoForCombineOut, expertTokenNumsOut, epRecvCountsOut, tpRecvCountsOut,
+                                     expandScalesOut};
+    const DispatchInts n = {epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, expertShardType,
+                            sharedExpertNum, sharedExpertRankNum, quantMode, globalBs, expertTokenNumsType,
+                            zeroExpertNum, copyExpertNum, constExpertNum};
+    return dispatch_gws(v, tin, &n, groupEp, groupTp, commAlg, workspaceSize, executor);
+}
+
+#ifndef SIM_V2_ONLY
 SIM_API aclnnStatus aclnnMoeDistributeDispatchV3GetWorkspaceSize(
     const aclTensor *x, const aclTensor *expertIds, const aclTensor *scalesOptional,
     const aclTensor *xActiveMaskOptional, const aclTensor *expertScalesOptional,
@@ -483,65 +691,60 @@ SIM_API aclnnStatus aclnnMoeDistributeDispatchV3GetWorkspaceSize(
     int64_t constExpertNum, aclTensor *expandXOut, aclTensor *dynamicScalesOut, aclTensor *assistInfoForCombineOut,
     aclTensor *expertTokenNumsOut, aclTensor *epRecvCountsOut, aclTensor *tpRecvCountsOut,
     aclTensor *expandScalesOut, uint64_t *workspaceSize, aclOpExecutor **executor) {
-    MoeStr r = {0};
-    moe_str_tensor(&r, "x", x);
-    moe_str_tensor(&r, "expertIds", expertIds);
-    moe_str_tensor(&r, "scalesOptional", scalesOptional);
-    moe_str_tensor(&r, "xActiveMaskOptional", xActiveMaskOptional);
-    moe_str_tensor(&r, "expertScalesOptional", expertScalesOptional);
-    moe_str_tensor(&r, "elasticInfoOptional", elasticInfoOptional);
-    moe_str_world(&r, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId, expertShardType,
-                  sharedExpertNum, sharedExpertRankNum);
-    moe_str_int(&r, "quantMode", quantMode);
-    moe_str_int(&r, "globalBs", globalBs);
-    moe_str_int(&r, "expertTokenNumsType", expertTokenNumsType);
-    moe_str_string(&r, "commAlg", commAlg);
-    moe_str_int(&r, "zeroExpertNum", zeroExpertNum);
-    moe_str_int(&r, "copyExpertNum", copyExpertNum);
-    moe_str_int(&r, "constExpertNum", constExpertNum);
-    moe_str_tensor(&r, "expandXOut", expandXOut);
-    moe_str_tensor(&r, "dynamicScalesOut", dynamicScalesOut);
-    moe_str_tensor(&r, "assistInfoForCombineOut", assistInfoForCombineOut);
-    moe_str_tensor(&r, "expertTokenNumsOut", expertTokenNumsOut);
-    moe_str_tensor(&r, "epRecvCountsOut", epRecvCountsOut);
-    moe_str_tensor(&r, "tpRecvCountsOut", tpRecvCountsOut);
-    moe_str_tensor(&r, "expandScalesOut", expandScalesOut);
-    moe_str_ptr(&r, "workspaceSize", workspaceSize);
-    moe_str_ptr(&r, "executor", executor);
-    moe_str_record(&r, GWS_API);
-
-    const void *raw[] = {x, expertIds, scalesOptional, xActiveMaskOptional, expertScalesOptional, elasticInfoOptional,
-                         expandXOut, dynamicScalesOut, assistInfoForCombineOut, expertTokenNumsOut, epRecvCountsOut,
-                         tpRecvCountsOut, expandScalesOut};
-    const char *raw_names[] = {"x", "expertIds", "scalesOptional", "xActiveMaskOptional", "expertScalesOptional",
-                               "elasticInfoOptional", "expandXOut", "dynamicScalesOut", "assistInfoForCombineOut",
-                               "expertTokenNumsOut", "epRecvCountsOut", "tpRecvCountsOut", "expandScalesOut"};
-    DispatchState *st = (DispatchState *)calloc(1, sizeof *st);
-    if (!st) return moe_fail(GWS_API, ACLNN_ERR_INNER_CREATE_EXECUTOR, "out of host memory");
-    MoeTensor *tdst[] = {&st->x, &st->ids, &st->scales, &st->mask, &st->expert_scales, &st->elastic,
-                         &st->expand_x, &st->dyn_scales, &st->assist, &st->token_nums, &st->ep_recv, &st->tp_recv,
-                         &st->expand_scales};
-    for (int i = 0; i < 13; i++) moe_tensor_capture_arg(tdst[i], (const aclTensor *)raw[i]);
-    moe_attrs_init(&st->a, epWorldSize, epRankId, moeExpertNum, tpWorldSize, tpRankId, sharedExpertNum,
-                   sharedExpertRankNum, globalBs, zeroExpertNum, copyExpertNum, constExpertNum);
-    st->quant = quantMode;
-    st->tn_type = expertTokenNumsType;
-
-    int rc = validate(st, groupEp, groupTp, raw, raw_names, 13, workspaceSize, executor);
-    if (!rc) {
-        moe_attrs_shape(&st->a, moe_ndim(&st->x) >= 1 ? moe_dim(&st->x, 0) : 0,
-                        moe_ndim(&st->x) >= 2 ? moe_dim(&st->x, 1) : 0,
-                        moe_ndim(&st->ids) >= 2 ? moe_dim(&st->ids, 1) : 0, st->elastic.present);
-        rc = validate_tiling(st, expertShardType, commAlg);
-    }
-    if (!rc) rc = moe_check_comm_sizes(GWS_API, &st->a, groupEp, groupTp);
-    /* workspace of the A3 tiling: 16 MiB + 512 * aivNum^2 (TIL SetWorkSpace), unused by the simulator */
-    const uint64_t ws = 16ull * 1024 * 1024 + 512ull * MOE_AIV_NUM * MOE_AIV_NUM;
-    return moe_gws_finish(rc, GWS_API, RUN_API, ws, &st->a, groupEp, groupTp, dispatch_run, st, workspaceSize,
-                          executor);
+    return dispatch_v(3, x, expertIds, scalesOptional, xActiveMaskOptional, expertScalesOptional, elasticInfoOptional,
+                      NULL, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
+                      expertShardType, sharedExpertNum, sharedExpertRankNum, quantMode, globalBs, expertTokenNumsType,
+                      commAlg, zeroExpertNum, copyExpertNum, constExpertNum, expandXOut, dynamicScalesOut,
+                      assistInfoForCombineOut, expertTokenNumsOut, epRecvCountsOut, tpRecvCountsOut, expandScalesOut,
+                      workspaceSize, executor);
 }
 
 SIM_API aclnnStatus aclnnMoeDistributeDispatchV3(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
                                                  aclrtStream stream) {
-    return sim_executor_launch(RUN_API, executor, workspace, workspaceSize, stream);
+    return sim_executor_launch("aclnnMoeDistributeDispatchV3", executor, workspace, workspaceSize, stream);
+}
+
+SIM_API aclnnStatus aclnnMoeDistributeDispatchV4GetWorkspaceSize(
+    const aclTensor *x, const aclTensor *expertIds, const aclTensor *scalesOptional,
+    const aclTensor *xActiveMaskOptional, const aclTensor *expertScalesOptional,
+    const aclTensor *elasticInfoOptional, const aclTensor *performanceInfoOptional, const char *groupEp,
+    int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char *groupTp, int64_t tpWorldSize,
+    int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum,
+    int64_t quantMode, int64_t globalBs, int64_t expertTokenNumsType, const char *commAlg, int64_t zeroExpertNum,
+    int64_t copyExpertNum, int64_t constExpertNum, aclTensor *expandXOut, aclTensor *dynamicScalesOut,
+    aclTensor *assistInfoForCombineOut, aclTensor *expertTokenNumsOut, aclTensor *epRecvCountsOut,
+    aclTensor *tpRecvCountsOut, aclTensor *expandScalesOut, uint64_t *workspaceSize, aclOpExecutor **executor) {
+    return dispatch_v(4, x, expertIds, scalesOptional, xActiveMaskOptional, expertScalesOptional, elasticInfoOptional,
+                      performanceInfoOptional, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize,
+                      tpRankId, expertShardType, sharedExpertNum, sharedExpertRankNum, quantMode, globalBs,
+                      expertTokenNumsType, commAlg, zeroExpertNum, copyExpertNum, constExpertNum, expandXOut,
+                      dynamicScalesOut, assistInfoForCombineOut, expertTokenNumsOut, epRecvCountsOut, tpRecvCountsOut,
+                      expandScalesOut, workspaceSize, executor);
+}
+
+SIM_API aclnnStatus aclnnMoeDistributeDispatchV4(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
+                                                 aclrtStream stream) {
+    return sim_executor_launch("aclnnMoeDistributeDispatchV4", executor, workspace, workspaceSize, stream);
+}
+#endif
+
+SIM_API aclnnStatus aclnnMoeDistributeDispatchV2GetWorkspaceSize(
+    const aclTensor *x, const aclTensor *expertIds, const aclTensor *scalesOptional,
+    const aclTensor *xActiveMaskOptional, const aclTensor *expertScalesOptional, const char *groupEp,
+    int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char *groupTp, int64_t tpWorldSize,
+    int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum,
+    int64_t quantMode, int64_t globalBs, int64_t expertTokenNumsType, const char *commAlg, aclTensor *expandXOut,
+    aclTensor *dynamicScalesOut, aclTensor *assistInfoForCombineOut, aclTensor *expertTokenNumsOut,
+    aclTensor *epRecvCountsOut, aclTensor *tpRecvCountsOut, aclTensor *expandScalesOut, uint64_t *workspaceSize,
+    aclOpExecutor **executor) {
+    return dispatch_v(2, x, expertIds, scalesOptional, xActiveMaskOptional, expertScalesOptional, NULL, NULL, groupEp,
+                      epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId, expertShardType,
+                      sharedExpertNum, sharedExpertRankNum, quantMode, globalBs, expertTokenNumsType, commAlg, 0, 0, 0,
+                      expandXOut, dynamicScalesOut, assistInfoForCombineOut, expertTokenNumsOut, epRecvCountsOut,
+                      tpRecvCountsOut, expandScalesOut, workspaceSize, executor);
+}
+
+SIM_API aclnnStatus aclnnMoeDistributeDispatchV2(void *workspace, uint64_t workspaceSize, aclOpExecutor *executor,
+                                                 aclrtStream stream) {
+    return sim_executor_launch("aclnnMoeDistributeDispatchV2", executor, workspace, workspaceSize, stream);
 }

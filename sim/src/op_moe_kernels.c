@@ -299,9 +299,23 @@ static void acc_add_row(float *acc, const uint16_t *row, int is_bf16, int64_t h)
     for (int64_t i = 0; i < h; i++) acc[i] = acc[i] + moe_x_to_f32(row[i], is_bf16);
 }
 
+/* acc += fp32(row * w), or acc += row when the combine has no expertScales */
+static void acc_add_term(float *acc, const float *row, const MoeCombineCfg *c, float w) {
+    for (int64_t i = 0; i < c->h; i++) {
+        float m = c->unweighted ? row[i] : row[i] * w;
+        acc[i] = acc[i] + m;
+    }
+}
+
+static void acc_add_x_row(float *acc, const uint16_t *row, const MoeCombineCfg *c, float w) {
+    if (c->unweighted) acc_add_row(acc, row, c->is_bf16, c->h);
+    else acc_add_row_weighted(acc, row, c->is_bf16, w, c->h);
+}
+
 int moe_combine_token(const MoeCombineCfg *c, const MoeCombineToken *tk, float *acc, void *scratch) {
     const int64_t h = c->h;
     uint16_t *tmp = (uint16_t *)scratch;
+    float *term = (float *)((char *)scratch + (((size_t)h * sizeof(uint16_t) + 63) & ~(size_t)63));
     for (int64_t i = 0; i < h; i++) acc[i] = 0.0f;
     const int64_t moe_end = c->moe_num;
     const int64_t zero_end = moe_end + c->zero_num;
@@ -309,7 +323,7 @@ int moe_combine_token(const MoeCombineCfg *c, const MoeCombineToken *tk, float *
     const int64_t const_end = copy_end + c->const_num;
     for (int64_t k = 0; k < c->k; k++) {
         if (tk->mask2d && !tk->mask2d[k]) continue;
-        const float w = tk->w[k];
+        const float w = c->unweighted ? 1.0f : tk->w[k];
         const int64_t id = tk->ids[k];
         if (id < moe_end) {
             const uint16_t *row = tk->slots[k];
@@ -318,14 +332,20 @@ int moe_combine_token(const MoeCombineCfg *c, const MoeCombineToken *tk, float *
                 moe_int8_roundtrip(row, h, c->is_bf16, tmp);
                 row = tmp;
             }
-            acc_add_row_weighted(acc, row, c->is_bf16, w, h);
+            acc_add_x_row(acc, row, c, w);
         } else if (id < zero_end) {
             /* zero expert: contributes nothing */
         } else if (id < copy_end) {
-            if (tk->ori_x) acc_add_row_weighted(acc, tk->ori_x, c->is_bf16, w, h);
+            if (tk->ori_x) acc_add_x_row(acc, tk->ori_x, c, w);
         } else if (id < const_end) {
             if (!tk->ori_x || !tk->alpha1 || !tk->alpha2 || !tk->const_v) continue;
             const int64_t ci = id - copy_end;
+            if (c->const_softmax) {
+                moe_const_expert_term(tk->ori_x, tk->alpha1 + ci * h, tk->alpha2 + ci * h, tk->const_v + ci * h, h,
+                                      c->is_bf16, term, term + h);
+                acc_add_term(acc, term, c, w);
+                continue;
+            }
             const float a1 = moe_x_to_f32(tk->alpha1[ci], c->is_bf16);
             const float a2 = moe_x_to_f32(tk->alpha2[ci], c->is_bf16);
             const uint16_t *v = tk->const_v + ci * h;
@@ -351,17 +371,82 @@ int moe_combine_token(const MoeCombineCfg *c, const MoeCombineToken *tk, float *
     return 0;
 }
 
+/* one repeat of the A3 vector reduction: v[0..m) (m <= 64, zero-padded to 64) summed by a binary tree of
+ * adjacent pairs */
+static float tree64(const float *v, int64_t m) {
+    float buf[64];
+    for (int64_t i = 0; i < 64; i++) buf[i] = i < m ? v[i] : 0.0f;
+    for (int w = 32; w >= 1; w /= 2)
+        for (int i = 0; i < w; i++) buf[i] = buf[2 * i] + buf[2 * i + 1];
+    return buf[0];
+}
+
 float moe_reduce_sum_a3(const float *v, int64_t n) {
     float total = 0.0f;
     for (int64_t g = 0; g < n; g += 64) {
-        float buf[64];
-        int64_t m = n - g < 64 ? n - g : 64;
-        for (int64_t i = 0; i < 64; i++) buf[i] = i < m ? v[g + i] : 0.0f;
-        for (int w = 32; w >= 1; w /= 2)
-            for (int i = 0; i < w; i++) buf[i] = buf[2 * i] + buf[2 * i + 1];
-        total = g == 0 ? buf[0] : total + buf[0];
+        const float s = tree64(v + g, n - g < 64 ? n - g : 64);
+        total = g == 0 ? s : total + s;
     }
     return total;
+}
+
+/* one level of AscendC Sum: each group of 64 of v[0..n) summed by the tree into out */
+static int64_t sum_level(const float *v, int64_t n, float *out) {
+    int64_t groups = 0;
+    for (int64_t g = 0; g < n; g += 64) out[groups++] = tree64(v + g, n - g < 64 ? n - g : 64);
+    return groups;
+}
+
+float moe_sum_a3(const float *v, int64_t n, float *tmp) {
+    int64_t m = sum_level(v, n, tmp);
+    while (m > 1) m = sum_level(tmp, m, tmp); /* in place: group g is read before out[g] is written */
+    return tmp[0];
+}
+
+/* 2^e as a float, e in [-126, 127] */
+static float pow2f(int e) { return moe_bits_f32((uint32_t)(e + 127) << 23); }
+
+float moe_exp_f32(float x) {
+    static const uint32_t P[6] = {0x39506967u, 0x3ab743ceu, 0x3c088908u, 0x3d2aa9c1u, 0x3e2aaaaau, 0x3f000000u};
+    if (x != x) return moe_bits_f32(MOE_F32_NAN_BITS);
+    if (x > 100.0f) return moe_bits_f32(0x7f800000u);
+    if (x < -110.0f) return 0.0f;
+    const float log2e = moe_bits_f32(0x3fb8aa3bu), c1 = moe_bits_f32(0x3f318000u), c2 = moe_bits_f32(0xb95e8083u);
+    const float kf = rintf(x * log2e);
+    float r = x - kf * c1;
+    r = r - kf * c2;
+    const float z = r * r;
+    float p = moe_bits_f32(P[0]);
+    for (int i = 1; i < 6; i++) {
+        float t = p * r;
+        p = t + moe_bits_f32(P[i]);
+    }
+    p = p * z;
+    p = p + r;
+    p = p + 1.0f;
+    const int k = (int)kf;
+    const int k1 = k >= 0 ? k / 2 : -((1 - k) / 2); /* floor(k / 2) */
+    const float y = p * pow2f(k1);
+    return y * pow2f(k - k1);
+}
+
+void moe_const_expert_term(const uint16_t *x, const uint16_t *alpha1, const uint16_t *alpha2, const uint16_t *v,
+                           int64_t h, int is_bf16, float *out, float *scratch) {
+    float a[2];
+    const uint16_t *alpha[2] = {alpha1, alpha2};
+    for (int j = 0; j < 2; j++) {
+        for (int64_t i = 0; i < h; i++) out[i] = moe_x_to_f32(alpha[j][i], is_bf16) * moe_x_to_f32(x[i], is_bf16);
+        a[j] = moe_sum_a3(out, h, scratch);
+    }
+    const float m = a[0] > a[1] ? a[0] : a[1];
+    const float e1 = moe_exp_f32(a[0] - m), e2 = moe_exp_f32(a[1] - m);
+    const float s = e1 + e2;
+    const float w1 = e1 / s, w2 = e2 / s;
+    for (int64_t i = 0; i < h; i++) {
+        float t1 = moe_x_to_f32(x[i], is_bf16) * w1;
+        float t2 = moe_x_to_f32(v[i], is_bf16) * w2;
+        out[i] = t1 + t2;
+    }
 }
 
 void moe_add_rms_norm_token(const float *acc, const uint16_t *residual, const uint16_t *gamma,

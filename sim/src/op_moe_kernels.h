@@ -68,6 +68,7 @@ typedef struct {
     const float *scales;        /* (S+M)*h smooth scales, or NULL */
     const uint8_t *mask;        /* NULL, (bs,) or (bs,k) bools (non-zero = True) */
     int mask_ndim;              /* 0, 1 or 2 */
+    const float *expert_scales; /* bs*k expertScales, or NULL (only read by the op layer for expandScales) */
 } MoeDispatchSrc;
 
 typedef struct {
@@ -135,6 +136,9 @@ typedef struct {
     int64_t moe_num, zero_num, copy_num, const_num;  /* classification (attribute moeExpertNum) */
     int is_bf16;
     int int8_comm;                    /* commQuantMode == 2 */
+    int const_softmax;                /* const experts: 0 scalar alphas (CANN <= 8.5.0 alpha), 1 the (Q, H)
+                                       * projections + 2-way softmax (const_alpha_2d, moe_const_expert_term) */
+    int unweighted;                   /* no expertScales (expert_scales_optional): rows are summed unweighted */
 } MoeCombineCfg;
 
 typedef struct {
@@ -143,22 +147,44 @@ typedef struct {
     const uint8_t *mask2d;        /* k, or NULL */
     const uint16_t *const *slots; /* k+s row pointers (NULL where no row arrived) */
     const uint16_t *ori_x;        /* h or NULL */
-    const uint16_t *alpha1;       /* const_num or NULL */
-    const uint16_t *alpha2;       /* const_num or NULL */
+    const uint16_t *alpha1;       /* const_num (scalar alphas) or const_num*h (const_softmax), or NULL */
+    const uint16_t *alpha2;       /* same */
     const uint16_t *const_v;      /* const_num*h or NULL */
     const uint16_t *shared_x;     /* h or NULL */
 } MoeCombineToken;
 
-/* The fp32 accumulator of one token (§3.4), before the final rounding. scratch: 2*h floats +
- * h uint16 (see MOE_COMBINE_SCRATCH_BYTES). Returns 0, or 1 + the first slot index whose row is
+/* The fp32 accumulator of one token (§3.4), before the final rounding. scratch: see
+ * MOE_COMBINE_SCRATCH_BYTES. Returns 0, or 1 + the first slot index whose row is
  * missing (the real kernel would wait for it forever). */
-#define MOE_COMBINE_SCRATCH_BYTES(h) ((size_t)(h) * (2 * sizeof(float) + sizeof(uint16_t)) + 64)
+#define MOE_COMBINE_SCRATCH_BYTES(h) ((size_t)(h) * (4 * sizeof(float) + sizeof(uint16_t)) + 1024)
 int moe_combine_token(const MoeCombineCfg *cfg, const MoeCombineToken *tok, float *acc,
                       void *scratch);
 
 /* A3 ReduceSum order: binary tree of adjacent pairs inside each group of 64 (last group
  * zero-padded), group sums added sequentially. */
 float moe_reduce_sum_a3(const float *v, int64_t n);
+
+/* AscendC Sum on A3 (the high-level API; ReduceSum's tree inside each repeat, but the repeat sums are reduced
+ * again by the same tree, level after level, instead of being accumulated in order): level 1 sums each group
+ * of 64 by a binary tree of adjacent pairs (last group zero-padded), giving ceil(n/64) values; each next level
+ * does the same to the previous level's values, until one is left. tmp: ceil(n/64) floats. */
+float moe_sum_a3(const float *v, int64_t n, float *tmp);
+
+/* The simulator's float32 exp (docs/decisions.md "Const experts"): NaN -> NaN, x > 100 -> +inf, x < -110 -> +0;
+ * else k = rint(x * log2e), r = (x - k*C1) - k*C2 (Cody-Waite, C1 = 0.693359375), the degree-5 polynomial
+ * p = (((((P0 r + P1) r + P2) r + P3) r + P4) r + P5) * r^2 + r + 1, and p * 2^floor(k/2) * 2^(k - floor(k/2)).
+ * Every step one correctly rounded fp32 operation (no FMA); aclnn_py/reference/const_experts.py computes the
+ * same bits with numpy. The NPU's vector Exp is not published bit for bit: hardware may differ in the last
+ * ulps. */
+float moe_exp_f32(float x);
+
+/* One constant-expert term of CANN >= 8.5.0-beta.1 (const_alpha_2d; NEW moe_distribute_combine_v2.h:1004-1095,
+ * per token and const expert c): xf = f32(x); a_i = Sum_A3(f32(alpha_i[c, :]) * xf) (moe_sum_a3);
+ * m = a1 > a2 ? a1 : a2; e_i = exp(a_i - m) (moe_exp_f32); s = e1 + e2; w_i = e_i / s;
+ * out = xf * w1 + f32(v[c, :]) * w2 (each a rounded fp32 op). x, alpha1, alpha2, v: h values of XType.
+ * scratch: h + ceil(h/64) floats. The caller weights out by expertScales (if any) and accumulates. */
+void moe_const_expert_term(const uint16_t *x, const uint16_t *alpha1, const uint16_t *alpha2, const uint16_t *v,
+                           int64_t h, int is_bf16, float *out, float *scratch);
 
 /* AddRmsNorm tail of one token (§4): xs = acc + residual; x_out = rne_bf16(xs);
  * sq = (xs*xs)*inv_h; ms = ReduceSumA3(sq); rstd = 1/sqrt(ms+eps);

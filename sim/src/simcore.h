@@ -227,6 +227,21 @@ SIM_API int sim_comm_join_shared(const char *shm_name, const char *group_name, i
  * tests. `what` (cap bytes) gets a description of the value and its source for messages. */
 SIM_API int64_t sim_connect_timeout_us(char *what, size_t cap);
 
+/* ==== Additions (issue 11: the simulator per CANN release) ==== */
+/* The HCCL buffer of a communicator, in MB: HcclCommConfig.hcclBufferSize when the creating call gave one, else
+ * HCCL_BUFFSIZE as it was when the communicator was created (what HcclGetHcclBuffer reports, halved, since CANN
+ * 8.5.0-beta.1: docs/decisions.md). Set by the HCCL library per rank; 0 when unknown. */
+SIM_API void sim_comm_set_buffer_mb(SimComm *c, uint64_t mb);
+SIM_API uint64_t sim_comm_buffer_mb(const SimComm *c);
+/* HCCL_BUFFSIZE now, in MB, as the A3 tiling parses it (std::stoi, then uint16; default 200 when unset or not
+ * a number). */
+SIM_API uint64_t sim_hccl_buffsize_env_mb(void);
+/* Make a live executor's launches fail: the second-phase call consumes it like a launch would and returns
+ * `status` with the message (for configurations the simulator accepts but cannot emulate). */
+SIM_API void sim_executor_refuse(aclOpExecutor *ex, int32_t status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define SIM_ACLNN_ERR_INNER_FIND_KERNEL_ERROR 561003
+
 /* aclnnStatus / aclError values used across the simulator */
 #define SIM_ACLNN_ERR_PARAM_NULLPTR 161001
 #define SIM_ACLNN_ERR_PARAM_INVALID 161002

@@ -51,74 +51,8 @@ static void dcall_out(DCall *d, int64_t ex_rows, int64_t assist_len, int64_t tn_
     d->er_len = er_len;
 }
 
-/* A combine of what dispatch d received (in place in d->expand_x): d's world, shapes, ids, mask,
- * elasticInfo and special experts, weights w and tpSendCounts tp_send (tpWorldSize = ts_len entries). */
-static void ccall_from(CCall *c, const DCall *d, const float *w, const int32_t *tp_send, int64_t ts_len) {
-    memset(c, 0, sizeof *c);
-    c->xdt = d->xdt;
-    c->bs = d->bs;
-    c->h = d->h;
-    c->k = d->k;
-    c->expand_x = (const uint16_t *)d->expand_x;
-    c->ex_rows = d->ex_rows;
-    c->ids = d->ids;
-    c->w = w;
-    c->assist = d->assist;
-    c->assist_len = d->assist_len;
-    c->ep_send = d->er;
-    c->es_len = d->er_len;
-    c->tp_send = tp_send;
-    c->ts_len = ts_len;
-    c->tp = ts_len;
-    c->mask = d->mask;
-    c->mask_nd = d->mask_nd;
-    c->elastic = d->elastic;
-    c->elastic_len = d->elastic_len;
-    c->group_ep = d->group_ep;
-    c->group_tp = d->group_tp;
-    c->ep = d->ep;
-    c->rank = d->rank;
-    c->M = d->M;
-    c->tp_rank = d->tp_rank;
-    c->S = d->S;
-    c->R = d->R;
-    c->gbs = d->gbs;
-    c->zero = d->zero;
-    c->copy = d->copy;
-    c->cnst = d->cnst;
-    c->dev = d->dev;
-}
-
-/* the inputs of the copy / const experts: oriX, constExpertAlpha1, constExpertAlpha2, constExpertV */
-static void ccall_special(CCall *c, const uint16_t *ori_x, const uint16_t *a1, const uint16_t *a2, const uint16_t *v) {
-    c->ori_x = ori_x;
-    c->a1 = a1;
-    c->a2 = a2;
-    c->v = v;
-}
-
-/* the inputs of the AddRmsNorm tail: residualX, gamma, normEps 1e-6 */
-static void ccall_norm(CCall *c, const uint16_t *residual, const uint16_t *gamma) {
-    c->residual = residual;
-    c->gamma = gamma;
-    c->eps = 1e-6f;
-}
-
-/* one check: both phases of a call passed */
-static int call_ok(const char *what, int64_t rank, const CallStatus *st) {
-    CHECK(st->gws == 0 && st->run == 0, "%s r%lld: status gws %d run %d: %s", what, (long long)rank, st->gws, st->run,
-          st->msg);
-    return st->gws == 0 && st->run == 0;
-}
-
 /* tpSendCounts with tpWorldSize = 1 */
 static const int32_t TP1_SEND[1] = {0};
-
-/* do_combine, and one check that both phases passed */
-static int combine_ok(CCall *c, const char *what) {
-    do_combine(c);
-    return call_ok(what, c->rank, &c->st);
-}
 
 /* fp32 sum of xv * w[j] over the k slots of a token, in slot order, skipping the slots its mask row m masks
  * (m == NULL: none): what combine gives for a constant row xv through the identity FFN */
@@ -873,10 +807,7 @@ int main(int argc, char **argv) {
     RUN("I  validation", validation());
     RUN("J  run-time errors", scenario_j());
     world_close(8);
-    int64_t live[ACLSIM_OBJ_KIND_COUNT];
-    aclsimLiveObjects(live, ACLSIM_OBJ_KIND_COUNT);
-    for (int i = 0; i < ACLSIM_OBJ_KIND_COUNT; i++)
-        CHECK(live[i] == 0, "leak: %lld live %s objects", (long long)live[i], aclsimObjectKindName(i));
+    check_no_live_objects();
     printf("moe_e2e_test: %d checks, %d failures\n", g_checks, g_fail);
     return g_fail ? 1 : 0;
 }

@@ -86,6 +86,15 @@ ACL_FUNC_VISIBILITY aclError aclFinalize(void);
 ACL_FUNC_VISIBILITY aclError aclrtGetVersion(int32_t *majorVersion, int32_t *minorVersion,
                                              int32_t *patchVersion);
 
+/* The CANN release (CANN 8.5.0 acl_rt.h): pkgName is a package directory under ${ASCEND_HOME_PATH}/share/info
+ * ("runtime", "ops_transformer", ...); versionStr holds ACL_PKG_VERSION_MAX_SIZE bytes; versionNum is
+ * major*10^7 + minor*10^5 + patch*10^3 (- 300 alpha / 200 beta / 100 rc + the pre-release number).
+ * The simulator reports the release it emulates (ACLNN_SIM_CANN_VERSION, default the tree's release).
+ * aclsysGetCANNVersion is deprecated in CANN 9.x. */
+ACL_FUNC_VISIBILITY aclError aclsysGetCANNVersion(aclCANNPackageName name, aclCANNPackageVersion *version);
+ACL_FUNC_VISIBILITY aclError aclsysGetVersionStr(char *pkgName, char *versionStr);
+ACL_FUNC_VISIBILITY aclError aclsysGetVersionNum(char *pkgName, int32_t *versionNum);
+
 ACL_FUNC_VISIBILITY aclError aclrtSetDevice(int32_t deviceId);
 ACL_FUNC_VISIBILITY aclError aclrtResetDevice(int32_t deviceId);
 ACL_FUNC_VISIBILITY aclError aclrtGetDevice(int32_t *deviceId);
