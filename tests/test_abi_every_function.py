@@ -56,6 +56,8 @@ call("aclrtSynchronizeDevice")
 free_b, total_b = c_size_t(), c_size_t(); call("aclrtGetMemInfo", 1, byref(free_b), byref(total_b))
 call("aclrtGetSocName")
 v = [c_int32() for _ in range(3)]; call("aclrtGetVersion", *[byref(x) for x in v])
+rel = ctypes.create_string_buffer(128); call("aclsysGetVersionStr", b"ops_transformer", rel)
+relnum = c_int32(); call("aclsysGetVersionNum", b"runtime", byref(relnum))
 e = c_void_p(); call("aclrtCreateEvent", byref(e))
 call("aclrtRecordEvent", e, s)
 call("aclrtSynchronizeEvent", e)
@@ -105,7 +107,8 @@ EXPECTED = {
     "aclCreateIntArray": ["value=[1099511627776,-2]", "size=2"],
     "aclSetAclOpExecutorRepeatable": ["executor=NULL"], "aclDestroyAclOpExecutor": ["executor=NULL"],
     "aclnnInit": ["configPath=NULL"], "HcclCommInitRootInfo": ["nRanks=1", "rank=0"], "HcclCommInitAll": ["ndev=2"],
-    "HcclGetErrorString": ["code=9"],
+    "HcclGetErrorString": ["code=9"], "aclsysGetVersionStr": ["pkgName=\"ops_transformer\""],
+    "aclsysGetVersionNum": ["pkgName=\"runtime\""],
 }
 NOT_RECORDED = {"aclGetRecentErrMsg"}  # reading the message must not overwrite the failing call's record
 

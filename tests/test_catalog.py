@@ -44,7 +44,7 @@ def test_python_signatures_come_from_the_entry(op):
     assert per_rank == inputs + ["stream", "sync"] + (["out"] if op.outputs else [])
     assert list(inspect.signature(getattr(validate, op.py_name)).parameters)[:len(inputs)] == inputs
     world = [p.name for p in op.inputs if not (p.rank_local and p.kind != catalog.STR)]
-    assert list(inspect.signature(getattr(reference, op.py_name)).parameters) == world + ["env"]
+    assert list(inspect.signature(getattr(reference, op.py_name)).parameters) == world + ["env", "cann_version"]
     positional = [n for n, p in inspect.signature(getattr(aclnn_py, op.py_name)).parameters.items()
                   if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
     assert positional == inputs[:op.positional]

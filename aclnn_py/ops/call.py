@@ -23,6 +23,7 @@ from .. import validate
 from ..validate.rules import is_tensor
 from ..catalog import OpDef
 from ..hostview import host_values
+from ..profiles import active_profile
 from ..orchestration import precheck, topology
 from ..orchestration.backend import resolve_backend
 from ..orchestration.world import current_rank
@@ -56,13 +57,15 @@ def call_op(op: OpDef, args: Dict[str, Any], stream: Any = None, sync: bool = Tr
     view = dict(args)
     for name in host_names:
         view[name] = host_values(args[name])
-    layout = validate_call(validator, view, out)
+    backend = active_backend()
+    release = active_profile(load=backend == "device").release
+    layout = validate_call(validator, view, out, release)
     for name, dtype in scalars:
         for d in (args, view):
             if d[name] is not None and not is_tensor(d[name]):
                 d[name] = np.array([d[name]], dtype)
-    if active_backend() == "reference":
-        result = run_on_reference(op, view)
+    if backend == "reference":
+        result = run_on_reference(op, view, release)
         return result if out is None else fill_outputs(out, result)
     ctx = current_rank()
     if ctx is not None:

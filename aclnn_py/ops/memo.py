@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import abc
-from typing import Any, Callable, Dict, Mapping
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 
@@ -52,23 +52,25 @@ def arg_key(v: Any) -> Any:
     return (t, tuple(shape), np.dtype(dtype), getattr(v, "format", None), getattr(v, "acl_format", None))
 
 
-def validate_call(validator: Callable[..., Any], args: Mapping[str, Any], outputs: Any = None) -> Any:
-    """``validator(**args, outputs=outputs)``, memoised on everything the rules read (module docstring).
+def validate_call(validator: Callable[..., Any], args: Mapping[str, Any], outputs: Any = None,
+                  cann_version: Optional[str] = None) -> Any:
+    """``validator(**args, outputs=outputs, cann_version=cann_version)``, memoised on everything the rules
+    read (module docstring), the release's rules included.
 
     ``outputs``: the caller's ``out=`` (a results NamedTuple is passed on as ``{name: tensor}``).
     """
     if outputs is not None and hasattr(outputs, "_asdict"):
         outputs = outputs._asdict()
     try:
-        key = (validator, os.environ.get(ENV_NAME), tuple(args), tuple([arg_key(v) for v in args.values()]),
-               arg_key(outputs))
+        key = (validator, os.environ.get(ENV_NAME), cann_version, tuple(args),
+               tuple([arg_key(v) for v in args.values()]), arg_key(outputs))
     except Uncacheable:
-        return validator(**args, outputs=outputs)
+        return validator(**args, outputs=outputs, cann_version=cann_version)
     try:
         return _memo[key]
     except KeyError:
         pass
-    result = validator(**args, outputs=outputs)
+    result = validator(**args, outputs=outputs, cann_version=cann_version)
     if len(_memo) >= MEMO_MAX:
         _memo.clear()
     _memo[key] = result

@@ -33,8 +33,9 @@ def require_rank(op: OpDef) -> RankContext:
     return ctx
 
 
-def run_on_reference(op: OpDef, args: Mapping[str, Any]) -> Any:
-    """This rank's result of ``op`` (``args``: its validated arguments by keyword), from the world reference."""
+def run_on_reference(op: OpDef, args: Mapping[str, Any], cann_version: str) -> Any:
+    """This rank's result of ``op`` (``args``: its validated arguments by keyword), from the world reference of
+    release ``cann_version``."""
     ctx = require_rank(op)
     plan = topology.plan(op, args, ctx)
     if plan is None:   # validation rejects a rank the elastic table removes; nothing else gets here
@@ -60,7 +61,7 @@ def run_on_reference(op: OpDef, args: Mapping[str, Any]) -> Any:
             entries = [payloads[by_pos[i]]["per_rank"][name] if i in by_pos else None for i in range(plan.size)]
             lists[name] = None if all(e is None for e in entries) else entries
         values = {k: v for k, v in payloads[min(payloads)]["shared"].items() if v is not None}
-        out = getattr(reference, op.py_name)(**lists, **values)
+        out = getattr(reference, op.py_name)(**lists, **values, cann_version=cann_version)
         return {g: out[pos] for pos, g in by_pos.items()}
 
     time_out = _time_out_us(op, args)

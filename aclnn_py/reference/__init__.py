@@ -17,9 +17,12 @@ def _world_function(op: catalog.OpDef, compute: Callable[..., Any]) -> Callable[
     doc = (f"{op.c_name} on every rank of the world at once; entry g of the result is rank g's "
            f"(None for a rank that does not run).\n\n{compute.__doc__ or ''}\n\n"
            f"Parameters:\n{catalog.parameter_doc(op, world=True)}\n"
-           "    env: the environment HCCL_BUFFSIZE is read from (default os.environ)\n\n"
+           "    env: the environment HCCL_BUFFSIZE is read from (default os.environ)\n"
+           "    cann_version: the CANN release whose rules and results apply (default: the release in force, "
+           "aclnn_py.profiles.active_profile)\n\n"
            f"Each rank's result: {op.returns}.")
-    return catalog.make_function(op, op.py_name, compute, doc, world=True, extra=(("env", None),),
+    return catalog.make_function(op, op.py_name, compute, doc, world=True,
+                                 extra=(("env", None), ("cann_version", None)),
                                  module=__name__)
 
 

@@ -17,7 +17,7 @@ def barrier_participants(world_size: int, elastic_info: Any = None) -> List[int]
     return table.barrier_participants() if table is not None else list(range(world_size))
 
 
-def compute(op: OpDef, args: Mapping[str, Any], env: Any = None) -> list:
+def compute(op: OpDef, args: Mapping[str, Any], env: Any = None, cann_version: Any = None) -> list:
     """Barrier over the ranks of one group (``x_ref`` indexed by group rank); returns each ``x_ref`` unchanged.
 
     ``None`` entries are ranks that did not call. A participating rank that did not call is the

@@ -29,6 +29,7 @@ from typing import Any, Callable, List, Mapping, Optional
 
 import numpy as np
 
+from .. import profiles
 from ..catalog import OpDef
 from ..elastic import parse_elastic_info
 from ..errors import ACL_ERROR_RT_AICORE_EXCEPTION, AclnnError, CollectiveError
@@ -73,8 +74,9 @@ class _Rank:
 class _World:
     """Validated inputs, row counts and the EP routing of one combine call."""
 
-    def __init__(self, op_def: OpDef, a: dict, env: Any) -> None:
+    def __init__(self, op_def: OpDef, a: dict, env: Any, prof: profiles.Profile) -> None:
         op = self.op = op_def.c_name
+        self.prof = prof
         self.op_def = op_def
         self.arn = op_def.has("residual_x")
         self.env = env
@@ -118,7 +120,7 @@ class _World:
         e, j = divmod(g, self.tpf)
         call = rank_call(self.op_def, self.call, self.lists, g, {"ep_rank_id": e, "tp_rank_id": j})
         try:
-            lay = V.check(self.op_def, call, env=self.env)
+            lay = V.check(self.op_def, call, env=self.env, cann_version=self.prof)
         except AclnnError as err:
             raise AclnnError(err.status, err.call, f"rank {g} (ep_rank_id={e}, tp_rank_id={j}): {err.message}") from None
         ids = np.asarray(call["expert_ids"]).astype(np.int64)
@@ -390,7 +392,7 @@ def add_rms_norm_rows(acc: np.ndarray, residual: np.ndarray, gamma: np.ndarray, 
         y = rne_bf16(scratch)
     return y, np.asarray(rstd, FP32), x
 
-def compute(op: OpDef, args: Mapping[str, Any], env: Any = None) -> list:
+def compute(op: OpDef, args: Mapping[str, Any], env: Any = None, cann_version: Any = None) -> list:
     """CombineV3 or CombineAddRmsNormV2 over the whole world; entry ``g`` is global rank ``g``'s result
     (``None`` for a removed rank): CombineV3's ``x`` (Bs, H) of expand_x's dtype, or AddRmsNorm's
     ``(y, rstd, x)``: y (Bs,1,H) bf16, rstd (Bs,1,1) fp32, x (Bs,1,H) bf16.
@@ -401,7 +403,7 @@ def compute(op: OpDef, args: Mapping[str, Any], env: Any = None) -> list:
     ``env`` supplies ``HCCL_BUFFSIZE``). Rows of tokens the kernel does not process are 0. AddRmsNorm's
     ``norm_eps`` is rounded to fp32 (the C parameter is a float).
     """
-    world = _World(op, dict(args), env)
+    world = _World(op, dict(args), env, profiles.resolve(cann_version))
     if not world.arn:
         def finish(rk: _Rank, acc: np.ndarray, proc: np.ndarray) -> np.ndarray:
             if proc.all():

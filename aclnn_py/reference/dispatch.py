@@ -22,6 +22,7 @@ from typing import Any, List, Mapping, Optional
 
 import numpy as np
 
+from .. import profiles
 from ..catalog import OpDef
 from ..elastic import parse_elastic_info
 from ..errors import ACLNN_ERR_INNER_TILING_ERROR, ACLNN_ERR_PARAM_NULLPTR, AclnnError, param_error
@@ -132,7 +133,8 @@ def _rank_error(err: AclnnError, g: int, e: int, t: int) -> AclnnError:
     return AclnnError(err.status, err.call, f"rank {g} (ep_rank_id={e}, tp_rank_id={t}): {err.message}")
 
 
-def compute(op: OpDef, args: Mapping[str, Any], env: Any = None) -> List[Optional[DispatchOutputs]]:
+def compute(op: OpDef, args: Mapping[str, Any], env: Any = None,
+            cann_version: Any = None) -> List[Optional[DispatchOutputs]]:
     """DispatchV3 on every rank of an EP x TP world; entry ``g`` is the result of global rank ``g``.
 
     ``x[g]`` (BS_g, H) bf16/fp16, ``expert_ids[g]`` (BS_g, K) int32, with
@@ -154,6 +156,7 @@ def compute(op: OpDef, args: Mapping[str, Any], env: Any = None) -> List[Optiona
     everywhere; same BS when ``global_bs == 0``; ``None`` exactly for removed ranks). Sequences of the wrong
     length raise 561002 naming them.
     """
+    prof = profiles.resolve(cann_version)
     ep = R.integer(OP, "ep_world_size", args["ep_world_size"])
     tp = R.integer(OP, "tp_world_size", args["tp_world_size"])
     tpf = max(tp, 1)
@@ -169,7 +172,7 @@ def compute(op: OpDef, args: Mapping[str, Any], env: Any = None) -> List[Optiona
         e, t = divmod(g, tpf)
         try:
             return _validate.check(op, rank_call(op, call, lists, g, {"ep_rank_id": e, "tp_rank_id": t}),
-                                   env=env)
+                                   env=env, cann_version=prof)
         except AclnnError as err:
             raise _rank_error(err, g, e, t) from None
 

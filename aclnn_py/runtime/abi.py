@@ -136,6 +136,10 @@ ACL_RUNTIME = [
     _f("aclrtDestroyEvent", aclError, [aclrtEvent], "acl"),
     # aclError aclrtStreamWaitEvent(aclrtStream stream, aclrtEvent event);
     _f("aclrtStreamWaitEvent", aclError, [aclrtStream, aclrtEvent], "acl"),
+    # aclError aclsysGetVersionStr(char *pkgName, char *versionStr);   /* CANN >= 8.5; buffer of 128 */
+    _f("aclsysGetVersionStr", aclError, [c_char_p, c_char_p], "acl"),
+    # aclError aclsysGetVersionNum(char *pkgName, int32_t *versionNum);
+    _f("aclsysGetVersionNum", aclError, [c_char_p, P(c_int32)], "acl"),
     # size_t aclDataTypeSize(aclDataType dataType);
     _f("aclDataTypeSize", c_size_t, [c_int], None),
 ]

@@ -11,7 +11,7 @@ from .. import catalog
 from . import barrier, combine, dispatch
 from .buffsize import check_hccl_buffsize, required_hccl_buffsize_mb
 
-_EXTRA = (("outputs", None), ("env", None))
+_EXTRA = (("outputs", None), ("env", None), ("cann_version", None))
 
 
 def _validator(op: catalog.OpDef, check: Callable[..., Any], extra: tuple = _EXTRA) -> Callable[..., Any]:
@@ -19,6 +19,8 @@ def _validator(op: catalog.OpDef, check: Callable[..., Any], extra: tuple = _EXT
            f"Parameters (as the per-rank op takes them):\n{catalog.parameter_doc(op)}\n"
            "    outputs: the caller's output tensors by name (checked when given)\n"
            "    env: the environment HCCL_BUFFSIZE is read from (default os.environ)\n"
+           "    cann_version: the CANN release whose rules apply (default: the release in force, "
+           "aclnn_py.profiles.active_profile)\n"
            + ("    check_values: also the rules that read host arrays' values (default True)\n"
               if len(extra) > len(_EXTRA) else "") + "\n"
            "Returns the rank's aclnn_py.layout.MoeLayout (None for the barrier).")

@@ -39,12 +39,14 @@ def elastic_table(op: str, info: Any, world_size: int, param: str = "elastic_inf
 INT32_MAX = 2**31 - 1
 
 
-def check(op_def: OpDef, args: Mapping[str, Any], outputs: Any = None, env: Any = None) -> None:
+def check(op_def: OpDef, args: Mapping[str, Any], outputs: Any = None, env: Any = None,
+          cann_version: Any = None) -> None:
     """Validate one rank's DistributeBarrierV2 call (``args``: every parameter by keyword).
 
     ``time_out``: None, an int (microseconds) or an int32 tensor of shape (1,); ``elastic_info``: int32
     ``(4 + 2 * world_size,)``. Values are read from host numpy arrays only. The barrier has no outputs
-    and reads no environment: ``outputs`` and ``env`` are ignored.
+    and reads no environment: ``outputs`` and ``env`` are ignored, and its rules are the same in every release
+    aclnn_py knows, so ``cann_version`` is too.
     """
     a = R.typed_args(op_def, args)
     x_ref, group, world_size = a["x_ref"], a["group"], a["world_size"]

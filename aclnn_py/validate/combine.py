@@ -25,6 +25,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .. import profiles
 from ..catalog import OpDef
 from ..dtypes import acl_name, bfloat16
 from ..layout import MoeLayout, normalised_shared_expert_num, parse_elastic_info
@@ -86,7 +87,7 @@ def _unpack_outputs(op: str, outputs: Any, arn: bool) -> dict:
     return out
 
 
-def _check(op: str, arn: bool, a: Mapping[str, Any], outputs: Any, env: Mapping[str, str],
+def _check(op: str, arn: bool, a: Mapping[str, Any], outputs: Any, env: Mapping[str, str], prof: profiles.Profile,
            check_values: bool) -> MoeLayout:
     t = a          # tensors are read by name from the typed arguments
     group_ep, group_tp = a["group_ep"], a["group_tp"]
@@ -409,20 +410,22 @@ def _check_values(op: str, t: dict, lay: MoeLayout, m: int, z: int, c: int, q: i
 
 
 def check(op_def: OpDef, args: Mapping[str, Any], outputs: Any = None, env: Optional[Mapping[str, str]] = None,
-          check_values: bool = True) -> MoeLayout:
+          cann_version: Any = None, check_values: bool = True) -> MoeLayout:
     """Check one rank's CombineV3 or CombineAddRmsNormV2 call (``args``: every parameter by keyword); raise
     :class:`AclnnError` at the first rule broken. Returns the rank's :class:`MoeLayout`.
 
     ``outputs`` (optional): CombineV3's ``x`` (Bs, H), or AddRmsNorm's ``(y, rstd, x)`` in C order (a
     sequence, NamedTuple or mapping), checked when given. ``env``: environment for ``HCCL_BUFFSIZE``
-    (default ``os.environ``). ``check_values``: also the rules that read host arrays' values. The
+    (default ``os.environ``). ``cann_version``: the release whose rules apply (:func:`aclnn_py.profiles.resolve`).
+    ``check_values``: also the rules that read host arrays' values. The
     reserved parameters (``out_dtype``, ``group_list_type``...) and ``norm_eps`` are type-checked only:
     the A3 tiling does not read them.
     """
     arn = op_def.has("residual_x")
     op = op_def.c_name
     typed = R.typed_args(op_def, args)
-    lay = _check(op, arn, typed, outputs, env if env is not None else os.environ, check_values)
+    lay = _check(op, arn, typed, outputs, env if env is not None else os.environ, profiles.resolve(cann_version),
+                 check_values)
     comm_alg = typed["comm_alg"]
     if comm_alg not in (None,) + COMM_ALGS:
         R.fail(op, R.TILING, "comm_alg", f"None or one of {COMM_ALGS!r}, the values DispatchV3 accepts (every rank "

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Optional
 import ml_dtypes
 import numpy as np
 
+from .. import profiles
 from ..catalog import OpDef
 from ..dtypes import bfloat16
 from ..elastic import parse_elastic_info
@@ -66,15 +67,17 @@ def _name_len(s: str) -> int:
 
 
 def check(op_def: OpDef, args: Mapping[str, Any], outputs: Optional[Mapping[str, Any]] = None,
-          env: Optional[Mapping[str, str]] = None) -> MoeLayout:
+          env: Optional[Mapping[str, str]] = None, cann_version: Any = None) -> MoeLayout:
     """Check one rank's DispatchV3 call (``args``: every parameter by keyword); raise
     :class:`aclnn_py.AclnnError` at the first broken rule. Returns this rank's :class:`MoeLayout`.
 
     Arrays are anything with ``.shape`` and ``.dtype``. ``outputs`` maps output names to the caller's
     buffers; ``None`` means they are allocated with :func:`aclnn_py.layout.dispatch_output_specs`
-    (always valid). ``env`` (default ``os.environ``) supplies ``HCCL_BUFFSIZE``.
+    (always valid). ``env`` (default ``os.environ``) supplies ``HCCL_BUFFSIZE``. ``cann_version``: the release
+    whose rules apply (:func:`aclnn_py.profiles.resolve`).
     """
     op = OP
+    prof = profiles.resolve(cann_version)
     a = typed_args(op_def, args)
     x, expert_ids, scales = a["x"], a["expert_ids"], a["scales"]
     x_active_mask, elastic_info = a["x_active_mask"], a["elastic_info"]
