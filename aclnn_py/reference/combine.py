@@ -38,7 +38,8 @@ from ..results import CombineAddRmsNormOutputs
 from ..validate import combine as V
 from ..validate import rules as R
 from .numerics import FP32, canonical_nan, int8_comm_roundtrip, reduce_sum_a3, rne_bf16, rne_to, tp_add, widen
-from .routing import reference_group_tp
+from .const_experts import const_expert_rows_softmax
+from .routing import reference_group_tp, refuse_unmodelled, release_semantics
 from .world_args import per_rank_lists, rank_call
 
 _U32 = 0xFFFFFFFF
@@ -104,6 +105,7 @@ class _World:
         self.x = {g: np.asarray(lists["expand_x"][g]) for g in self.ranks}
         V.check_world(op, expand_x=lists["expand_x"], expert_ids=lists["expert_ids"], per_rank=per_rank,
                       ep_world_size=ep, tp_world_size=tp, global_bs=a["global_bs"], elastic_info=self.elastic_info)
+        refuse_unmodelled(op, a)
         g0 = self.ranks[0]
         self.k = self.rank[g0].ids.shape[1]
         self.h = self.x[g0].shape[1]
@@ -125,7 +127,10 @@ class _World:
             raise AclnnError(err.status, err.call, f"rank {g} (ep_rank_id={e}, tp_rank_id={j}): {err.message}") from None
         ids = np.asarray(call["expert_ids"]).astype(np.int64)
         mask = call["x_active_mask"]
-        self.rank[g] = _Rank(g, e, j, lay, ids.shape[0], ids, np.asarray(call["expert_scales"], FP32),
+        scales = np.asarray(call["expert_scales"], FP32)
+        if scales.size == 0:        # an empty expert_scales (CANN >= 9.1.0; validation checked the release): unweighted
+            scales = np.ones(ids.shape, FP32)
+        self.rank[g] = _Rank(g, e, j, lay, ids.shape[0], ids, scales,
                              None if mask is None else np.asarray(mask).astype(bool))
 
     # -- elastic "effective" world (kernel InitElasticInfo) ------------------------------------------
@@ -343,10 +348,14 @@ class _World:
             vals_q = np.empty((0, self.h), FP32)
             if tq.size:
                 ci = cidx[tq, kq]
-                a1 = widen(_at(self.a["const_expert_alpha_1"], d))[ci][:, None]
-                a2 = widen(_at(self.a["const_expert_alpha_2"], d))[ci][:, None]
-                vv = widen(_at(self.a["const_expert_v"], d))[ci]
-                vals_q = np.add(np.multiply(ori[tq], a1, dtype=FP32), np.multiply(vv, a2, dtype=FP32), dtype=FP32)
+                alpha_1, alpha_2 = _at(self.a["const_expert_alpha_1"], d), _at(self.a["const_expert_alpha_2"], d)
+                vv = _at(self.a["const_expert_v"], d)
+                if self.const_softmax():
+                    vals_q = const_expert_rows_softmax(ori[tq], alpha_1, alpha_2, vv, ci)
+                else:
+                    a1, a2 = widen(alpha_1)[ci][:, None], widen(alpha_2)[ci][:, None]
+                    vals_q = np.add(np.multiply(ori[tq], a1, dtype=FP32), np.multiply(widen(vv)[ci], a2, dtype=FP32),
+                                    dtype=FP32)
             t_all = np.concatenate((tc, tq))
             k_all = np.concatenate((kc, kq))
             vals = np.concatenate((vals_c, vals_q))
@@ -356,6 +365,12 @@ class _World:
             sel = np.flatnonzero((k_all == key[0]) & (blk == key[1]))
             out[key] = (t_all[sel] - key[1], terms[sel])
         return out
+
+    def const_softmax(self) -> bool:
+        """Whether constant experts use the (Q, H) projections and a softmax (CANN >= 8.5.0-beta.1) or scalar
+        alphas; an unknown release cannot say (the results differ)."""
+        return release_semantics(self.prof, "const_alpha_2d", self.op, "constant experts (const_expert_num > 0 "
+                                 "routed)")
 
     def run(self, finish: Callable[[_Rank, np.ndarray, np.ndarray], Any]) -> list:
         out: List[Any] = [None] * self.world

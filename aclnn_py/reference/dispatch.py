@@ -31,7 +31,7 @@ from ..results import DispatchOutputs
 from ..validate import dispatch as _validate
 from ..validate import rules as R
 from .numerics import canonical_nan
-from .routing import EpWorld, active_pairs, ep_world, reference_group_tp
+from .routing import EpWorld, active_pairs, ep_world, reference_group_tp, refuse_unmodelled, release_semantics
 from .world_args import per_rank_lists, rank_call
 
 OP = _validate.OP
@@ -183,11 +183,13 @@ def compute(op: OpDef, args: Mapping[str, Any], env: Any = None,
     for name, seq in lists.items():
         if seq is not None:
             R.per_rank_length(OP, name, seq, world)
-    xs, ids, scs, masks = (lists[n] or [None] * world for n in ("x", "expert_ids", "scales", "x_active_mask"))
+    xs, ids, scs, masks, escs = (lists[n] or [None] * world
+                                 for n in ("x", "expert_ids", "scales", "x_active_mask", "expert_scales"))
     for g in range(world):
         if lays[g] is None and not (xs[g] is None and ids[g] is None):
             lays[g] = validated(g)
     _check_world(xs, ids, lays, elastic_info, ep=ep, tpf=tpf, global_bs=int(args["global_bs"]))
+    refuse_unmodelled(OP, args)
 
     # 2. outputs, zero-filled with the layout's shapes
     outs: List[Optional[dict]] = [None] * world
@@ -197,9 +199,12 @@ def compute(op: OpDef, args: Mapping[str, Any], env: Any = None,
 
     # 3. EP all-to-all inside each TP slice
     w = ep_world(ep, args["moe_expert_num"], args["shared_expert_num"], args["shared_expert_rank_num"], elastic_info)
+    if not any(e is not None for e in escs) or not release_semantics(
+            prof, "expert_scales_optional", OP, "expand_scales with expert_scales given (written from CANN 9.1.0)"):
+        escs = None
     n_own = np.zeros(world, dtype=np.int64)
     for t in range(tpf):
-        _dispatch_slice(w, t, tpf, xs, ids, scs, masks, outs, n_own, quant_mode=qm,
+        _dispatch_slice(w, t, tpf, xs, ids, scs, masks, escs, outs, n_own, quant_mode=qm,
                         z=int(args["zero_expert_num"]) + int(args["copy_expert_num"]) + int(args["const_expert_num"]),
                         token_nums_type=int(args["expert_token_nums_type"]))
 
@@ -260,9 +265,10 @@ def _check_capacity(expand_x: np.ndarray, rows: int, g: int) -> None:
                          f"rank {g} receives {rows} rows but expand_x holds {expand_x.shape[0]}")
 
 
-def _dispatch_slice(w: EpWorld, t: int, tpf: int, xs, ids, scs, masks, outs, n_own: np.ndarray, *,
+def _dispatch_slice(w: EpWorld, t: int, tpf: int, xs, ids, scs, masks, escs, outs, n_own: np.ndarray, *,
                     quant_mode: int, z: int, token_nums_type: int) -> None:
-    """§3.1-§3.3 for the EP group of TP slice ``t``; fills the own-row part of every output."""
+    """§3.1-§3.3 for the EP group of TP slice ``t``; fills the own-row part of every output. ``escs``: the
+    per-rank expert_scales when the release writes expand_scales (else None)."""
     ep2, r2, m2, l2 = w.ep_eff, w.r_eff, w.m_eff, w.l_eff
     gs = [int(w.to_orig[n]) * tpf + t for n in range(ep2)]   # global rank of each new EP id
     if any(outs[g] is None for g in gs):
@@ -326,6 +332,7 @@ def _dispatch_slice(w: EpWorld, t: int, tpf: int, xs, ids, scs, masks, outs, n_o
 
     # --- row payloads: what np.take gathers from, indexed per sorted entry
     src_arr, src_idx, scale_of = _payload_source(quant_mode, xs, scs, gs, ent, order, row0)
+    expand_scales = None if escs is None else _expand_scales(escs, gs, bss, k, sel, dest.size)[order]
 
     for d in range(ep2):
         g = gs[d]
@@ -338,6 +345,8 @@ def _dispatch_slice(w: EpWorld, t: int, tpf: int, xs, ids, scs, masks, outs, n_o
         if scale_of is not None:
             o["dynamic_scales"][:n] = scale_of[idx]
         o["assist_info_for_combine"][:3 * n] = triples[a:b].reshape(-1)
+        if expand_scales is not None and escs[g] is not None:      # written where the receiver passed them
+            o["expand_scales"][:n] = expand_scales[a:b]
         etn = o["expert_token_nums"]
         if d < r2:
             o["ep_recv_counts"][:ep2] = cum_sh[d]
@@ -351,6 +360,17 @@ def _dispatch_slice(w: EpWorld, t: int, tpf: int, xs, ids, scs, masks, outs, n_o
                 per_expert_cum = cum[ep2 - 1::ep2]
                 etn[:l2] = per_expert_cum if token_nums_type == 0 else np.diff(per_expert_cum, prepend=0)
         n_own[g] = n
+
+
+def _expand_scales(escs, gs, bss: np.ndarray, k: int, sel: np.ndarray, n_entries: int) -> np.ndarray:
+    """Per entry (unsorted): the sender's expert_scales[token, k] of a MoE row, 0 when that sender passed none
+    (the MoE entries come first, one per selected pair ``sel``); 0 for shared-expert rows, which the kernel
+    leaves unwritten (CANN >= 9.1.0: expand_scales)."""
+    flat = [np.asarray(escs[g], np.float32).reshape(-1) if escs[g] is not None else np.zeros(int(bs) * k, np.float32)
+            for g, bs in zip(gs, bss)]
+    out = np.zeros(n_entries, np.float32)
+    out[:sel.size] = np.concatenate(flat)[sel]
+    return out
 
 
 def _bits(a: np.ndarray) -> np.ndarray:

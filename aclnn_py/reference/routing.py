@@ -7,11 +7,13 @@ handled by the callers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 import numpy as np
 
+from ..errors import ACLNN_ERR_INNER_FIND_KERNEL_ERROR, AclnnError
 from ..layout import normalised_shared_expert_num, parse_elastic_info
+from ..profiles import ENV_NAME, Profile
 
 
 @dataclass(frozen=True)
@@ -87,3 +89,24 @@ def active_pairs(bs: int, k: int, mask: Optional[np.ndarray]) -> Tuple[Optional[
         tokens = np.arange(bs) < n
         return np.repeat(tokens, k), tokens
     return mask.reshape(-1).copy(), mask.any(axis=1)
+
+
+def release_semantics(prof: Profile, flag: str, op: str, what: str) -> bool:
+    """Whether the release of ``prof`` computes ``what`` the way change ``flag`` introduced; for a release
+    aclnn_py does not know, the known releases compute it differently, so the reference refuses (561003,
+    naming the choice) rather than guess."""
+    state = prof.has(flag)
+    if state is None:
+        raise AclnnError(ACLNN_ERR_INNER_FIND_KERNEL_ERROR, op,
+                         f"{what}: the result depends on the CANN release, and {prof.name}; pass cann_version= "
+                         f"(or set {ENV_NAME}) to the release whose results you want")
+    return state
+
+
+def refuse_unmodelled(op: str, args: Mapping[str, Any]) -> None:
+    """``comm_alg='hierarchy'`` (CANN >= 9.0.0 on A3): its data layout and results are not established from the
+    sources, so neither the reference nor the simulator computes it (561003, as the simulator reports)."""
+    if args.get("comm_alg") == "hierarchy":
+        raise AclnnError(ACLNN_ERR_INNER_FIND_KERNEL_ERROR, op,
+                         "comm_alg='hierarchy' is accepted by CANN >= 9.0.0 but its results are not modelled by the "
+                         "aclnn_py reference (nor emulated by the simulator); run it on an NPU")
