@@ -11,8 +11,8 @@ from . import layout, reference, validate
 from .errors import (AclError, AclnnError, AclnnPyError, BackendFallbackWarning, BackendUnavailableError, CollectiveError,
                      HcclError, InvalidBackendError)
 from .ops import (distribute_barrier_v2, moe_distribute_combine_add_rms_norm_v2, moe_distribute_combine_v3,
-                  moe_distribute_dispatch_v3)
-from .results import CombineAddRmsNormOutputs, DispatchOutputs, Tensor
+                  moe_distribute_combine_v4, moe_distribute_dispatch_v3, moe_distribute_dispatch_v4)
+from .results import CombineAddRmsNormOutputs, CombineV4Outputs, DispatchOutputs, DispatchV4Outputs, Tensor
 from .orchestration.precheck import InconsistentParametersError
 from .orchestration.device import Device
 from .runtime.tensor import DeviceTensor
@@ -39,7 +39,8 @@ __all__ = [
     "AclError", "AclnnError", "AclnnPyError", "CollectiveError", "HcclError", "InconsistentParametersError",
     "UnknownGroupError", "BackendFallbackWarning", "BackendUnavailableError", "InvalidBackendError",
     "World", "RankContext", "ProcessWorld", "launch", "Device", "DeviceTensor", "Tensor",
-    "current_rank", "distribute_barrier_v2", "moe_distribute_dispatch_v3", "moe_distribute_combine_v3",
-    "moe_distribute_combine_add_rms_norm_v2", "DispatchOutputs", "CombineAddRmsNormOutputs", "layout",
+    "current_rank", "distribute_barrier_v2", "moe_distribute_dispatch_v3", "moe_distribute_dispatch_v4",
+    "moe_distribute_combine_v3", "moe_distribute_combine_v4", "moe_distribute_combine_add_rms_norm_v2",
+    "DispatchOutputs", "DispatchV4Outputs", "CombineAddRmsNormOutputs", "CombineV4Outputs", "layout",
     "reference", "validate",
 ]

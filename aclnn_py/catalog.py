@@ -24,7 +24,7 @@ from functools import cached_property
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 from . import layout
-from .results import CombineAddRmsNormOutputs, DispatchOutputs
+from .results import CombineAddRmsNormOutputs, CombineV4Outputs, DispatchOutputs, DispatchV4Outputs
 
 # parameter kinds (C types) and roles
 TENSOR, STR, I64, F32 = "tensor", "str", "int64", "float"
@@ -58,6 +58,8 @@ class Param:
     integer, passed as a ``(1,)`` tensor of that dtype. ``default_factory``: for an optional tensor,
     what to pass when the caller gives ``None``, computed from the call's other arguments.
     ``world_default``: a group name's default in the world-level reference (which has no communicators).
+    ``in_place``: for an optional tensor the kernel writes, its shape and dtype (a function of the call's
+    arguments): the call also returns it (a zeroed one when the caller gives none), under the same name.
     """
 
     c_name: str
@@ -76,6 +78,7 @@ class Param:
     scalar_dtype: Optional[str] = None
     default_factory: Optional[Callable[[Mapping[str, Any]], Any]] = None
     world_default: Any = None
+    in_place: Optional[Callable[[Mapping[str, Any]], Any]] = None
     name: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -317,13 +320,20 @@ BARRIER_V2 = OpDef(
 _V3_ONLY = ("elasticInfoOptional", "oriXOptional", "constExpertAlpha1Optional", "constExpertAlpha2Optional",
             "constExpertVOptional", "zeroExpertNum", "copyExpertNum", "constExpertNum")
 _PERFORMANCE_INFO = optional("performanceInfoOptional", "(ep,) int64: per peer, the longest wait in us "
-                             "(the kernel takes the max with what the tensor holds)")
+                             "(the kernel takes the max with what the tensor holds; None: a zeroed one)",
+                             in_place=layout.performance_info_spec)
+_V4_RETURNS = ", then performance_info (ep,) int64: per EP peer, the longest wait in us"
 
 DISPATCH_V4 = DISPATCH_V3.derive(4, insert=[("elasticInfoOptional", _PERFORMANCE_INFO)],
-                                 header="aclnnop/aclnn_moe_distribute_dispatch_v4.h")
+                                 header="aclnnop/aclnn_moe_distribute_dispatch_v4.h", result=DispatchV4Outputs,
+                                 output_specs=layout.dispatch_v4_outputs,
+                                 returns="DispatchV4Outputs: " + DISPATCH_V3.returns[len("DispatchOutputs: "):]
+                                 + _V4_RETURNS)
 DISPATCH_V2 = DISPATCH_V3.derive(2, drop=_V3_ONLY, header="aclnnop/aclnn_moe_distribute_dispatch_v2.h")
 COMBINE_V4 = COMBINE_V3.derive(4, insert=[("constExpertVOptional", _PERFORMANCE_INFO)],
-                               header="aclnnop/aclnn_moe_distribute_combine_v4.h")
+                               header="aclnnop/aclnn_moe_distribute_combine_v4.h", result=CombineV4Outputs,
+                               output_specs=layout.combine_v4_outputs,
+                               returns="CombineV4Outputs: x " + COMBINE_V3.returns[len("x "):] + _V4_RETURNS)
 COMBINE_V2 = COMBINE_V3.derive(2, drop=_V3_ONLY, header="aclnnop/aclnn_moe_distribute_combine_v2.h")
 ADD_RMS_NORM_V1 = ADD_RMS_NORM_V2.derive(1, drop=_V3_ONLY,
                                          header="aclnnop/aclnn_moe_distribute_combine_add_rms_norm.h")
@@ -338,7 +348,7 @@ FAMILIES: Dict[str, Tuple[OpDef, ...]] = {
 }
 OPS: Dict[str, OpDef] = {d.c_name: d for defs in FAMILIES.values() for d in defs}
 # the versions aclnn_py exposes as Python functions
-PUBLIC: Tuple[OpDef, ...] = (DISPATCH_V3, COMBINE_V3, ADD_RMS_NORM_V2, BARRIER_V2)
+PUBLIC: Tuple[OpDef, ...] = (DISPATCH_V3, DISPATCH_V4, COMBINE_V3, COMBINE_V4, ADD_RMS_NORM_V2, BARRIER_V2)
 
 
 def family_of(op: OpDef) -> Tuple[OpDef, ...]:

@@ -24,7 +24,7 @@ def info_lines() -> List[str]:
         lines += [f"  {source}: {why}" for source, why in skipped]
     else:
         lines += _install_lines(install)
-    return lines + backend_lines()
+    return lines + release_lines(install) + backend_lines()
 
 
 def _install_lines(install) -> List[str]:
@@ -56,6 +56,29 @@ def _install_lines(install) -> List[str]:
     for family, versions in catalog.FAMILIES.items():
         have = [v.c_name.replace("aclnn", "") for v in versions if any(v.c_name in ops for ops in exports.values())]
         lines.append(f"  {family:32s} {', '.join(have) if have else 'missing'}")
+    return lines
+
+
+def release_lines(install) -> List[str]:
+    """The CANN release in force, where it was read, and the rules and reference semantics that follow."""
+    from .profiles import DEFAULT_RELEASE, ENV_NAME as VERSION_ENV, SIM_ENV_NAME, active_profile
+    from .releases import CHANGES
+    prof = active_profile(load=install is not None)
+    lines = [f"CANN release: {prof.release}  (read from {prof.source})"]
+    if prof.known:
+        on = [c.flag for c in CHANGES if prof.on(c.flag)]
+        lines.append(f"  rules and reference: {prof.name}; changes in force since the Nov 2025 snapshot "
+                     f"({DEFAULT_RELEASE}): {', '.join(on) if on else 'none'}")
+    else:
+        lines.append(f"  rules: {prof.name}; the reference refuses results that differ between releases")
+    lines.append(f"  choose another: {VERSION_ENV}=<release> (rules and reference)"
+                 + (f"; the simulator emulates {SIM_ENV_NAME}=<release>" if install is not None and
+                    install.is_simulator else ""))
+    if install is not None:
+        from .runtime.library import loaded_library
+        lib = loaded_library()
+        if lib is not None and lib.exports("aclnnMoeDistributeDispatchV4") and prof.off("v4"):
+            lines.append(f"  note: V4 is exported but {prof.name} predates it; the V3 functions use V3")
     return lines
 
 

@@ -167,6 +167,21 @@ def add_rms_norm_outputs(lay: MoeLayout, args: Mapping[str, Any]) -> dict:
                                      args["expand_x"].dtype)
 
 
+def performance_info_spec(args: Mapping[str, Any]) -> "TensorSpec":
+    """V4's ``performance_info``: (ep_world_size,) int64."""
+    return TensorSpec((int(args["ep_world_size"]),), np.dtype(np.int64))
+
+
+def dispatch_v4_outputs(lay: MoeLayout, args: Mapping[str, Any]) -> dict:
+    """DispatchV4's outputs: DispatchV3's, then ``performance_info``."""
+    return dict(dispatch_outputs(lay, args), performance_info=performance_info_spec(args))
+
+
+def combine_v4_outputs(lay: MoeLayout, args: Mapping[str, Any]) -> dict:
+    """CombineV4's outputs: ``x``, then ``performance_info``."""
+    return dict(combine_outputs(lay, args), performance_info=performance_info_spec(args))
+
+
 TP_SIZES = (0, 1, 2)    # the tp_world_size values any release accepts
 
 
@@ -191,5 +206,6 @@ def zeros_for(specs: dict) -> dict:
 
 __all__ = ["MoeLayout", "TensorSpec", "normalised_shared_expert_num", "global_rank", "dispatch_output_specs",
            "combine_output_specs", "add_rms_norm_output_specs", "dispatch_outputs", "combine_outputs",
-           "add_rms_norm_outputs", "default_tp_send_counts", "zeros_for",
+           "add_rms_norm_outputs", "dispatch_v4_outputs", "combine_v4_outputs", "performance_info_spec",
+           "default_tp_send_counts", "zeros_for",
            "ElasticInfo", "parse_elastic_info", "make_elastic_info"]

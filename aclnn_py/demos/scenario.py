@@ -14,9 +14,10 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 import aclnn_py
-from aclnn_py import reference
+from aclnn_py import profiles, reference
 from aclnn_py.dtypes import bfloat16
 from aclnn_py.layout import make_elastic_info, normalised_shared_expert_num
+from aclnn_py.profiles import Profile
 
 from .common import compare, distinct_ids, random_bf16, routing_weights, written_rows
 
@@ -56,6 +57,9 @@ class Scenario:
     dtype: Any = bfloat16
     norm_eps: float = 1e-6
     special_values: bool = False     # NaN of both signs and +-inf in a few token rows (and residual_x)
+    dispatch_expert_scales: bool = False   # dispatch gets expert_scales (CANN >= 9.1.0 writes expand_scales)
+    empty_expert_scales: bool = False      # combine gets an empty expert_scales: unweighted sum (CANN >= 9.1.0)
+    cann_version: Optional[str] = None     # the release whose inputs (alpha shapes) and reference apply
     seed: int = 0
 
     # -- derived -------------------------------------------------------------------------------
@@ -104,6 +108,14 @@ class Scenario:
             local_expert_num=self.moe_expert_num // (self.ep_world_size - self.shared_expert_rank_num), k=self.k,
             shared_expert_num=normalised_shared_expert_num(self.shared_expert_num, self.shared_expert_rank_num))
 
+    def profile(self) -> Profile:
+        """The release this configuration is for (``cann_version``, else the one in force)."""
+        return profiles.resolve(self.cann_version)
+
+    def combine_expert_scales(self, inp: Dict[str, np.ndarray]) -> np.ndarray:
+        """What combine gets as expert_scales: the routing weights, or an empty tensor (unweighted)."""
+        return np.zeros((0,), np.float32) if self.empty_expert_scales else inp["expert_scales"]
+
     def shape_label(self) -> str:
         """``EP16 TP1 BS128 H7168 K8 M32``: the sizes that define the run."""
         bs = f"BS<={self.global_bs // self.ep_world_size}" if self.vary_bs else f"BS{self.bs}"
@@ -139,6 +151,12 @@ class Scenario:
             f.append("barrier")
         if self.special_values:
             f.append("NaN/inf rows")
+        if self.dispatch_expert_scales:
+            f.append("expand_scales")
+        if self.empty_expert_scales:
+            f.append("unweighted")
+        if self.cann_version:
+            f.append(f"CANN {self.cann_version}")
         if np.dtype(self.dtype) == np.float16:
             f.append("fp16")
         f.append("AddRmsNorm" if self.combine == "add_rms_norm" else "CombineV3")
@@ -157,9 +175,10 @@ class Scenario:
         s = normalised_shared_expert_num(self.shared_expert_num, self.shared_expert_rank_num)
         max_bs = self.global_bs // self.ep_world_size if self.global_bs else self.bs
         q = self.const_expert_num
+        alpha = (q, self.h) if self.profile().on("const_alpha_2d") else (q,)
         shared = dict(gamma=random_bf16(rng, (self.h,), 0.3).astype(self.dtype),
-                      const_expert_alpha_1=random_bf16(rng, (q,), 0.5).astype(self.dtype),
-                      const_expert_alpha_2=random_bf16(rng, (q,), 0.5).astype(self.dtype),
+                      const_expert_alpha_1=random_bf16(rng, alpha, 0.5).astype(self.dtype),
+                      const_expert_alpha_2=random_bf16(rng, alpha, 0.5).astype(self.dtype),
                       const_expert_v=random_bf16(rng, (q, self.h)).astype(self.dtype))
         out: List[Optional[Dict[str, np.ndarray]]] = []
         for g in range(self.world_size):
@@ -269,6 +288,7 @@ def run_rank(ctx, sc: Scenario, inputs: List[Optional[dict]],
     t0 = time.perf_counter()
     d = aclnn_py.moe_distribute_dispatch_v3(inp["x"], inp["expert_ids"], scales=inp.get("scales"),
                                             x_active_mask=inp.get("x_active_mask"), quant_mode=sc.quant_mode,
+                                            expert_scales=inp["expert_scales"] if sc.dispatch_expert_scales else None,
                                             expert_token_nums_type=sc.expert_token_nums_type, **common)
     out["time.dispatch"] = time.perf_counter() - t0
     try:
@@ -280,7 +300,8 @@ def run_rank(ctx, sc: Scenario, inputs: List[Optional[dict]],
             out.put("dispatch." + name, value)
         expert_out = ffn_stand_in(host["expand_x"], host["dynamic_scales"], sc.dtype)
         del host
-        args = (expert_out, inp["expert_ids"], d.assist_info_for_combine, d.ep_recv_counts, inp["expert_scales"])
+        args = (expert_out, inp["expert_ids"], d.assist_info_for_combine, d.ep_recv_counts,
+                sc.combine_expert_scales(inp))
         t0 = time.perf_counter()
         if sc.combine == "add_rms_norm":
             c = aclnn_py.moe_distribute_combine_add_rms_norm_v2(
@@ -308,10 +329,11 @@ def run_reference(sc: Scenario, inputs: List[Optional[dict]]) -> List[Optional[D
         vals = [None if i is None else i.get(key) for i in inputs]
         return None if all(v is None for v in vals) else vals
 
-    attrs = dict(sc.attributes(), group_ep="ep", group_tp="tp")
+    attrs = dict(sc.attributes(), group_ep="ep", group_tp="tp", cann_version=sc.cann_version)
     elastic_info = sc.elastic_info()
     d = reference.moe_distribute_dispatch_v3(per("x"), per("expert_ids"), scales=per("scales"),
                                              x_active_mask=per("x_active_mask"), elastic_info=elastic_info,
+                                             expert_scales=per("expert_scales") if sc.dispatch_expert_scales else None,
                                              quant_mode=sc.quant_mode, expert_token_nums_type=sc.expert_token_nums_type,
                                              **attrs)
     field_of = lambda name: [None if o is None else getattr(o, name) for o in d]  # noqa: E731
@@ -319,7 +341,7 @@ def run_reference(sc: Scenario, inputs: List[Optional[dict]]) -> List[Optional[D
     first_live = next(i for i in inputs if i is not None)
     combine_kw = {k: (v if k == "comm_quant_mode" else per(k)) for k, v in combine_kwargs(sc, first_live).items()}
     args = (expert_out, per("expert_ids"), field_of("assist_info_for_combine"), field_of("ep_recv_counts"),
-            per("expert_scales"))
+            [None if i is None else sc.combine_expert_scales(i) for i in inputs])
     if sc.combine == "add_rms_norm":
         c = reference.moe_distribute_combine_add_rms_norm_v2(
             *args, per("residual_x"), per("gamma"), tp_send_counts=field_of("tp_recv_counts"),

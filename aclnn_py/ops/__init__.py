@@ -34,9 +34,11 @@ def _per_rank_function(op: catalog.OpDef) -> Callable[..., Any]:
 
 
 moe_distribute_dispatch_v3 = _per_rank_function(catalog.DISPATCH_V3)
+moe_distribute_dispatch_v4 = _per_rank_function(catalog.DISPATCH_V4)
 moe_distribute_combine_v3 = _per_rank_function(catalog.COMBINE_V3)
+moe_distribute_combine_v4 = _per_rank_function(catalog.COMBINE_V4)
 moe_distribute_combine_add_rms_norm_v2 = _per_rank_function(catalog.ADD_RMS_NORM_V2)
 distribute_barrier_v2 = _per_rank_function(catalog.BARRIER_V2)
 
-__all__ = ["distribute_barrier_v2", "moe_distribute_dispatch_v3", "moe_distribute_combine_v3",
-           "moe_distribute_combine_add_rms_norm_v2"]
+__all__ = ["distribute_barrier_v2", "moe_distribute_dispatch_v3", "moe_distribute_dispatch_v4",
+           "moe_distribute_combine_v3", "moe_distribute_combine_v4", "moe_distribute_combine_add_rms_norm_v2"]

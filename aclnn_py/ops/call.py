@@ -58,7 +58,8 @@ def call_op(op: OpDef, args: Dict[str, Any], stream: Any = None, sync: bool = Tr
     for name in host_names:
         view[name] = host_values(args[name])
     backend = active_backend()
-    release = active_profile(load=backend == "device").release
+    prof = active_profile(load=backend == "device")
+    release = prof.release
     layout = validate_call(validator, view, out, release)
     for name, dtype in scalars:
         for d in (args, view):
@@ -73,7 +74,7 @@ def call_op(op: OpDef, args: Dict[str, Any], stream: Any = None, sync: bool = Tr
         if plan is not None and precheck.enabled():
             precheck.check_across_ranks(op, view, plan, ctx)
     specs = op.output_specs(layout, view) if op.output_specs is not None else {}
-    outs = run_on_device(op, args, specs, stream, sync, out)
+    outs = run_on_device(op, args, specs, stream, sync, out, prof)
     return result_of(op, args, outs)
 
 

@@ -14,8 +14,9 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from ..catalog import OpDef, family_of
-from ..errors import ACLNN_ERR_INNER_FIND_KERNEL_ERROR, ACLNN_ERR_INNER_TILING_ERROR, AclnnError
+from ..catalog import REQUIRED, OpDef, Param, family_of
+from ..errors import ACLNN_ERR_INNER_FIND_KERNEL_ERROR, ACLNN_ERR_INNER_TILING_ERROR, ACLNN_ERR_PARAM_INVALID, AclnnError
+from ..profiles import Profile
 from ..orchestration.world import current_rank
 from ..runtime.device import Stream, acl_init
 from ..runtime.tensor import DeviceTensor
@@ -71,34 +72,74 @@ class Temporaries:
 
 
 # ---- which operator version runs --------------------------------------------------------------------------
-_chosen: Dict[str, OpDef] = {}
+_chosen: Dict[tuple, OpDef] = {}
 
 
-def implementation(op: OpDef) -> OpDef:
-    """The operator version to call for ``op``'s Python API on the loaded install: ``op`` itself, refused
-    (561003) when the install does not export it, or when its header declares a different argument list
-    (a development snapshot), rather than calling with a wrong argument list."""
-    chosen = _chosen.get(op.c_name)
+def implementation(op: OpDef, args: Optional[Mapping[str, Any]] = None, prof: Optional[Profile] = None) -> OpDef:
+    """The operator version to call for ``op``'s Python API on the loaded install, as torch_npu chooses it: the
+    newest version of the family that the install exports (and that the release has: a simulator emulating an
+    older release exports V4 but refuses it) and that takes every argument the call gives. A V3 call runs on
+    V4 with no ``performance_info``, or on V2 when only V2 is exported and the call leaves V2's missing
+    arguments (``elastic_info``, the special-expert counts...) at their defaults; anything else is refused
+    before any device work: 561003 when no version fits, 161002 naming the argument the available
+    version lacks. A V3 header declaring ``performanceInfoOptional`` (a development snapshot) is refused too.
+    """
+    given = tuple(sorted(p.name for p in op.inputs if args is not None and _given(p, args)))
+    key = (op.c_name, prof.release if prof is not None else None, given)
+    chosen = _chosen.get(key)
     if chosen is not None:
         return chosen
     lib = acl_init()
-    available = [v.c_name for v in family_of(op) if lib.exports(v.c_name)]
-    if op.c_name not in available:
-        raise AclnnError(ACLNN_ERR_INNER_FIND_KERNEL_ERROR, op.c_name,
-                         f"not exported by the CANN at {lib.install.home}; it has {available or 'no version'} of "
-                         f"{op.family}. aclnn_py binds {op.c_name} only, to avoid calling with a wrong argument list")
+    exported = [v for v in family_of(op) if lib.exports(v.c_name)]
+    usable = [v for v in exported if not (v.version == 4 and prof is not None and prof.off("v4"))]
+    fits = [v for v in usable if _serves(v, op) and all(v.has(name) for name in given)]
+    if not fits:
+        _refuse(op, exported, usable, given, lib, prof)
+    chosen = fits[0]
+    _check_header(chosen, lib)
+    _chosen[key] = chosen
+    return chosen
+
+
+def _serves(v: OpDef, op: OpDef) -> bool:
+    """Whether version ``v`` can run a call of ``op``'s API: an older version (missing arguments left at their
+    defaults), or V4 for a V3 call (``performance_info`` NULL); never one without the API's in-place outputs."""
+    newer_ok = op.version == 3 and v.version == 4
+    return (v.version <= op.version or newer_ok) and all(v.has(p.name) for p in op.inputs if p.in_place is not None)
+
+
+def _given(p: Param, args: Mapping[str, Any]) -> bool:
+    """Whether the call sets parameter ``p`` (a tensor given, an attribute other than its default)."""
+    v = args.get(p.name)
+    if p.is_tensor:
+        return v is not None
+    return p.default is REQUIRED or v != p.default
+
+
+def _refuse(op: OpDef, exported: list, usable: list, given: tuple, lib, prof: Optional[Profile]) -> None:
+    names = [v.c_name for v in exported] or "no version"
+    where = f"the CANN at {lib.install.home} exports {names} of {op.family}"
+    lacking = [(v, [n for n in given if not v.has(n)]) for v in usable if v.version < op.version]
+    if lacking and lacking[0][1]:
+        v, missing = lacking[0]
+        raise AclnnError(ACLNN_ERR_PARAM_INVALID, op.c_name,
+                         f"parameter '{missing[0]}' is an argument of {op.c_name}, but {where}, and "
+                         f"{v.c_name} has no {', '.join(missing)}: leave {'it' if len(missing) == 1 else 'them'} at "
+                         f"the default, or use a CANN with {op.c_name}")
+    newer = f" (V4 came after the release in force, {prof.name})" if len(usable) < len(exported) else ""
+    raise AclnnError(ACLNN_ERR_INNER_FIND_KERNEL_ERROR, op.c_name,
+                     f"not available: {where}{newer}; aclnn_py never calls a version with a different argument "
+                     "list than the one it was asked for")
+
+
+def _check_header(op: OpDef, lib) -> None:
     header = lib.install.home / "include" / op.header
-    if header.is_file() and _declares_other_version(header.read_text(errors="replace"), op):
+    if header.is_file() and "performanceInfoOptional" in header.read_text(errors="replace") \
+            and not op.has("performance_info"):
         raise AclnnError(ACLNN_ERR_INNER_FIND_KERNEL_ERROR, op.c_name,
                          f"{header} declares performanceInfoOptional, i.e. a {op.arg_count + 1}-argument "
                          f"{op.c_name} (a development-snapshot ABI); aclnn_py binds the released "
                          f"{op.arg_count}-argument form and refuses to call it")
-    _chosen[op.c_name] = op
-    return op
-
-
-def _declares_other_version(header_text: str, op: OpDef) -> bool:
-    return "performanceInfoOptional" in header_text and not op.has("performance_info")
 
 
 # ---- the call ----------------------------------------------------------------------------------------------
@@ -119,27 +160,37 @@ def _scalar_dtypes(op: OpDef) -> Dict[str, str]:
 
 
 def run_on_device(op: OpDef, args: Mapping[str, Any], specs: Mapping[str, Any], stream: Any, sync: bool,
-                  out: Any = None) -> Dict[str, Any]:
+                  out: Any = None, prof: Optional[Profile] = None) -> Dict[str, Any]:
     """Upload the tensor arguments, allocate zero-filled outputs (``specs``: name -> TensorSpec), run both
-    phases of ``op``'s implementation; returns the output DeviceTensors by name.
+    phases of the version :func:`implementation` picks for release ``prof``; returns the output DeviceTensors
+    by name (an in-place argument such as V4's ``performance_info`` among them: the caller's tensor, or a
+    zeroed one).
 
     ``out``: the caller's preallocated outputs (a mapping or NamedTuple with those names, or one tensor for a
     single output) with exactly those shapes and dtypes; written in place and returned, with no allocation
     and no zero-fill (elements the kernel does not write keep their contents, as on hardware).
     """
-    impl = implementation(op)
+    impl = implementation(op, args, prof)
     c_names, tensor_names, scalar_dtypes = _c_names(impl), _tensor_names(op), _scalar_dtypes(op)
+    in_place = _in_place(op)
     stream = resolve_stream(stream)
     with Temporaries(stream, sync) as tmp:
         values: Dict[str, Any] = {}
         tensors = []
         for key, value in args.items():
+            if key not in c_names:          # an argument the chosen version lacks, left at its default
+                continue
             if key in tensor_names and value is not None:
                 if type(value) is not DeviceTensor:
                     value = tmp.device(value, scalar_dtypes.get(key))
                 tensors.append(value)
             values[c_names[key]] = value
-        outs = caller_outputs(op, specs, out) if out is not None else {n: tmp.zeros(s) for n, s in specs.items()}
+        given = {n: values[c_names[n]] for n in in_place if values.get(c_names[n]) is not None}
+        if out is not None:
+            outs = caller_outputs(op, {n: s for n, s in specs.items() if n not in given}, out)
+        else:
+            outs = {n: tmp.zeros(s) for n, s in specs.items() if n not in given}
+        outs.update(given)
         for name, t in outs.items():
             values[c_names[name]] = t
         reuse = None
@@ -147,7 +198,12 @@ def run_on_device(op: OpDef, args: Mapping[str, Any], specs: Mapping[str, Any], 
             # every tensor is the caller's: the call may be replayed (see ReuseExecutors)
             reuse = reuse_key(impl.c_name, values)
         run_two_phase(impl.c_name, values, stream, sync=sync, reuse=reuse)
-        return {name: tmp.keep(t) for name, t in outs.items()} if out is None else outs
+        return {name: tmp.keep(t) for name, t in outs.items()}
+
+
+@lru_cache(maxsize=None)
+def _in_place(op: OpDef) -> tuple:
+    return tuple(p.name for p in op.inputs if p.in_place is not None)
 
 
 def caller_outputs(op: OpDef, specs: Mapping[str, Any], out: Any) -> Dict[str, Any]:

@@ -27,11 +27,14 @@ def _world_function(op: catalog.OpDef, compute: Callable[..., Any]) -> Callable[
 
 
 moe_distribute_dispatch_v3 = _world_function(catalog.DISPATCH_V3, dispatch.compute)
+moe_distribute_dispatch_v4 = _world_function(catalog.DISPATCH_V4, dispatch.compute)
 moe_distribute_combine_v3 = _world_function(catalog.COMBINE_V3, combine.compute)
+moe_distribute_combine_v4 = _world_function(catalog.COMBINE_V4, combine.compute)
 moe_distribute_combine_add_rms_norm_v2 = _world_function(catalog.ADD_RMS_NORM_V2, combine.compute)
 distribute_barrier_v2 = _world_function(catalog.BARRIER_V2, barrier.compute)
 
 __all__ = [
     "DispatchOutputs", "CombineAddRmsNormOutputs", "distribute_barrier_v2",
-    "moe_distribute_dispatch_v3", "moe_distribute_combine_v3", "moe_distribute_combine_add_rms_norm_v2",
+    "moe_distribute_dispatch_v3", "moe_distribute_dispatch_v4", "moe_distribute_combine_v3",
+    "moe_distribute_combine_v4", "moe_distribute_combine_add_rms_norm_v2",
 ]

@@ -40,7 +40,7 @@ from ..validate import rules as R
 from .numerics import FP32, canonical_nan, int8_comm_roundtrip, reduce_sum_a3, rne_bf16, rne_to, tp_add, widen
 from .const_experts import const_expert_rows_softmax
 from .routing import reference_group_tp, refuse_unmodelled, release_semantics
-from .world_args import per_rank_lists, rank_call
+from .world_args import per_rank_lists, rank_call, with_in_place
 
 _U32 = 0xFFFFFFFF
 _BLOCK = 16          # tokens per accumulation block (16 * H fp32 rows stay in L2)
@@ -420,12 +420,13 @@ def compute(op: OpDef, args: Mapping[str, Any], env: Any = None, cann_version: A
     """
     world = _World(op, dict(args), env, profiles.resolve(cann_version))
     if not world.arn:
-        def finish(rk: _Rank, acc: np.ndarray, proc: np.ndarray) -> np.ndarray:
+        def finish(rk: _Rank, acc: np.ndarray, proc: np.ndarray) -> Any:
             if proc.all():
-                return rne_to(acc, world.xdt)
-            out = zeros_for(combine_output_specs(rk.bs, world.h, world.xdt))["x"]
-            out[proc] = rne_to(acc[proc], world.xdt)
-            return out
+                x = rne_to(acc, world.xdt)
+            else:
+                x = zeros_for(combine_output_specs(rk.bs, world.h, world.xdt))["x"]
+                x[proc] = rne_to(acc[proc], world.xdt)
+            return with_in_place(op, {"x": x}, world.lists, rk.g, args)
         return world.run(finish)
     residual_x, gamma, norm_eps = world.lists["residual_x"], world.lists["gamma"], args["norm_eps"]
 

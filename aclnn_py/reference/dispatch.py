@@ -32,7 +32,7 @@ from ..validate import dispatch as _validate
 from ..validate import rules as R
 from .numerics import canonical_nan
 from .routing import EpWorld, active_pairs, ep_world, reference_group_tp, refuse_unmodelled, release_semantics
-from .world_args import per_rank_lists, rank_call
+from .world_args import per_rank_lists, rank_call, with_in_place
 
 OP = _validate.OP
 _QUANT_ROWS_BYTES = 1 << 20   # float32 working set per quantisation chunk (1 MiB: stays in L2)
@@ -223,7 +223,7 @@ def compute(op: OpDef, args: Mapping[str, Any], env: Any = None,
                 me["tp_recv_counts"][1 - t] = n_peer
                 me["expert_token_nums"][0] = n_me + n_peer
 
-    return [None if o is None else DispatchOutputs(**o) for o in outs]
+    return [None if o is None else with_in_place(op, o, lists, g, args) for g, o in enumerate(outs)]
 
 
 def _check_world(xs, ids, lays, elastic_info, *, ep: int, tpf: int, global_bs: int) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+import numpy as np
+
 from ..catalog import STR, OpDef
 from ..errors import ACLNN_ERR_PARAM_NULLPTR
 from ..validate import rules as R
@@ -52,4 +54,21 @@ def rank_call(op: OpDef, args: Mapping[str, Any], lists: Mapping[str, Optional[l
     return call
 
 
-__all__ = ["per_rank_names", "per_rank_lists", "rank_call"]
+def with_in_place(op: OpDef, fields: Mapping[str, Any], lists: Mapping[str, Optional[list]], g: int,
+                  args: Mapping[str, Any]) -> Any:
+    """Rank ``g``'s result from its output ``fields`` (name -> array) and the operator's in-place arguments
+    (V4's ``performance_info``): the caller's values, which the reference leaves as they are (they record
+    hardware wait times), or zeros of the shape the catalog gives. One output without a result type: that
+    array."""
+    values = dict(fields)
+    for p in op.inputs:
+        if p.in_place is not None:
+            seq = lists.get(p.name)
+            given = seq[g] if seq is not None else None
+            spec = p.in_place(args)
+            values[p.name] = np.array(given, spec.dtype, copy=True) if given is not None else np.zeros(spec.shape,
+                                                                                                       spec.dtype)
+    return op.result(**values) if op.result is not None else next(iter(values.values()))
+
+
+__all__ = ["per_rank_names", "per_rank_lists", "rank_call", "with_in_place"]
