@@ -21,6 +21,7 @@ from typing import IO, List, Optional
 from .demos.add_rms_norm import SCALED_DOWN
 from .demos.report import backend_label
 from .demos.scenario import Outcome, Scenario, run, variant, world_for
+from .profiles import Profile, active_profile
 
 REFERENCE_DEVICES = 16   # the reference backend simulates one A3 node's 16 NPUs
 
@@ -29,8 +30,11 @@ class SmokeError(RuntimeError):
     """The smoke suite cannot start (too few devices, no backend)."""
 
 
-def smoke_scenarios(n_devices: int, quick: bool = False) -> List[Scenario]:
-    """The smoke set for ``n_devices`` (needs >= 2). ``quick`` shrinks H and BS for CI."""
+def smoke_scenarios(n_devices: int, quick: bool = False, prof: Optional[Profile] = None) -> List[Scenario]:
+    """The smoke set for ``n_devices`` (needs >= 2) on release ``prof`` (default: the one in force): TP = 2
+    only where the release has TP, the 9.1.0 features (unweighted combine, expand_scales) where it has them.
+    ``quick`` shrinks H and BS for CI."""
+    prof = prof if prof is not None else active_profile()
     ep = min(n_devices, 16)
     h = 1024 if quick else 7168
     bs = 16 if quick else 128
@@ -48,8 +52,13 @@ def smoke_scenarios(n_devices: int, quick: bool = False) -> List[Scenario]:
         out.append(Scenario(name="shared expert on 2 replica ranks, 2-D mask", ep_world_size=ep, tp_world_size=1,
                             bs=bs, h=h, k=min(8, ep - 2), moe_expert_num=ep - 2, shared_expert_num=1,
                             shared_expert_rank_num=2, mask="2d", combine="combine", seed=14))
-        out.append(Scenario(name="TP=2", ep_world_size=ep // 2, tp_world_size=2, bs=bs, h=h, k=min(8, ep // 2),
-                            moe_expert_num=ep // 2, combine="combine", seed=16))
+        if not prof.on("tp_removed"):
+            out.append(Scenario(name="TP=2", ep_world_size=ep // 2, tp_world_size=2, bs=bs, h=h, k=min(8, ep // 2),
+                                moe_expert_num=ep // 2, combine="combine", seed=16))
+    if prof.on("expert_scales_optional"):
+        out.append(Scenario(name="expand_scales, unweighted combine (9.1.0)", ep_world_size=ep, tp_world_size=0,
+                            bs=bs, h=h, k=min(8, ep), moe_expert_num=2 * ep, dispatch_expert_scales=True,
+                            empty_expert_scales=True, combine="combine", seed=17))
     if ep >= 8:
         out.append(SCALED_DOWN if not quick else variant(SCALED_DOWN, h=h))
     return out
@@ -127,7 +136,7 @@ def run_smoke(backend: Optional[str] = "device", quick: bool = False, ulp_tolera
     n = min(n_devices, available) if n_devices else available
     if n < 2:
         raise SmokeError(f"the smoke suite needs at least 2 devices; the {backend} backend has {available}")
-    scenarios = smoke_scenarios(n, quick)
+    scenarios = smoke_scenarios(n, quick, active_profile(load=backend == "device"))
     rows: List[SmokeRow] = []
     label = ""
     start = time.perf_counter()

@@ -61,6 +61,14 @@ PRODUCTION = [
         combine="add_rms_norm", seed=114),
     _sc("ep8-L2-bs48-nan-inf-fp16-mask1d", ep_world_size=8, bs=48, moe_expert_num=16, special_values=True,
         mask="1d", dtype=np.float16, seed=115),
+    # CANN 9.1.0: (Q, H) const-expert projections, unweighted combine, expand_scales written; no TP
+    _sc("cann9.1-ep16-L2-bs128-const2d-unweighted-expand-scales-arn", ep_world_size=16, tp_world_size=0, bs=128,
+        moe_expert_num=32, zero_expert_num=2, copy_expert_num=2, const_expert_num=2, dispatch_expert_scales=True,
+        empty_expert_scales=True, combine="add_rms_norm", cann_version="9.1.0", seed=116),
+    _sc("cann9.1-ep16-L4-bs256-quant-mask2d-const2d", ep_world_size=16, tp_world_size=0, bs=256, moe_expert_num=64,
+        const_expert_num=3, quant_mode=2, mask="2d", dispatch_expert_scales=True, cann_version="9.1.0", seed=117),
+    _sc("cann8.5beta-ep16-elastic-const2d-commquant", ep_world_size=16, bs=64, moe_expert_num=32, removed=(2, 9),
+        const_expert_num=2, comm_quant_mode=2, cann_version="8.5.0-beta.1", seed=118),
 ]
 
 
@@ -86,6 +94,7 @@ def test_production_matrix_covers_every_feature():
         "NaN/inf quant": any(s.special_values and s.quant_mode == 2 for s in m),
         "NaN/inf arn": any(s.special_values and s.combine == "add_rms_norm" for s in m),
         "both combines": {s.combine for s in m} == {"combine", "add_rms_norm"},
+        "CANN 9.1.0": any(s.cann_version == "9.1.0" and s.empty_expert_scales and s.const_expert_num for s in m),
     }
     assert all(seen.values()), [k for k, v in seen.items() if not v]
 
@@ -93,6 +102,8 @@ def test_production_matrix_covers_every_feature():
 @pytest.mark.parametrize("sc", PRODUCTION, ids=[s.name for s in PRODUCTION])
 def test_production_size_simulator_matches_reference(sim, monkeypatch, sc):
     monkeypatch.setenv("HCCL_BUFFSIZE", str(max(200, sc.hccl_buffsize_mb())))
+    if sc.cann_version:
+        monkeypatch.setenv("ACLNN_SIM_CANN_VERSION", sc.cann_version)
     with aclnn_py.World.ep_tp(sc.ep_world_size, sc.tp_world_size, backend="device") as world:
         out = run(sc, world)
     assert out.ok, f"{sc}\n" + "\n".join(out.failures()[:10])

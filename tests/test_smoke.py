@@ -55,7 +55,7 @@ def test_a_scenario_that_raises_is_a_fail_row_and_the_table_is_still_printed(sim
         return real_run(sc, world)
 
     real_run = smoke.run
-    monkeypatch.setattr(smoke, "smoke_scenarios", lambda n, quick=False: scenarios)
+    monkeypatch.setattr(smoke, "smoke_scenarios", lambda n, quick=False, prof=None: scenarios)
     monkeypatch.setattr(smoke, "run", run)
     rows = smoke.run_smoke("device", quick=True, json_path=str(tmp_path / "smoke.json"))
     out = capsys.readouterr().out
@@ -80,6 +80,18 @@ def test_rows_name_sizes_and_features():
 def test_smoke_cli_exits_non_zero_when_a_row_fails(sim, monkeypatch):
     from aclnn_py import smoke
     from aclnn_py.__main__ import main
-    monkeypatch.setattr(smoke, "smoke_scenarios", lambda n, quick=False: smoke_scenarios(n, quick)[:1])
+    monkeypatch.setattr(smoke, "smoke_scenarios", lambda n, quick=False, prof=None: smoke_scenarios(n, quick)[:1])
     monkeypatch.setattr(smoke, "run", lambda sc, world: (_ for _ in ()).throw(RuntimeError("planted")))
     assert main(["smoke", "--quick"]) == 1
+
+
+@pytest.mark.parametrize("release", ["8.5.0-beta.1", "9.1.0"])
+def test_smoke_quick_on_the_simulator_of_a_newer_release(sim, monkeypatch, capsys, release):
+    """The smoke set follows the release: no TP=2 where TP is gone, the 9.1.0 features where they exist."""
+    monkeypatch.setenv("ACLNN_SIM_CANN_VERSION", release)
+    monkeypatch.delenv("ACLNN_PY_CANN_VERSION", raising=False)
+    rows = run_smoke("device", quick=True)
+    names = {r.scenario for r in rows}
+    assert ("TP=2" in names) == (release != "9.1.0")
+    assert ("expand_scales, unweighted combine (9.1.0)" in names) == (release == "9.1.0")
+    assert all(r.passed and r.mismatches == 0 for r in rows), format_table(rows, release, 16)
