@@ -1,13 +1,14 @@
 """The upstream tiling and op_api unit tests of both CANN source snapshots, run through aclnn_py.validate.
 
-Every A3 case of ``tests/upstream_tiling/cases_<snapshot>.py`` runs under the rule profile of its snapshot
-(``validate_case(case, profile)``) and must reach the upstream outcome: a tiling test that expects success must
-pass our validation, one that expects failure must raise :class:`AclnnError` (161001 / 161002 / 561002); an
-op_api test compares only the statuses the op_api layer returns, because its harness runs neither the inner
-operator's checks nor the tiling. Exceptions, each with the source line that decides it (``docs/upstream-tiling-tests.md``):
+Every A3 case of ``tests/upstream_tiling/cases_<snapshot>.py`` runs under the rule profile of its snapshot's
+release (``validate_case(case, profile)``: c29bc10 -> CANN 8.5.0.alpha001, 5778144 -> 9.1.0, ``cann_version=``)
+and must reach the upstream outcome: a tiling test that expects success must pass our validation, one that
+expects failure must raise :class:`AclnnError` (161001 / 161002 / 561002); an op_api test compares only the
+statuses the op_api layer returns, because its harness runs neither the inner operator's checks nor the tiling.
+Exceptions, each with the source line that decides it (``docs/upstream-tiling-tests.md``):
 
-* ``PENDING_PROFILE``: 5778144 cases that need the 5778144 rule profile (issue 11 item 2), which does not exist
-  yet; ``xfail(strict=True)`` so that they fail loudly once the profile lands and the entry must go;
+* ``PENDING_PROFILE``: cases whose snapshot's rule the release profile does not model yet (none left);
+  ``xfail(strict=True)`` so that they fail loudly once it does and the entry must go;
 * ``VALIDATOR_GAPS``: rules both snapshots enforce and aclnn_py does not yet; ``xfail(strict=True)``;
 * ``DELIBERATE``: aclnn_py keeps a documented rule the snapshot's CANN code does not enforce, or the upstream
   test reaches the tiling by a path no aclnn call can take; asserted as the rejection we give.
@@ -56,7 +57,8 @@ DELIBERATE = {
     ("5778144", "combine", "XActivateMask2dims"):
         (ACLNN_ERR_INNER_TILING_ERROR, "assist_info_for_combine",
          "5778144 fails assist_info_for_combine >= 128 * A (nCT:1235) but its caller returns ge::GRAPH_FAILED from "
-         "a bool function (nCT:1377), read as success; issue 11 item 2: keep the documented rule"),
+         "a bool function (nCT:1377), read as success; issue 11 item 2: keep the documented rule and say that this "
+         "release does not enforce it"),
     ("5778144", "add_rms_norm", "ARN_BasicSuccess"): (ACLNN_ERR_PARAM_INVALID, "expand_x", _ARN),
     ("5778144", "add_rms_norm", "ARN_Int8Quant"): (ACLNN_ERR_PARAM_INVALID, "expand_x", _ARN),
 }
@@ -193,6 +195,10 @@ def test_upstream_case(profile: str, case: Case) -> None:
     assert agrees(case, err), describe(case, err)
 
 
+# what the message of a deliberate rejection must say besides the parameter
+DELIBERATE_NOTES = {("5778144", "combine", "XActivateMask2dims"): "CANN 9.1.0 does not enforce it"}
+
+
 @pytest.mark.parametrize("profile,case", _params(deliberate=True))
 def test_deliberate_disagreement(profile: str, case: Case) -> None:
     status, param, _why = DELIBERATE[_key(case)]
@@ -200,6 +206,7 @@ def test_deliberate_disagreement(profile: str, case: Case) -> None:
     assert not agrees(case, err), describe(case, err)
     assert err is not None and err.status == status, describe(case, err)
     assert f"'{param}'" in str(err), str(err)
+    assert DELIBERATE_NOTES.get(_key(case), "") in str(err), str(err)
 
 
 @pytest.mark.parametrize("profile", list(PROFILES))

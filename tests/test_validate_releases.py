@@ -141,7 +141,7 @@ def hierarchy_dispatch(op: OpDef = catalog.DISPATCH_V3, **kw: Any) -> Call:
 
 def hierarchy_combine(op: OpDef = catalog.COMBINE_V3, **kw: Any) -> Call:
     c = combine(op, ep=16, m=16, **kw)
-    n = 16 * 1 + 3 * 16 * 2 * 2 * 16 // 8
+    n = (16 * 1 + 3 * 16 * 2 * 2 * 16 // 8) * max(kw.get("tp", 0), 1)
     return replace(c.but(comm_alg="hierarchy", expand_scales=np.zeros(c.args["expand_x"].shape[0], np.float32),
                          ep_send_counts=np.zeros(n, np.int32)), buffsize="1024")
 
@@ -369,6 +369,7 @@ ROWS = [
     acc("hierarchy", "dispatch varying BS", lambda: hierarchy_dispatch(gbs=16 * 5),
         (TILING, "global_bs"), (TILING, "comm_alg"), (TILING, "global_bs")),
     acc("hierarchy", "combine", lambda: hierarchy_combine(), None, (TILING, "comm_alg"), None),
+    acc("hierarchy", "combine tp 2", lambda: hierarchy_combine(tp=2), T_, (TILING, "comm_alg"), T_, gaps=("on",)),
     acc("hierarchy", "combine no expand_scales", lambda: hierarchy_combine().but(expand_scales=None),
         (TILING, "expand_scales"), (TILING, "comm_alg"), (TILING, "expand_scales")),
     acc("hierarchy", "combine BS 257", lambda: hierarchy_combine(bs=257), (TILING, "expert_ids"),

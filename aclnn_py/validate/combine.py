@@ -524,8 +524,9 @@ def check(op_def: OpDef, args: Mapping[str, Any], outputs: Any = None, env: Opti
     comm_alg = typed["comm_alg"]
     algs = versions.comm_algs(prof)
     if comm_alg not in (None,) + algs:
-        R.fail(op, R.TILING, "comm_alg", f"None or one of {algs!r}, the values DispatchV3 accepts in {prof.name} (every "
-               f"rank passes DispatchV3's comm_alg; the A3 combine tiling does not read it, {NOT_ENFORCED})", comm_alg)
+        R.fail(op, R.TILING, "comm_alg", f"None or one of {algs!r}, the values DispatchV3 accepts in {prof.name} "
+               f"(every rank passes DispatchV3's comm_alg; the A3 combine tiling does not read it, {NOT_ENFORCED})",
+               comm_alg)
     return lay
 
 

@@ -71,8 +71,9 @@ def check(op_def: OpDef, args: Mapping[str, Any], outputs: Optional[Mapping[str,
 
     Arrays are anything with ``.shape`` and ``.dtype``. ``outputs`` maps output names to the caller's
     buffers; ``None`` means they are allocated with :func:`aclnn_py.layout.dispatch_output_specs` (valid,
-    except with comm_alg='hierarchy', whose ep_recv_counts needs more entries than the layout gives). ``env`` (default ``os.environ``) supplies ``HCCL_BUFFSIZE``. ``cann_version``: the release
-    whose rules apply (:func:`aclnn_py.profiles.resolve`; :mod:`aclnn_py.validate.versions`).
+    except with comm_alg='hierarchy', whose ep_recv_counts needs more entries than the layout gives). ``env``
+    (default ``os.environ``) supplies ``HCCL_BUFFSIZE``. ``cann_version``: the release whose rules apply
+    (:func:`aclnn_py.profiles.resolve`; :mod:`aclnn_py.validate.versions`).
     """
     op = op_def.c_name
     prof = profiles.resolve(cann_version)
@@ -308,7 +309,7 @@ def check(op_def: OpDef, args: Mapping[str, Any], outputs: Optional[Mapping[str,
 
 def _hierarchy_counts(lay: MoeLayout, ep: int, lnum: int, k: int) -> int:
     """ep_recv_counts entries with comm_alg='hierarchy': ep * L plus the token counts and offsets of the layered
-    template (globalBs * 2 * K * ep / 8, nDT:1359-1367)."""
+    template (globalBs * 2 * K * ep / 8, nDT:1364-1376)."""
     return ep * lnum + lay.global_bs_eff * 2 * k * ep // 8
 
 

@@ -99,7 +99,7 @@ def check_world(op: str, prof: profiles.Profile, a: dict, *, hier: bool, combine
 
 
 def check_hierarchy_experts(op: str, hier: bool, m: int, r: int) -> None:
-    """comm_alg='hierarchy': moe_expert_num <= 512 and no shared-expert ranks (9.0.0, nDT:808-813)."""
+    """comm_alg='hierarchy': moe_expert_num <= 512 and no shared-expert ranks (9.0.0, nDT:794-813)."""
     if hier:
         R.require(m <= HIER_M_MAX, op, R.TILING, "moe_expert_num",
                   f"moe_expert_num <= {HIER_M_MAX} with comm_alg='hierarchy'", m)
