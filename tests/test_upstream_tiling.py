@@ -1,13 +1,14 @@
 """The upstream tiling and op_api unit tests of both CANN source snapshots, run through aclnn_py.validate.
 
-Every A3 case of ``tests/upstream_tiling/cases_<snapshot>.py`` runs under the rule profile of its snapshot
-(``validate_case(case, profile)``) and must reach the upstream outcome: a tiling test that expects success must
-pass our validation, one that expects failure must raise :class:`AclnnError` (161001 / 161002 / 561002); an
-op_api test compares only the statuses the op_api layer returns, because its harness runs neither the inner
-operator's checks nor the tiling. Exceptions, each with the source line that decides it (``docs/upstream-tiling-tests.md``):
+Every A3 case of ``tests/upstream_tiling/cases_<snapshot>.py`` runs under the rule profile of its snapshot's
+release (``validate_case(case, profile)``: c29bc10 -> CANN 8.5.0.alpha001, 5778144 -> 9.1.0, ``cann_version=``)
+and must reach the upstream outcome: a tiling test that expects success must pass our validation, one that
+expects failure must raise :class:`AclnnError` (161001 / 161002 / 561002); an op_api test compares only the
+statuses the op_api layer returns, because its harness runs neither the inner operator's checks nor the tiling.
+Exceptions, each with the source line that decides it (``docs/upstream-tiling-tests.md``):
 
-* ``PENDING_PROFILE``: 5778144 cases that need the 5778144 rule profile (issue 11 item 2), which does not exist
-  yet; ``xfail(strict=True)`` so that they fail loudly once the profile lands and the entry must go;
+* ``PENDING_PROFILE``: cases whose snapshot's rule the release profile does not model yet (none left);
+  ``xfail(strict=True)`` so that they fail loudly once it does and the entry must go;
 * ``VALIDATOR_GAPS``: rules both snapshots enforce and aclnn_py does not yet; ``xfail(strict=True)``;
 * ``DELIBERATE``: aclnn_py keeps a documented rule the snapshot's CANN code does not enforce, or the upstream
   test reaches the tiling by a path no aclnn call can take; asserted as the rejection we give.
@@ -15,15 +16,17 @@ operator's checks nor the tiling. Exceptions, each with the source line that dec
 from __future__ import annotations
 
 import collections
+import functools
 import inspect
 import math
+from types import SimpleNamespace
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import ml_dtypes
 import numpy as np
 import pytest
 
-from aclnn_py import validate
+from aclnn_py import releases, validate
 from aclnn_py.errors import (ACLNN_ERR_INNER_TILING_ERROR, ACLNN_ERR_PARAM_INVALID, ACLNN_ERR_PARAM_NULLPTR,
                              AclnnError)
 from upstream_tiling import APIS, OPS, Case, MiB, Tensor, cases_5778144, cases_c29bc10
@@ -36,26 +39,9 @@ _DTYPES = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "float32": np.
            "int32": np.int32, "int64": np.int64, "bool": np.bool_, "float8_e5m2": ml_dtypes.float8_e5m2,
            "float8_e4m3fn": ml_dtypes.float8_e4m3fn}
 
-_V4 = "performance_info is an input of the V4 API (cann-versions.md section 2) that the V3 validators do not take yet"
-# 5778144 cases whose outcome follows a rule 5778144 changed (cann-versions.md); remove when the profile lands
-PENDING_PROFILE = {
-    ("dispatch", "EpWorldSize2"):
-        "5778144 needs assist_info_for_combine >= 128 * A (nDT:1309-1317, commit 9cc29aebe; section 3); "
-        "c29bc10 needed 3 * A (oDT:842-843)",
-    ("dispatch", "BadPerformanceInfoFractalNzFormat"):
-        "rejected for a FRACTAL_NZ performance_info (nDT:553) and by assist_info_for_combine >= 128 * A "
-        f"(nDT:1312); {_V4}",
-    ("dispatch", "BadPerformanceInfoDimMismatch"):
-        "rejected for performance_info dim0 != ep_world_size (nDT:1234) and by assist_info_for_combine >= 128 * A "
-        f"(nDT:1312); {_V4}",
-    ("combine", "A3_TP2Success"):
-        "5778144 never reads tp_send_counts (section 4); c29bc10 required dim0 == tp_world_size (oCT:731-733)",
-    ("combine", "A3_ConstExpertWithOptionalInputs"):
-        "5778144 takes const_expert_alpha_1/2 as 2-D (Q, H) (nCT:511-531, commit dc931ecbe; section 4), c29bc10 as "
-        "1-D (Q,) (oCT:347-367); 5778144 does not need tp_send_counts",
-    ("combine", "A3_PerformanceInfo"):
-        f"5778144 does not need tp_send_counts (section 4; c29bc10 oCT:379-384 does); {_V4}",
-}
+# 5778144 cases whose outcome follows a rule 5778144 changed and the 9.1.0 profile does not model (none left:
+# docs/upstream-tiling-tests.md, "5778144: results")
+PENDING_PROFILE: Dict[Tuple[str, str], str] = {}
 # rules both snapshots' tilings enforce that aclnn_py.validate does not check yet
 VALIDATOR_GAPS: Dict[Tuple[str, str, str], str] = {}
 _GROUP = ("the op_api layer logs a group name of length 0 or >= 128 but returns `false`, i.e. ACLNN_SUCCESS "
@@ -71,7 +57,8 @@ DELIBERATE = {
     ("5778144", "combine", "XActivateMask2dims"):
         (ACLNN_ERR_INNER_TILING_ERROR, "assist_info_for_combine",
          "5778144 fails assist_info_for_combine >= 128 * A (nCT:1235) but its caller returns ge::GRAPH_FAILED from "
-         "a bool function (nCT:1377), read as success; issue 11 item 2: keep the documented rule"),
+         "a bool function (nCT:1377), read as success; issue 11 item 2: keep the documented rule and say that this "
+         "release does not enforce it"),
     ("5778144", "add_rms_norm", "ARN_BasicSuccess"): (ACLNN_ERR_PARAM_INVALID, "expand_x", _ARN),
     ("5778144", "add_rms_norm", "ARN_Int8Quant"): (ACLNN_ERR_PARAM_INVALID, "expand_x", _ARN),
 }
@@ -110,10 +97,18 @@ def stand_in(t: Tensor) -> Spec:
     return Spec(tuple(t.shape), np.dtype(_DTYPES[t.dtype]), t.format)
 
 
-def validators(profile: str) -> Any:
-    """The validation functions of ``profile``; today one set, which models c29bc10 (issue 11 item 2 adds more)."""
-    assert profile in PROFILES, profile
-    return validate
+# the CANN release of each snapshot (aclnn_py.releases): its cases run under that release's rule profile
+RELEASES = {"c29bc10": releases.OLD_SNAPSHOT, "5778144": releases.NEW_SNAPSHOT}
+_PUBLIC = ("moe_distribute_dispatch_v3", "moe_distribute_dispatch_v4", "moe_distribute_combine_v3",
+           "moe_distribute_combine_v4", "moe_distribute_combine_add_rms_norm_v2", "distribute_barrier_v2")
+
+
+def validators(profile: str) -> SimpleNamespace:
+    """The public validators (``aclnn_py.validate``) under the release of snapshot ``profile``
+    (``cann_version=`` bound: c29bc10 -> 8.5.0.alpha001, 5778144 -> 9.1.0)."""
+    release = RELEASES[profile]
+    return SimpleNamespace(**{name: functools.partial(getattr(validate, name), cann_version=release)
+                              for name in _PUBLIC})
 
 
 def case_env(case: Case, profile: str) -> Dict[str, str]:
@@ -121,9 +116,11 @@ def case_env(case: Case, profile: str) -> Dict[str, str]:
 
     5778144 dispatch / combine take the window from the communicator's buffer (nTU:227-269), which the test
     harness mocks; HCCL gives a communicator HCCL_BUFFSIZE when it honours the variable, so the mocked size is
-    passed as HCCL_BUFFSIZE, rounded up to whole MB.
+    passed as HCCL_BUFFSIZE, rounded up to whole MB (what a World passes the validators: the value the
+    communicator was created with). comm_alg="hierarchy" reads the environment variable (nTU:257-258).
     """
-    if case.snapshot == "5778144" and case.layer == "tiling" and case.op != "barrier":
+    hierarchy = case.attrs.get("comm_alg") == "hierarchy"       # reads HCCL_BUFFSIZE itself (nTU:257-258)
+    if case.snapshot == "5778144" and case.layer == "tiling" and case.op != "barrier" and not hierarchy:
         size = case.env.ccl_buffer_bytes or cases_5778144.MOCK_DEFAULTS.ccl_buffer_bytes
         return {"HCCL_BUFFSIZE": str(math.ceil(size / MiB))}
     return {} if case.env.hccl_buffsize is None else {"HCCL_BUFFSIZE": case.env.hccl_buffsize}
@@ -144,11 +141,14 @@ def validate_case(case: Case, profile: str) -> Optional[AclnnError]:
     outputs = {n: stand_in(t) for n, t in case.outputs.items()}
     attrs = dict(case.attrs)
     env = case_env(case, profile)
+    v4 = "performance_info" in inputs          # an input of the V4 API only (cann-versions.md section 2)
     try:
         if case.op == "dispatch":
-            _call(v.moe_distribute_dispatch_v3, inputs, outputs=outputs, env=env, **attrs)
+            _call(v.moe_distribute_dispatch_v4 if v4 else v.moe_distribute_dispatch_v3, inputs, outputs=outputs,
+                  env=env, **attrs)
         elif case.op == "combine":
-            _call(v.moe_distribute_combine_v3, inputs, outputs=outputs.get("x"), env=env, **attrs)
+            _call(v.moe_distribute_combine_v4 if v4 else v.moe_distribute_combine_v3, inputs, outputs=outputs.get("x"),
+                  env=env, **attrs)
         elif case.op == "add_rms_norm":
             outs = tuple(outputs.get(n) for n in ("y", "rstd", "x")) if outputs else None
             _call(v.moe_distribute_combine_add_rms_norm_v2, inputs, outputs=outs, env=env, **attrs)
@@ -195,6 +195,10 @@ def test_upstream_case(profile: str, case: Case) -> None:
     assert agrees(case, err), describe(case, err)
 
 
+# what the message of a deliberate rejection must say besides the parameter
+DELIBERATE_NOTES = {("5778144", "combine", "XActivateMask2dims"): "CANN 9.1.0 does not enforce it"}
+
+
 @pytest.mark.parametrize("profile,case", _params(deliberate=True))
 def test_deliberate_disagreement(profile: str, case: Case) -> None:
     status, param, _why = DELIBERATE[_key(case)]
@@ -202,6 +206,7 @@ def test_deliberate_disagreement(profile: str, case: Case) -> None:
     assert not agrees(case, err), describe(case, err)
     assert err is not None and err.status == status, describe(case, err)
     assert f"'{param}'" in str(err), str(err)
+    assert DELIBERATE_NOTES.get(_key(case), "") in str(err), str(err)
 
 
 @pytest.mark.parametrize("profile", list(PROFILES))

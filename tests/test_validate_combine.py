@@ -247,7 +247,8 @@ COMMON = [
     ("r28-rows-tp1-ok", dict(tp=1), None, None, ""),
     ("r28-rows-tp1-short", dict(tp=1), setk(expand_x=np.zeros((11, 1024), BF16)), TILING, "expand_x"),
     ("r28-rows-tp2-short", dict(tp=2), setk(expand_x=np.zeros((23, 1024), BF16)), TILING, "expand_x"),
-    ("r28-rows-tp0-vacuous", {}, setk(expand_x=np.zeros((1, 1024), BF16)), None, ""),
+    ("r28-rows-tp0-documented", {}, setk(expand_x=np.zeros((11, 1024), BF16)), TILING, "expand_x"),
+    ("r28-rows-tp0-ok", {}, setk(expand_x=np.zeros((12, 1024), BF16)), None, ""),
     # rule 29: H
     ("r29-h-1023", dict(h=1023), None, TILING, "H"),
     ("r29-h-1024", dict(h=1024), None, None, ""),

@@ -273,8 +273,10 @@ CASES = [
     Case("t30 elastic length", TILING, "elastic_info", lambda: base(elastic_info=T((12,), I32)),
          lambda: base(elastic_info=T((11,), I32))),
     # 31-36 output shapes (A = 16 * 2 = 32 here; 64 with tp = 2 factor where noted)
-    Case("t31 expand_x rows (tp=0 vacuous)", TILING, "expand_x", lambda: with_outs({"expand_x": T((0, 1024), BF16)}),
-         lambda: with_outs({"expand_x": T((0, 1000), BF16)})),
+    Case("t31 expand_x rows tp=0 (documented A)", TILING, "expand_x",
+         lambda: with_outs({"expand_x": T((32, 1024), BF16)}), lambda: with_outs({"expand_x": T((31, 1024), BF16)})),
+    Case("t31 expand_x dim1", TILING, "expand_x", lambda: with_outs({"expand_x": T((32, 1024), BF16)}),
+         lambda: with_outs({"expand_x": T((32, 1000), BF16)})),
     Case("t31 expand_x rows tp=2", TILING, "expand_x",
          lambda: tp2() | {"outputs": outs(tp2(), expand_x=T((32, 1024), BF16))},
          lambda: tp2() | {"outputs": outs(tp2(), expand_x=T((31, 1024), BF16))}),

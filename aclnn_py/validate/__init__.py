@@ -28,15 +28,16 @@ def _validator(op: catalog.OpDef, check: Callable[..., Any], extra: tuple = _EXT
 
 
 moe_distribute_dispatch_v3 = _validator(catalog.DISPATCH_V3, dispatch.check)
-moe_distribute_dispatch_v4 = _validator(catalog.DISPATCH_V4, dispatch.check)
-moe_distribute_combine_v4 = _validator(catalog.COMBINE_V4, combine.check, _EXTRA + (("check_values", True),))
 moe_distribute_combine_v3 = _validator(catalog.COMBINE_V3, combine.check, _EXTRA + (("check_values", True),))
 moe_distribute_combine_add_rms_norm_v2 = _validator(catalog.ADD_RMS_NORM_V2, combine.check,
                                                     _EXTRA + (("check_values", True),))
 distribute_barrier_v2 = _validator(catalog.BARRIER_V2, barrier.check)
+# V4 (performance_info): the same rules, from CANN 8.5.0-beta.1 (validate.versions.require_v4)
+moe_distribute_dispatch_v4 = _validator(catalog.DISPATCH_V4, dispatch.check)
+moe_distribute_combine_v4 = _validator(catalog.COMBINE_V4, combine.check, _EXTRA + (("check_values", True),))
 
 __all__ = [
-    "distribute_barrier_v2", "moe_distribute_dispatch_v3", "moe_distribute_dispatch_v4", "moe_distribute_combine_v3",
-    "moe_distribute_combine_v4",
-    "moe_distribute_combine_add_rms_norm_v2", "required_hccl_buffsize_mb", "check_hccl_buffsize",
+    "distribute_barrier_v2", "moe_distribute_dispatch_v3", "moe_distribute_combine_v3",
+    "moe_distribute_combine_add_rms_norm_v2", "moe_distribute_dispatch_v4", "moe_distribute_combine_v4",
+    "required_hccl_buffsize_mb", "check_hccl_buffsize",
 ]

@@ -34,6 +34,7 @@ _UB_ALIGN = 32
 _SCALE_TRIPLE_BYTES = 44  # 32 B scale block + 3 * 4 B triple
 _FULLMESH_V2_ALIGN = 480
 _DTYPE_BYTES = 2          # MAX_OUT_DTYPE_SIZE: the formula always counts 2 bytes per element
+_HIERARCHY_FIXED = 404 * 1024 * 1024    # comm_alg="hierarchy": 400 MiB cross-supernode window + 4 MiB RDMA state
 
 
 def _align(v: int, a: int) -> int:
@@ -121,13 +122,34 @@ def hccl_buffsize_mb(op: str, env: Optional[Mapping[str, str]] = None, *, sugges
 
 def check_hccl_buffsize(op: str, *, h: int, max_bs: int, ep_world_size: int, local_expert_num: int,
                         k: int, shared_expert_num: int, comm_alg: str = "",
-                        env: Optional[Mapping[str, str]] = None) -> int:
+                        env: Optional[Mapping[str, str]] = None, source: str = ENV_NAME) -> int:
     """Rule "HCCL_BUFFSIZE large enough" (561002). Returns the window size in effect (MB).
 
-    ``env`` defaults to ``os.environ``. The message states the size needed and how to set it.
+    ``env`` defaults to ``os.environ``. ``source``: which window the release compares with (the message says
+    it; :func:`aclnn_py.validate.versions.window_source`). The message states the size needed and how to set it.
     """
     need = _need_bytes(h=h, max_bs=max_bs, ep_world_size=ep_world_size, local_expert_num=local_expert_num, k=k,
                        shared_expert_num=shared_expert_num, comm_alg=comm_alg or "")
+    what = (f"maxBs={max_bs}, H={h}, epWorldSize={ep_world_size}, localMoeExpertNum={local_expert_num}, "
+            f"K={k}, sharedExpertNum={shared_expert_num}, commAlg={comm_alg or ''!r}")
+    return _check_window(op, need, what, env, source)
+
+
+def hierarchy_window_bytes(*, m: int, max_bs: int, h: int, k: int) -> int:
+    """Bytes of window ``comm_alg="hierarchy"`` needs (CANN >= 9.0.0, NEW ``moe_distribute_check_win_size.h``
+    CheckActualWinSize): ``M * maxBs * (2H + (3*(K+7)//8*8) * 4 + 64) + 404 MiB`` (400 MiB of cross-supernode
+    window and a 4 MiB RDMA status area)."""
+    return m * max_bs * (h * _DTYPE_BYTES + (3 * (k + 7) // 8 * 8) * 4 + 64) + _HIERARCHY_FIXED
+
+
+def check_hierarchy_window(op: str, *, m: int, max_bs: int, h: int, k: int, env: Optional[Mapping[str, str]] = None,
+                           source: str = ENV_NAME) -> int:
+    """The window rule of ``comm_alg="hierarchy"`` (561002). Returns the window size in effect (MB)."""
+    return _check_window(op, hierarchy_window_bytes(m=m, max_bs=max_bs, h=h, k=k),
+                         f"moeExpertNum={m}, maxBs={max_bs}, H={h}, K={k}, commAlg='hierarchy'", env, source)
+
+
+def _check_window(op: str, need: int, what: str, env: Optional[Mapping[str, str]], source: str) -> int:
     need_mb = -(-need // MB)
     have_mb = hccl_buffsize_mb(op, env, suggest_mb=need_mb)
     if need > have_mb * MB:
@@ -135,9 +157,7 @@ def check_hccl_buffsize(op: str, *, h: int, max_bs: int, ep_world_size: int, loc
         where = "" if ENV_NAME in env else " (unset: the default)"
         raise AclnnError(
             ACLNN_ERR_INNER_TILING_ERROR, op,
-            f"{ENV_NAME} is too small: this call needs at least {need_mb} MB of HCCL window "
-            f"(maxBs={max_bs}, H={h}, epWorldSize={ep_world_size}, localMoeExpertNum={local_expert_num}, "
-            f"K={k}, sharedExpertNum={shared_expert_num}, commAlg={comm_alg or ''!r}) but "
-            f"{ENV_NAME}={have_mb} MB{where}; set the environment variable before the HCCL "
-            f"communicators are created, e.g. `export {ENV_NAME}={need_mb}` (MB, same value on every rank)")
+            f"{ENV_NAME} is too small: this call needs at least {need_mb} MB of HCCL window ({what}) but "
+            f"{ENV_NAME}={have_mb} MB{where}; the window is {source}; set the environment variable before the "
+            f"HCCL communicators are created, e.g. `export {ENV_NAME}={need_mb}` (MB, same value on every rank)")
     return have_mb

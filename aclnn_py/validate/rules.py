@@ -32,6 +32,11 @@ class ArgumentTypeError(AclnnError, TypeError):
     """
 
 
+def name_length(name: str) -> int:
+    """Bytes of a group name as C sees it (UTF-8)."""
+    return len(name.encode("utf-8"))
+
+
 def fail(op: str, status: int, param: str, rule: str, value: Any) -> None:
     raise param_error(op, status, param, rule, value)
 
@@ -90,9 +95,10 @@ def shared_experts(op: str, s: int, r: int, s_given: Any, rules: tuple, status: 
         fail(op, status, "shared_expert_rank_num", rules[2].format(s=s), r)
 
 
-def shape_eq(op: str, param: str, t: Any, shape: tuple, status: int = TILING) -> None:
+def shape_eq(op: str, param: str, t: Any, shape: tuple, status: int = TILING, note: str = "") -> None:
+    """``t.shape == shape``; ``note`` follows the rule in the message."""
     if tuple(t.shape) != tuple(shape):
-        fail(op, status, param, f"shape == {tuple(shape)}", tuple(t.shape))
+        fail(op, status, param, f"shape == {tuple(shape)}{note}", tuple(t.shape))
 
 
 # ---- Python types (checked before any rule; CANN could not even be called with these) ------------------
