@@ -98,7 +98,7 @@ def _v4_rank(ctx, prefill):
     d4 = aclnn_py.moe_distribute_dispatch_v4(x, ids, performance_info=perf, **common)
     d3 = aclnn_py.moe_distribute_dispatch_v3(x, ids, **common)
     c4 = aclnn_py.moe_distribute_combine_v4(np.asarray(d4.expand_x), ids, d4.assist_info_for_combine,
-                                            d4.ep_recv_counts, w, **common)
+                                            d4.ep_recv_counts, w, performance_info=perf, **common)
     out = {"same_as_v3": all(np.array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))
                              for a, b in zip(d4[:7], d3)),
            "dispatch_perf": np.asarray(d4.performance_info), "combine_perf": np.asarray(c4.performance_info),
