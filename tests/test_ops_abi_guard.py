@@ -23,7 +23,8 @@ def fresh_guard(sim, monkeypatch):
     return sim
 
 
-def test_real_headers_pass(fresh_guard):
+def test_real_headers_pass(fresh_guard, monkeypatch):
+    monkeypatch.setenv("ACLNN_SIM_CANN_VERSION", "9.1.0")         # a release with every public version
     for op in catalog.PUBLIC:
         device_path.implementation(op)
 
@@ -41,11 +42,18 @@ def test_header_with_performance_info_is_refused(fresh_guard, monkeypatch, tmp_p
     check_installed_abi("aclnnMoeDistributeCombineV3")  # its header is absent there: nothing to object to
 
 
-def test_missing_v3_names_what_is_available(fresh_guard, monkeypatch):
+def test_missing_v3_runs_on_v2_or_names_the_argument_v2_lacks(fresh_guard, monkeypatch):
     monkeypatch.setattr(fresh_guard, "exports", lambda name: name == "aclnnMoeDistributeDispatchV2")
+    assert device_path.implementation(catalog.DISPATCH_V3, {"elastic_info": None}) is catalog.DISPATCH_V2
+    with pytest.raises(AclnnError) as e:
+        device_path.implementation(catalog.DISPATCH_V3, {"elastic_info": np.zeros(8, np.int32)})
+    assert e.value.status == 161002 and "'elastic_info'" in str(e.value)
+    assert "aclnnMoeDistributeDispatchV2" in str(e.value)
+    monkeypatch.setattr(fresh_guard, "exports", lambda name: False)
+    monkeypatch.setattr(device_path, "_chosen", {})          # what an install exports is cached per process
     with pytest.raises(AclnnError) as e:
         check_installed_abi("aclnnMoeDistributeDispatchV3")
-    assert "aclnnMoeDistributeDispatchV2" in str(e.value) and "wrong argument list" in str(e.value)
+    assert e.value.status == 561003 and "wrong argument list" not in str(e.value) and "no version" in str(e.value)
 
 
 def test_refusal_happens_before_device_work(fresh_guard, monkeypatch, tmp_path):

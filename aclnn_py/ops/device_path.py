@@ -16,7 +16,7 @@ import numpy as np
 
 from ..catalog import REQUIRED, OpDef, Param, family_of
 from ..errors import ACLNN_ERR_INNER_FIND_KERNEL_ERROR, ACLNN_ERR_INNER_TILING_ERROR, ACLNN_ERR_PARAM_INVALID, AclnnError
-from ..profiles import Profile
+from ..profiles import Profile, active_profile
 from ..orchestration.world import current_rank
 from ..runtime.device import Stream, acl_init
 from ..runtime.tensor import DeviceTensor
@@ -84,14 +84,15 @@ def implementation(op: OpDef, args: Optional[Mapping[str, Any]] = None, prof: Op
     before any device work: 561003 when no version fits, 161002 naming the argument the available
     version lacks. A V3 header declaring ``performanceInfoOptional`` (a development snapshot) is refused too.
     """
+    prof = prof if prof is not None else active_profile(load=True)
     given = tuple(sorted(p.name for p in op.inputs if args is not None and _given(p, args)))
-    key = (op.c_name, prof.release if prof is not None else None, given)
+    key = (op.c_name, prof.release, given)
     chosen = _chosen.get(key)
     if chosen is not None:
         return chosen
     lib = acl_init()
     exported = [v for v in family_of(op) if lib.exports(v.c_name)]
-    usable = [v for v in exported if not (v.version == 4 and prof is not None and prof.off("v4"))]
+    usable = [v for v in exported if not (v.version == 4 and prof.off("v4"))]
     fits = [v for v in usable if _serves(v, op) and all(v.has(name) for name in given)]
     if not fits:
         _refuse(op, exported, usable, given, lib, prof)
@@ -110,7 +111,9 @@ def _serves(v: OpDef, op: OpDef) -> bool:
 
 def _given(p: Param, args: Mapping[str, Any]) -> bool:
     """Whether the call sets parameter ``p`` (a tensor given, an attribute other than its default)."""
-    v = args.get(p.name)
+    if p.name not in args:
+        return False
+    v = args[p.name]
     if p.is_tensor:
         return v is not None
     return p.default is REQUIRED or v != p.default
