@@ -76,19 +76,11 @@ class CombineAddRmsNormOutputs(NamedTuple):
     x: Any
 
 
-class DispatchV4Outputs(NamedTuple):
-    """DispatchV4 outputs: DispatchV3's seven, then ``performance_info`` (ep,) int64 -- per EP peer, the longest
-    this rank waited for that peer's data, in microseconds (low 32 bits; merged with the tensor's old values
-    by max). Wait times are hardware measurements: the reference backend reports the tensor unchanged."""
-
-    expand_x: Any
-    dynamic_scales: Any
-    assist_info_for_combine: Any
-    expert_token_nums: Any
-    ep_recv_counts: Any
-    tp_recv_counts: Any
-    expand_scales: Any
-    performance_info: Any
+DispatchV4Outputs = NamedTuple("DispatchV4Outputs", [(name, Any) for name in DispatchOutputs._fields]
+                               + [("performance_info", Any)])
+DispatchV4Outputs.__doc__ = """DispatchV4 outputs: DispatchV3's seven, then ``performance_info`` (ep,) int64 -- per EP
+peer, the longest this rank waited for that peer's data, in microseconds (low 32 bits; merged with the tensor's
+old values by max). Wait times are hardware measurements: the reference backend reports the tensor unchanged."""
 
 
 class CombineV4Outputs(NamedTuple):

@@ -103,3 +103,26 @@ def pytest_collection_modifyitems(config, items):
     if why:
         for item in npu_items:
             item.add_marker(pytest.mark.skip(reason=f"needs a real Ascend NPU: {why}"))
+
+
+@pytest.fixture(scope="module")
+def sim_worlds(sim_library):
+    """``get(ep, tp)``: a device World of the simulator per (ep, tp), made once per module and closed after it."""
+    import aclnn_py
+    cache: dict = {}
+
+    def get(ep: int, tp: int):
+        if (ep, tp) not in cache:
+            cache[ep, tp] = aclnn_py.World.ep_tp(ep, tp, backend="device")
+        return cache[ep, tp]
+
+    yield get
+    for w in cache.values():
+        w.close()
+
+
+def assert_scenario_matches(out, sim_library) -> None:
+    """A scenario's device run equals the reference everywhere, and left no transient simulator object."""
+    assert out.ok, f"{out.scenario}\n" + "\n".join(out.failures()[:10])
+    transient = {k: v for k, v in live_objects(sim_library).items() if k in ("buffer", "tensor", "executor")}
+    assert transient == {}, f"leaked after the scenario: {transient}"

@@ -7,11 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import aclnn_py
 from aclnn_py.demos.scenario import Scenario, run
 from aclnn_py.dtypes import bfloat16
 
-from conftest import live_objects
+from conftest import assert_scenario_matches
 
 H = 1024  # the smallest H the ops accept
 
@@ -82,24 +81,6 @@ def test_matrix_covers_every_feature():
     assert len(MATRIX) >= 200
 
 
-@pytest.fixture(scope="module")
-def worlds(sim_library):
-    cache = {}
-    yield cache
-    for w in cache.values():
-        w.close()
-
-
-def _world(worlds, sc: Scenario):
-    key = (sc.ep_world_size, sc.tp_world_size, tuple(sc.removed))
-    if key not in worlds:
-        worlds[key] = aclnn_py.World.ep_tp(sc.ep_world_size, sc.tp_world_size, backend="device")
-    return worlds[key]
-
-
 @pytest.mark.parametrize("sc", MATRIX, ids=[s.name for s in MATRIX])
-def test_simulator_matches_reference(worlds, sim_library, sc):
-    out = run(sc, _world(worlds, sc))
-    assert out.ok, f"{sc}\n" + "\n".join(out.failures()[:10])
-    transient = {k: v for k, v in live_objects(sim_library).items() if k in ("buffer", "tensor", "executor")}
-    assert transient == {}, f"leaked after the scenario: {transient}"
+def test_simulator_matches_reference(sim_worlds, sim_library, sc):
+    assert_scenario_matches(run(sc, sim_worlds(sc.ep_world_size, sc.tp_world_size)), sim_library)

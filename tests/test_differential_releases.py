@@ -7,12 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import aclnn_py
 from aclnn_py import profiles
 from aclnn_py.demos.scenario import Scenario, run
 from aclnn_py.dtypes import bfloat16
 
-from conftest import live_objects
+from conftest import assert_scenario_matches
 
 RELEASES = ("8.5.0.alpha001", "8.5.0-beta.1", "9.0.0", "9.1.0")
 PER_RELEASE = 24
@@ -66,22 +65,8 @@ def test_matrix_covers_what_changed():
     assert all(seen.values()), [k for k, v in seen.items() if not v]
 
 
-@pytest.fixture(scope="module")
-def worlds(sim_library):
-    cache = {}
-    yield cache
-    for w in cache.values():
-        w.close()
-
-
 @pytest.mark.parametrize("sc", MATRIX, ids=[s.name for s in MATRIX])
-def test_simulator_matches_the_reference_of_its_release(worlds, sim_library, monkeypatch, sc):
+def test_simulator_matches_the_reference_of_its_release(sim_worlds, sim_library, monkeypatch, sc):
     monkeypatch.setenv("ACLNN_SIM_CANN_VERSION", sc.cann_version)
     monkeypatch.setenv("ACLNN_PY_CANN_VERSION", sc.cann_version)
-    key = (sc.ep_world_size, sc.tp_world_size)
-    if key not in worlds:
-        worlds[key] = aclnn_py.World.ep_tp(sc.ep_world_size, sc.tp_world_size, backend="device")
-    out = run(sc, worlds[key])
-    assert out.ok, f"{sc}\n" + "\n".join(out.failures()[:10])
-    transient = {k: v for k, v in live_objects(sim_library).items() if k in ("buffer", "tensor", "executor")}
-    assert transient == {}, f"leaked after the scenario: {transient}"
+    assert_scenario_matches(run(sc, sim_worlds(sc.ep_world_size, sc.tp_world_size)), sim_library)

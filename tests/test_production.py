@@ -17,7 +17,7 @@ import aclnn_py
 from aclnn_py.demos.scenario import Scenario, run
 from aclnn_py.dtypes import bfloat16
 
-from conftest import live_objects
+from conftest import assert_scenario_matches
 
 H = 7168
 
@@ -106,6 +106,4 @@ def test_production_size_simulator_matches_reference(sim, monkeypatch, sc):
         monkeypatch.setenv("ACLNN_SIM_CANN_VERSION", sc.cann_version)
     with aclnn_py.World.ep_tp(sc.ep_world_size, sc.tp_world_size, backend="device") as world:
         out = run(sc, world)
-    assert out.ok, f"{sc}\n" + "\n".join(out.failures()[:10])
-    transient = {k: v for k, v in live_objects(sim).items() if k in ("buffer", "tensor", "executor")}
-    assert transient == {}, f"leaked after the scenario: {transient}"
+    assert_scenario_matches(out, sim)
