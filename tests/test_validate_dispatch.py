@@ -462,4 +462,28 @@ def test_buffsize_small_hidden_sizes():
     # H 1024: dispatch token Align512(2048 + 44) = 2560 B, combine token 2048 B
     need = 2 * (4 * 2560 * 4 * 2 + 4 * 2048 * (2 + 1))
     assert buffsize.required_hccl_buffsize_bytes(h=1024, max_bs=4, ep_world_size=4, local_expert_num=2, k=2,
+                                                 shared_expert_rank_num=1,
                                                  shared_expert_num=1) == need
+
+
+def test_required_buffsize_takes_the_operators_keywords():
+    """The operators' own names and defaults: shared_expert_num=1 on no shared rank is no shared expert, BS or
+    global_bs instead of max_bs, moe_expert_num instead of local_expert_num; and a call's own arguments."""
+    op_words = dict(h=7168, bs=32, ep_world_size=16, moe_expert_num=256, k=8)
+    assert buffsize.required_hccl_buffsize_mb(**op_words) == 239                     # shared_expert_num=1 -> S=0
+    assert buffsize.required_hccl_buffsize_mb(**dict(op_words, bs=None, global_bs=512)) == 239
+    with_shared = dict(op_words, moe_expert_num=224, shared_expert_num=1, shared_expert_rank_num=2)
+    assert buffsize.required_hccl_buffsize_mb(**with_shared) == buffsize.required_hccl_buffsize_mb(
+        h=7168, max_bs=32, ep_world_size=16, local_expert_num=16, k=8, shared_expert_num=1, shared_expert_rank_num=2)
+    assert buffsize.required_hccl_buffsize_mb(**with_shared) > buffsize.required_hccl_buffsize_mb(**op_words)
+    call = dict(x=np.zeros((32, 7168), np.float16), expert_ids=np.zeros((32, 8), np.int32), group_ep="g",
+                ep_world_size=16, ep_rank_id=3, moe_expert_num=256, quant_mode=0)
+    assert buffsize.required_hccl_buffsize_mb_for_call(**call) == 239
+    combine_call = dict(expand_x=np.zeros((4096, 7168), np.float16), expert_ids=np.zeros((32, 8), np.int32),
+                        ep_world_size=16, moe_expert_num=256, global_bs=0)
+    assert buffsize.required_hccl_buffsize_mb_for_call(**combine_call) == 239
+    for bad, name in ((dict(op_words, bs=None), "max_bs"), (dict(op_words, moe_expert_num=None), "local_expert_num"),
+                      (dict(op_words, moe_expert_num=8), "moe_expert_num"), (dict(op_words, global_bs=8), "global_bs")):
+        with pytest.raises(AclnnError) as e:
+            buffsize.required_hccl_buffsize_mb(**bad)
+        assert f"'{name}'" in str(e.value)

@@ -102,11 +102,10 @@ class Scenario:
     def hccl_buffsize_mb(self) -> int:
         """The smallest ``HCCL_BUFFSIZE`` (MB) this configuration's calls accept."""
         from aclnn_py.validate import required_hccl_buffsize_mb
-        return required_hccl_buffsize_mb(
-            h=self.h, max_bs=self.global_bs // self.ep_world_size if self.global_bs else self.bs,
-            ep_world_size=self.ep_world_size,
-            local_expert_num=self.moe_expert_num // (self.ep_world_size - self.shared_expert_rank_num), k=self.k,
-            shared_expert_num=normalised_shared_expert_num(self.shared_expert_num, self.shared_expert_rank_num))
+        return required_hccl_buffsize_mb(h=self.h, k=self.k, bs=self.bs, global_bs=self.global_bs,
+                                         shared_expert_num=self.shared_expert_num,
+                                         **{k: v for k, v in self.attributes().items()
+                                            if k in ("ep_world_size", "moe_expert_num", "shared_expert_rank_num")})
 
     def profile(self) -> Profile:
         """The release this configuration is for (``cann_version``, else the one in force)."""

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from .. import catalog
 from . import barrier, combine, dispatch
-from .buffsize import check_hccl_buffsize, required_hccl_buffsize_mb
+from .buffsize import check_hccl_buffsize, required_hccl_buffsize_mb, required_hccl_buffsize_mb_for_call
 
 _EXTRA = (("outputs", None), ("env", None), ("cann_version", None))
 
@@ -39,5 +39,5 @@ moe_distribute_combine_v4 = _validator(catalog.COMBINE_V4, combine.check, _EXTRA
 __all__ = [
     "distribute_barrier_v2", "moe_distribute_dispatch_v3", "moe_distribute_combine_v3",
     "moe_distribute_combine_add_rms_norm_v2", "moe_distribute_dispatch_v4", "moe_distribute_combine_v4",
-    "required_hccl_buffsize_mb", "check_hccl_buffsize",
+    "required_hccl_buffsize_mb", "required_hccl_buffsize_mb_for_call", "check_hccl_buffsize",
 ]

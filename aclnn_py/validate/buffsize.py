@@ -19,9 +19,10 @@ values >= 65536 wrap); this module refuses such values with a clear error instea
 from __future__ import annotations
 
 import os
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from ..errors import ACLNN_ERR_INNER_TILING_ERROR, AclnnError
+from ..layout import normalised_shared_expert_num
 from . import rules as R
 
 ENV_NAME = "HCCL_BUFFSIZE"
@@ -44,31 +45,58 @@ def _align(v: int, a: int) -> int:
 HELPER = "aclnn_py.required_hccl_buffsize"
 COMM_ALGS = ("", "fullmesh_v1", "fullmesh_v2")   # the A3 DispatchV3 tiling's commAlg values (None means "")
 # what each argument of the public helpers may be (the ranges of the operators that use the window)
-_ARG_RANGES = (("h", 1024, 8192), ("max_bs", 1, 2**31 - 1), ("ep_world_size", 2, 768), ("local_expert_num", 1, 1024),
-               ("k", 1, 16), ("shared_expert_num", 0, 4))
+_ARG_RANGES = {"h": (1024, 8192), "max_bs": (1, 2**31 - 1), "ep_world_size": (2, 768), "local_expert_num": (1, 1024),
+               "k": (1, 16), "shared_expert_num": (0, 4), "shared_expert_rank_num": (0, 767),
+               "moe_expert_num": (1, 1024), "bs": (1, 512), "global_bs": (0, 2**31 - 1)}
 
 
-def _checked_args(kwargs: Mapping[str, object]) -> dict:
-    """The helpers' arguments after the type and range checks (AclnnError 161002 / 561002 naming the argument)."""
-    out = {}
-    for name, lo, hi in _ARG_RANGES:
-        out[name] = R.integer(HELPER, name, kwargs[name])
-        R.in_range(HELPER, name, out[name], lo, hi)
-    alg = R.string(HELPER, "comm_alg", kwargs["comm_alg"], optional=True)
+def _arg(kwargs: Mapping[str, object], name: str) -> int:
+    value = R.integer(HELPER, name, kwargs[name])
+    R.in_range(HELPER, name, value, *_ARG_RANGES[name])
+    return value
+
+
+def _window_args(kw: Mapping[str, object]) -> dict:
+    """The window formula's inputs from the helpers' arguments, as the operators derive them (AclnnError 161001 /
+    161002 / 561002 naming the argument): ``max_bs`` given, else ``global_bs / ep`` (when non-zero), else ``bs``;
+    ``local_expert_num`` given, else ``moe_expert_num / (ep - shared_expert_rank_num)``; ``shared_expert_num``
+    normalised (1 with no shared-expert ranks means none)."""
+    out = {name: _arg(kw, name) for name in ("h", "ep_world_size", "k")}
+    ep = out["ep_world_size"]
+    r = _arg(kw, "shared_expert_rank_num")
+    if kw["max_bs"] is not None:
+        out["max_bs"] = _arg(kw, "max_bs")
+    elif kw["global_bs"]:
+        gbs = _arg(kw, "global_bs")
+        R.require(gbs >= ep, HELPER, R.TILING, "global_bs", f"0 or >= ep_world_size ({ep}): max BS * ep", gbs)
+        out["max_bs"] = gbs // ep
+    elif kw["bs"] is not None:
+        out["max_bs"] = _arg(kw, "bs")
+    else:
+        R.fail(HELPER, R.NULLPTR, "max_bs", "given, or bs / global_bs as the operator takes them", None)
+    if kw["local_expert_num"] is not None:
+        out["local_expert_num"] = _arg(kw, "local_expert_num")
+    elif kw["moe_expert_num"] is not None:
+        R.require(r < ep, HELPER, R.TILING, "shared_expert_rank_num", f"< ep_world_size ({ep})", r)
+        m = _arg(kw, "moe_expert_num")
+        R.require(m >= ep - r, HELPER, R.TILING, "moe_expert_num",
+                  f">= the MoE ranks (ep_world_size - shared_expert_rank_num = {ep - r})", m)
+        out["local_expert_num"] = m // (ep - r)
+    else:
+        R.fail(HELPER, R.NULLPTR, "local_expert_num", "given, or moe_expert_num as the operator takes it", None)
+    out["shared_expert_num"] = normalised_shared_expert_num(_arg(kw, "shared_expert_num"), r)
+    alg = R.string(HELPER, "comm_alg", kw["comm_alg"], optional=True)
     R.one_of(HELPER, "comm_alg", alg, (None,) + COMM_ALGS)
     out["comm_alg"] = alg or ""
     return out
 
 
-def required_hccl_buffsize_bytes(*, h: int, max_bs: int, ep_world_size: int, local_expert_num: int,
-                                 k: int, shared_expert_num: int, comm_alg: str = "") -> int:
-    """Bytes of HCCL window the tiling requires (the ``need`` above).
-
-    ``h`` in [1024, 8192], ``max_bs`` >= 1, ``ep_world_size`` in [2, 768], ``local_expert_num`` in [1, 1024],
-    ``k`` in [1, 16], ``shared_expert_num`` in [0, 4] (integers), ``comm_alg`` None, "", "fullmesh_v1" or
-    "fullmesh_v2"; anything else raises :class:`aclnn_py.AclnnError` naming the argument.
-    """
-    return _need_bytes(**_checked_args(locals()))
+def required_hccl_buffsize_bytes(*, h: int, ep_world_size: int, k: int, max_bs: Optional[int] = None,
+                                 bs: Optional[int] = None, global_bs: int = 0, local_expert_num: Optional[int] = None,
+                                 moe_expert_num: Optional[int] = None, shared_expert_num: int = 1,
+                                 shared_expert_rank_num: int = 0, comm_alg: Optional[str] = "") -> int:
+    """Bytes of HCCL window the tiling requires (the ``need`` above); arguments as :func:`required_hccl_buffsize_mb`."""
+    return _need_bytes(**_window_args(locals()))
 
 
 def _need_bytes(*, h: int, max_bs: int, ep_world_size: int, local_expert_num: int, k: int,
@@ -84,16 +112,35 @@ def _need_bytes(*, h: int, max_bs: int, ep_world_size: int, local_expert_num: in
     return 2 * (max_bs * tok_dispatch * ep * lnum + max_bs * tok_combine * (k + s))
 
 
-def required_hccl_buffsize_mb(*, h: int, max_bs: int, ep_world_size: int, local_expert_num: int,
-                              k: int, shared_expert_num: int, comm_alg: str = "") -> int:
-    """Smallest whole ``HCCL_BUFFSIZE`` (MB) that passes the tiling check.
+def required_hccl_buffsize_mb(*, h: int, ep_world_size: int, k: int, max_bs: Optional[int] = None,
+                              bs: Optional[int] = None, global_bs: int = 0, local_expert_num: Optional[int] = None,
+                              moe_expert_num: Optional[int] = None, shared_expert_num: int = 1,
+                              shared_expert_rank_num: int = 0, comm_alg: Optional[str] = "") -> int:
+    """Smallest whole ``HCCL_BUFFSIZE`` (MB) that passes the tiling check of DispatchV3 / CombineV3 calls.
 
-    ``h``: hidden size; ``max_bs``: ``globalBs_eff / ep_world_size``; ``local_expert_num``: MoE experts
-    per MoE rank (``M / (ep - R)``); ``shared_expert_num``: after normalisation; ``comm_alg``: ``""``,
-    ``"fullmesh_v1"`` or ``"fullmesh_v2"``. Example: H=7168, maxBs=32, ep=16, L=16, K=8, S=0 -> 239
-    (247 with ``"fullmesh_v2"``). Arguments are checked as in :func:`required_hccl_buffsize_bytes`.
+    Takes the operators' own keywords and defaults: ``h`` (x's last dim), ``ep_world_size``, ``k`` (top-k),
+    ``bs`` (tokens per rank) or ``global_bs`` (the attribute: max BS * ep), ``moe_expert_num``,
+    ``shared_expert_num=1`` and ``shared_expert_rank_num=0`` (normalised as the operators do: 1 shared expert on
+    no rank is none), ``comm_alg``. The derived quantities may be given instead: ``max_bs``
+    (``globalBs_eff / ep``) and ``local_expert_num`` (``M / (ep - R)``). Example: H=7168, BS=32, ep=16, M=256,
+    K=8 -> 239 MB (247 with ``"fullmesh_v2"``). :func:`required_hccl_buffsize_mb_for_call` takes a call's
+    keyword arguments. Bad arguments raise :class:`aclnn_py.AclnnError` naming them.
     """
     return -(-required_hccl_buffsize_bytes(**locals()) // MB)
+
+
+def required_hccl_buffsize_mb_for_call(**call: Any) -> int:
+    """The ``HCCL_BUFFSIZE`` (MB) one DispatchV3 / CombineV3 / CombineAddRmsNormV2 call needs, from that call's own
+    keyword arguments (``x`` or ``expand_x``, ``expert_ids``, the attributes; anything else is ignored)."""
+    x = call.get("x", call.get("expand_x"))
+    ids = call.get("expert_ids")
+    for name, t in (("x", x), ("expert_ids", ids)):
+        R.require(t is not None and R.is_tensor(t), HELPER, R.NULLPTR, name, "a tensor of the call", t)
+    R.require(len(ids.shape) == 2 and len(x.shape) >= 2, HELPER, R.TILING, "expert_ids", "2-D, with x 2-D or more",
+              tuple(ids.shape))
+    keys = ("ep_world_size", "moe_expert_num", "global_bs", "shared_expert_num", "shared_expert_rank_num", "comm_alg")
+    return required_hccl_buffsize_mb(h=int(x.shape[-1]), k=int(ids.shape[1]), bs=int(ids.shape[0]),
+                                     **{key: call[key] for key in keys if key in call})
 
 
 def hccl_buffsize_mb(op: str, env: Optional[Mapping[str, str]] = None, *, suggest_mb: int = 0) -> int:
