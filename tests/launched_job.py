@@ -6,7 +6,7 @@ MODE ``pipeline``: DispatchV3 -> CombineV3 (hardening_support.SMALL, 4 ranks) th
 every rank's outputs pickled to ``OUT_DIR/<rank>.pkl``. ``raise`` / ``exit`` / ``kill``: the same, but rank
 FAIL_RANK raises, ends its process (``os._exit(3)``) or kills it (SIGKILL) before launching dispatch.
 
-Stamps in OUT_DIR (hardening_support.stamp): ``<rank>.up`` once every rank's World is set up (its text: what
+Stamps in OUT_DIR/stamps (hardening_support.stamp): ``<rank>.up`` once every rank's World is set up (its text: what
 the launcher detection found), ``<rank>.dying`` just before a process ends itself, ``<rank>.end`` when the
 rank is done (text: ``ok`` or the error). Exit status 0 when the rank succeeded, else 1.
 """
@@ -25,10 +25,10 @@ from aclnn_py import ProcessWorld  # noqa: E402
 from aclnn_py.launch import ep_tp_groups  # noqa: E402
 
 
-def fail_here(ctx, sc, inputs, mode: str, fail_rank: int, out: str):
+def fail_here(ctx, sc, inputs, mode: str, fail_rank: int, stamps: str):
     """mp_pipeline, with rank ``fail_rank`` failing as ``mode`` says first."""
     if ctx.rank == fail_rank and mode in ("exit", "kill"):
-        stamp(out, f"{ctx.rank}.dying")
+        stamp(stamps, f"{ctx.rank}.dying")
         if mode == "exit":
             os._exit(3)
         os.kill(os.getpid(), signal.SIGKILL)
@@ -36,17 +36,19 @@ def fail_here(ctx, sc, inputs, mode: str, fail_rank: int, out: str):
 
 
 def main(mode: str, out: str, fail_rank: int) -> int:
+    stamps = os.path.join(out, "stamps")
+    os.makedirs(stamps, exist_ok=True)
     with ProcessWorld.from_env(groups=ep_tp_groups(SMALL.ep_world_size), timeout_s=60) as world:
         world.allgather(None)                       # every rank is up: failure bounds start here
-        stamp(out, f"{world.rank}.up", world.launch_info.describe())
+        stamp(stamps, f"{world.rank}.up", world.launch_info.describe())
         try:
-            got = world.run(fail_here, SMALL, SMALL.inputs(), mode, fail_rank, out)[world.rank]
+            got = world.run(fail_here, SMALL, SMALL.inputs(), mode, fail_rank, stamps)[world.rank]
         except Exception as e:  # noqa: BLE001 - the test reads it
-            stamp(out, f"{world.rank}.end", f"{type(e).__name__}: {e}")
+            stamp(stamps, f"{world.rank}.end", f"{type(e).__name__}: {e}")
             return 1
         with open(os.path.join(out, f"{world.rank}.pkl"), "wb") as f:
             pickle.dump(got, f)
-        stamp(out, f"{world.rank}.end", "ok")
+        stamp(stamps, f"{world.rank}.end", "ok")
     return 0
 
 

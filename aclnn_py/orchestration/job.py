@@ -202,10 +202,9 @@ class Job:
         os.environ[SESSION_ENV] = session
         return tag, session, True
 
-    def _check_rank0(self) -> None:
+    def _check_rank0(self) -> Optional[LaunchError]:
         gone = self.liveness.gone([0])
-        if gone is not None:
-            raise LaunchError(f"rank {self.rank} waited for rank 0 to name the job: {gone[1]}")
+        return None if gone is None else LaunchError(f"rank {self.rank} waited for rank 0 to name the job: {gone[1]}")
 
     def next_world(self) -> Tuple[Store, str]:
         """The namespace and the id of the next ProcessWorld of this process (every process creates its worlds

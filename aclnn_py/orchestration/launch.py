@@ -147,13 +147,13 @@ class StoreRendezvous:
         self.store.set(f"{base}/{rank}", pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
         due = _Every(CHECK_INTERVAL_S)
 
-        def check(missing_keys: Sequence[str]) -> None:
+        def check(missing_keys: Sequence[str]) -> Optional[CollectiveError]:
             if not due():
-                return
+                return None
             why = self.aborted
             if why is not None:
-                raise _aborted(op, why)
-            self._check_missing(op, group, members, [keys[k] for k in missing_keys])
+                return _aborted(op, why)
+            return self._never_joins(op, group, members, [keys[k] for k in missing_keys])
 
         try:
             try:
@@ -173,8 +173,10 @@ class StoreRendezvous:
             self.store.delete(f"{self.epoch}/rdv/{_digest(group)}/{_digest(participants)}/{index - 1}/{rank}")
         return compute(payloads)[rank]
 
-    def _check_missing(self, op: str, group: str, members: Sequence[int], missing: Sequence[int]) -> None:
-        """Raise if one of the ``missing`` participants will never come: it departed, or its process is gone."""
+    def _never_joins(self, op: str, group: str, members: Sequence[int],
+                     missing: Sequence[int]) -> Optional[CollectiveError]:
+        """The error when one of the ``missing`` participants will never come (it departed, or its process is
+        gone), else ``None``."""
         departed = self.store.get_many([f"{self.epoch}/departed/{members[p]}" for p in missing])
         gone = {members[p]: departed[k].decode() for p in missing
                 if (k := f"{self.epoch}/departed/{members[p]}") in departed}
@@ -183,9 +185,10 @@ class StoreRendezvous:
             gone = {} if found is None else {found[0]: found[1]}
         for p in missing:
             if members[p] in gone:
-                raise CollectiveError(ACL_ERROR_RT_AICORE_EXCEPTION, op,
-                                      f"rank [{_rank_name(p, members)}] of group '{group}' will never join this "
-                                      f"collective: {gone[members[p]]}")
+                return CollectiveError(ACL_ERROR_RT_AICORE_EXCEPTION, op,
+                                       f"rank [{_rank_name(p, members)}] of group '{group}' will never join this "
+                                       f"collective: {gone[members[p]]}")
+        return None
 
 
 # ---- one rank's world ----------------------------------------------------------------------------------------------
@@ -295,17 +298,16 @@ class ProcessWorld(World):
         is aborted or a rank that has yet to post is gone. Raises ``TimeoutError`` after ``timeout_s``."""
         due = _Every(CHECK_INTERVAL_S)
 
-        def check(missing: Sequence[str]) -> None:
+        def check(missing: Sequence[str]) -> Optional[CollectiveError]:
             if not due():
-                return
+                return None
             own = self.store.try_get(abort_key) if abort_key else None
             why = own.decode() if own is not None else self.liveness.job_abort()
             if why is not None:
-                raise _aborted(op, why)
+                return _aborted(op, why)
             found = self.liveness.gone(sorted({keys[k] for k in missing}))
-            if found is not None:
-                raise CollectiveError(ACL_ERROR_RT_AICORE_EXCEPTION, op,
-                                      f"rank {self.rank} waited for rank {found[0]}: {found[1]}")
+            return None if found is None else CollectiveError(
+                ACL_ERROR_RT_AICORE_EXCEPTION, op, f"rank {self.rank} waited for rank {found[0]}: {found[1]}")
 
         return self.store.wait_many(list(keys), timeout_s, check)
 

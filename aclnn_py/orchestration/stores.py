@@ -11,7 +11,7 @@ aclnn_py speaks no network protocol of its own:
 * ``mpi`` -- :class:`MpiStore`: rank 0's process holds the keys and answers point-to-point MPI messages
   (mpi4py, the ``aclnn_py[mpi]`` extra).
 
-Waiting is polling with growing sleeps (:meth:`Store.wait_many`), with a ``check`` callback that raises to
+Waiting is polling with growing sleeps (:meth:`Store.wait_many`), with a ``check`` callback that says when to
 give up (a failed or vanished rank); no store call blocks without a bound.
 """
 from __future__ import annotations
@@ -25,7 +25,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from .launchers import LaunchError
 
-Check = Callable[[Sequence[str]], None]      # called with the keys still missing; raises to stop waiting
+# Called with the keys still missing; returns why they never will appear (or None). The wait raises that only if
+# the keys are still missing at the next read: a rank that posts and then exits is not taken for one that never
+# posted.
+Check = Callable[[Sequence[str]], Optional[BaseException]]
 
 
 class Store:
@@ -53,26 +56,31 @@ class Store:
         return self.try_get(key) is not None
 
     def wait_many(self, keys: Sequence[str], timeout_s: float, check: Optional[Check] = None) -> Dict[str, bytes]:
-        """Every value of ``keys`` once all exist; ``check(missing keys)`` runs between polls (it raises to give
-        up). Raises ``TimeoutError`` after ``timeout_s`` seconds."""
+        """Every value of ``keys`` once all exist. Between polls ``check(missing keys)`` may return an exception:
+        it is raised if the keys are still missing at the next read (so a value posted before its poster
+        vanished is still taken). Raises ``TimeoutError`` after ``timeout_s`` seconds."""
         deadline = time.monotonic() + timeout_s
         got: Dict[str, bytes] = {}
         delay = 0.0005
+        verdict: Optional[BaseException] = None
         while True:
             missing = [k for k in keys if k not in got]
             got.update(self.get_many(missing))
             missing = [k for k in missing if k not in got]
             if not missing:
                 return got
-            if check is not None:
-                check(missing)
+            if verdict is not None:
+                raise verdict
+            verdict = check(missing) if check is not None else None
+            if verdict is not None:
+                continue                      # read once more, then raise
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"store keys {missing!r} did not appear within {timeout_s:g} s")
             time.sleep(delay)
             delay = min(delay * 2, self.max_poll_s)
 
-    def wait(self, key: str, timeout_s: float, check: Optional[Callable[[], None]] = None) -> bytes:
-        """The value of ``key`` once it exists; ``check()`` runs while waiting (it raises to give up)."""
+    def wait(self, key: str, timeout_s: float, check: Optional[Callable[[], Optional[BaseException]]] = None) -> bytes:
+        """The value of ``key`` once it exists; ``check()`` as for :meth:`wait_many`."""
         return self.wait_many([key], timeout_s, None if check is None else (lambda missing: check()))[key]
 
 
