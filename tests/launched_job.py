@@ -4,10 +4,11 @@
 
 MODE ``pipeline``: DispatchV3 -> CombineV3 (hardening_support.SMALL, 4 ranks) through ``ProcessWorld.from_env``,
 every rank's outputs pickled to ``OUT_DIR/<rank>.pkl``. ``raise`` / ``exit`` / ``kill``: the same, but rank
-FAIL_RANK raises, ends its process (``os._exit(3)``) or kills it (SIGKILL) before launching dispatch.
+FAIL_RANK raises, ends its process (``os._exit(3)``) or kills it (SIGKILL) before launching dispatch;
+``leave``: rank FAIL_RANK's process ends normally without running.
 
 Stamps in OUT_DIR/stamps (hardening_support.stamp): ``<rank>.up`` once every rank's World is set up (its text: what
-the launcher detection found), ``<rank>.dying`` just before a process ends itself, ``<rank>.end`` when the
+the launcher detection found), ``<rank>.session`` (the simulator's shared-memory session), ``<rank>.dying`` just before a process ends itself, ``<rank>.end`` when the
 rank is done (text: ``ok`` or the error). Exit status 0 when the rank succeeded, else 1.
 """
 from __future__ import annotations
@@ -41,6 +42,9 @@ def main(mode: str, out: str, fail_rank: int) -> int:
     with ProcessWorld.from_env(groups=ep_tp_groups(SMALL.ep_world_size), timeout_s=60) as world:
         world.allgather(None)                       # every rank is up: failure bounds start here
         stamp(stamps, f"{world.rank}.up", world.launch_info.describe())
+        stamp(stamps, f"{world.rank}.session", os.environ.get("ACLNN_SIM_SHM_SESSION", ""))
+        if mode == "leave" and world.rank == fail_rank:
+            return 0
         try:
             got = world.run(fail_here, SMALL, SMALL.inputs(), mode, fail_rank, stamps)[world.rank]
         except Exception as e:  # noqa: BLE001 - the test reads it

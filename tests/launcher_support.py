@@ -69,9 +69,12 @@ def stamped(out_dir: Path) -> Dict[str, tuple]:
     return read_stamps(str(out_dir / "stamps"))
 
 
-def new_sim_sessions(before: Sequence[str]) -> List[str]:
-    """Simulator shared-memory files of job sessions (``aclnn_sim_j...``) that were not there ``before``."""
-    return sorted(set(glob.glob("/dev/shm/aclnn_sim_j*")) - set(before))
+def session_files(out_dir: Path) -> List[str]:
+    """The simulator's shared-memory files of the session tests/launched_job.py's ranks used (none once the job
+    ended cleanly)."""
+    sessions = {text for name, (_, text) in stamped(out_dir).items() if name.endswith(".session")}
+    assert len(sessions) == 1 and sessions != {""}, sessions
+    return sorted(glob.glob(f"/dev/shm/aclnn_sim_{sessions.pop()}_*"))
 
 
 def remove(files: Sequence[str]) -> None:

