@@ -149,3 +149,16 @@ def test_a_value_posted_before_its_poster_vanished_is_still_taken(store):
         return RuntimeError("rank 0's process has exited")
 
     assert store.wait_many(["x"], 10, check) == {"x": b"posted just before exiting"}
+
+
+def test_the_readme_one_host_command_lines_are_the_tested_ones():
+    """README's "Running on several hosts" shows the one-host command lines that tests/test_launchers_mpi.py and
+    _torchrun.py run (multi-host lines differ only in host options; srun: its environment is tested above)."""
+    import os
+    from conftest import ROOT
+    from launcher_support import mpiexec_command, torchrun_command
+    readme = (ROOT / "README.md").read_text()
+    for cmd in (mpiexec_command(4, "python", "-m", "aclnn_py", "smoke", "--quick"),
+                torchrun_command(4, "-m", "aclnn_py", "smoke", "--quick")):
+        line = " ".join([os.path.basename(cmd[0] or "missing"), *cmd[1:]])
+        assert f"\n{line} " in readme or f"\n{line}\n" in readme, line
