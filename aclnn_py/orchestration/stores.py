@@ -191,7 +191,9 @@ class TorchStore(Store):
         self._store.set(key, value)
 
     def get_many(self, keys: Sequence[str]) -> Dict[str, bytes]:
-        present = [k for k in keys if self._store.check([k])]
+        if not keys:
+            return {}
+        present = list(keys) if self._store.check(list(keys)) else [k for k in keys if self._store.check([k])]
         return dict(zip(present, self._store.multi_get(present))) if present else {}
 
     def delete(self, key: str) -> None:
