@@ -162,3 +162,30 @@ def test_the_readme_one_host_command_lines_are_the_tested_ones():
                 torchrun_command(4, "-m", "aclnn_py", "smoke", "--quick")):
         line = " ".join([os.path.basename(cmd[0] or "missing"), *cmd[1:]])
         assert f"\n{line} " in readme or f"\n{line}\n" in readme, line
+
+
+def test_a_rank_that_raised_and_exited_is_named_by_its_exception():
+    """Rank 1 raises (posting the run's abort) and its process exits right after. A waiter whose failure check
+    read the abort key just before it appeared, then saw the exit, used to report only "rank 1's process has
+    exited" (intermittent under mpiexec); it must name the exception."""
+    from aclnn_py.errors import CollectiveError
+    from aclnn_py.orchestration.job import Liveness
+    from aclnn_py.orchestration.launch import StoreRendezvous
+
+    class RaisesAsItIsRead(MemoryStore):
+        """Rank 1 raises and exits just after the waiter's first read of the abort key."""
+        raised = False
+
+        def get_many(self, keys):
+            got = super().get_many(keys)
+            if "run0/abort" in keys and not self.raised:
+                self.raised = True
+                self.set("run0/abort", b"rank 1 raised ValueError: boom on rank 1")
+                self.set("exited/1", b"rank 1's process has exited")
+            return got
+
+    store = RaisesAsItIsRead()
+    rdv = StoreRendezvous(store, liveness=Liveness(store, None))
+    with pytest.raises(CollectiveError) as e:
+        rdv.collective("op", "g", 0, [0, 1], "payload", lambda p: {0: None, 1: None}, 30)
+    assert "aborted because another rank failed: rank 1 raised ValueError: boom on rank 1" in str(e.value)

@@ -32,6 +32,21 @@ def test_smoke_quick_under_mpiexec_prints_one_table(cann_sim_home, tmp_path):
     assert doc["passed"] and doc["devices"] == 4
 
 
+def test_a_failing_rank_is_named_in_rank_0s_table(cann_sim_home, tmp_path):
+    """Rank 2 raises in one scenario of `smoke --quick` under mpiexec: that scenario's rows fail on every process,
+    naming rank 2 (and the ranks that failed because of it) in rank 0's one table; the next scenarios pass on
+    the same processes; every process exits 1."""
+    script = str(JOB).replace("launched_job.py", "failing_smoke.py")
+    r = run(mpiexec_command(4, sys.executable, script, "2", "quant_mode 2", "smoke", "--quick"),
+            launcher_env("device"), cwd=str(tmp_path))
+    assert r.returncode != 0
+    assert r.stdout.count("smoke suite on the") == 1 and "smoke: FAIL (10/12 rows passed)" in r.stdout, r.stdout
+    error = ("error: RankFailures: 4 of 4 ranks failed: rank 2: ValueError: planted failure on rank 2; ranks "
+             "[0, 1, 3] failed because of it")
+    assert r.stdout.count(error) == 1, r.stdout
+    assert "Exit code:    1" in r.stderr, r.stderr
+
+
 def test_pipeline_demo_under_mpiexec(cann_sim_home, tmp_path):
     """`mpiexec -n 8 python -m aclnn_py demo`: the seed demo with one rank per process (rank 0 prints); with 4
     processes it refuses, saying how many it needs (mpiexec ends the other processes once the first exits 1)."""

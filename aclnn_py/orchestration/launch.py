@@ -149,10 +149,11 @@ class StoreRendezvous:
         def check(missing_keys: Sequence[str]) -> Optional[CollectiveError]:
             if not due():
                 return None
+            # Who is gone first, then the abort: a rank that raised posts its abort before it departs or exits, so
+            # in this order a departure or exit seen implies its abort is seen: the message names the exception.
+            never = self._never_joins(op, group, members, [keys[k] for k in missing_keys])
             why = self.aborted
-            if why is not None:
-                return _aborted(op, why)
-            return self._never_joins(op, group, members, [keys[k] for k in missing_keys])
+            return _aborted(op, why) if why is not None else never
 
         try:
             try:
@@ -300,11 +301,11 @@ class ProcessWorld(World):
         def check(missing: Sequence[str]) -> Optional[CollectiveError]:
             if not due():
                 return None
+            found = self.liveness.gone(sorted({keys[k] for k in missing}))      # before the abort: see above
             own = self.store.try_get(abort_key) if abort_key else None
             why = own.decode() if own is not None else self.liveness.job_abort()
             if why is not None:
                 return _aborted(op, why)
-            found = self.liveness.gone(sorted({keys[k] for k in missing}))
             return None if found is None else CollectiveError(
                 ACL_ERROR_RT_AICORE_EXCEPTION, op, f"rank {self.rank} waited for rank {found[0]}: {found[1]}")
 
