@@ -14,16 +14,15 @@ from launcher_support import (JOB, LAUNCH_TIMEOUT_S, all_up, launcher_env, outpu
                               stamped)
 from test_hardening_multiprocess import _check
 
-HEARTBEAT_S = 3
+HEARTBEAT_S = 5      # the failure tests' heartbeat timeout (default 30 s); far above a loaded box's scheduling delays
 
 
-def start(mode: str, out, backend: str = "device", fail_rank: int = -1, n: int = 4) -> list:
-    """``n`` processes of tests/launched_job.py, each told its rank; returns their exit codes."""
+def start(mode: str, out, backend: str = "device", fail_rank: int = -1, n: int = 4, **env: str) -> list:
+    """``n`` processes of tests/launched_job.py, each told its rank (and ``env``); returns their exit codes."""
     store = out / "store"
     procs = [subprocess.Popen([sys.executable, JOB, mode, str(out), str(fail_rank)],
                               env=launcher_env(backend, ACLNN_PY_RANK=str(r), ACLNN_PY_WORLD_SIZE=str(n),
-                                               ACLNN_PY_LOCAL_RANK=str(r), ACLNN_PY_STORE=str(store),
-                                               ACLNN_PY_HEARTBEAT_TIMEOUT_S=str(HEARTBEAT_S)),
+                                               ACLNN_PY_LOCAL_RANK=str(r), ACLNN_PY_STORE=str(store), **env),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for r in range(n)]
     try:
@@ -51,10 +50,10 @@ def test_dispatch_combine_by_hand_is_bit_exact(backend, cann_sim_home, tmp_path)
 def test_a_vanished_rank_is_named_on_every_rank(how, why, cann_sim_home, tmp_path):
     """Rank 2's process is killed, ends without clean-up (os._exit), or ends normally without running, while the
     others wait for it in the pre-check; nothing ends the job for them. Every other rank fails naming rank 2:
-    from its heartbeat within ACLNN_PY_HEARTBEAT_TIMEOUT_S (3 s here) of the death, or at once when the process
+    from its heartbeat within ACLNN_PY_HEARTBEAT_TIMEOUT_S (5 s here) of the death, or at once when the process
     said it exited."""
     try:
-        codes = start(how, tmp_path, fail_rank=2)
+        codes = start(how, tmp_path, fail_rank=2, ACLNN_PY_HEARTBEAT_TIMEOUT_S=str(HEARTBEAT_S))
         st = stamped(tmp_path)
         gone = st["2.dying"][0] if how != "leave" else all_up(st, 4)
         for g in (0, 1, 3):
