@@ -201,12 +201,5 @@ def device_for(info: LaunchInfo, environ: Optional[Mapping[str, str]] = None) ->
     return index
 
 
-def describe_devices(info: LaunchInfo, environ: Optional[Mapping[str, str]] = None) -> str:
-    """``device 3 (NPU 7 of ASCEND_RT_VISIBLE_DEVICES=4,5,6,7)`` or ``device 3``."""
-    dev, visible = device_for(info, environ), visible_devices(environ)
-    return f"device {dev}" + ("" if visible is None else
-                              f" (NPU {visible[dev]} of {VISIBLE_ENV}={','.join(map(str, visible))})")
-
-
 __all__ = ["LAUNCHERS", "Launcher", "LaunchInfo", "LaunchError", "detect", "device_for", "visible_devices",
-           "describe_devices", "channel_for", "slurm_local_size"]
+           "channel_for", "slurm_local_size"]
