@@ -8,6 +8,9 @@ sim    build the aclnn_py CANN simulator (gcc only) and show where it is and how
 
 Errors are one line with what to do about it. Exit status: 0 success, 1 failure, 2 usage error
 (a bad option, or a bad ACLNN_PY_BACKEND), 130 interrupted.
+
+demo and smoke run under mpiexec / mpirun, srun and torchrun too: each process is one rank, rank 0 prints,
+and every process exits with the same status.
 """
 from __future__ import annotations
 
@@ -85,9 +88,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demos import add_rms_norm, barrier, dispatch_barrier_combine
     runs = {"pipeline": add_rms_norm.run_demo, "dispatch-barrier-combine": dispatch_barrier_combine.run_demo,
             "barrier": barrier.run_demo}
+    from .orchestration.launch import launched
     chosen = DEMOS if args.which == "all" else (args.which,)
     ok = all([runs[name](args.backend) for name in chosen])
-    print("demo: OK" if ok else "demo: FAILED")
+    job = launched()
+    if job is None or job.rank == 0:
+        print("demo: OK" if ok else "demo: FAILED")
     return 0 if ok else 1
 
 
@@ -141,6 +147,7 @@ def user_errors() -> List[Tuple[Type[BaseException], int, str]]:
     from .errors import BackendUnavailableError, InvalidBackendError
     from .orchestration.backend import DEVICE_REMEDY
     from .errors import AclnnPyError
+    from .orchestration.launchers import LaunchError
     from .runtime.library import CannNotFound
     from .simbuild import SimBuildError
     return [
@@ -149,6 +156,7 @@ def user_errors() -> List[Tuple[Type[BaseException], int, str]]:
         (CannNotFound, 1, DEVICE_REMEDY),
         (SimBuildError, 1, ""),
         (NotBuilt, 1, ""),
+        (LaunchError, 1, ""),
         (AclnnPyError, 1, "see the message; 'aclnn-py info' shows the install in use"),
         (OSError, 1, "check the path and permissions ('aclnn-py info' shows the install in use)"),
     ]

@@ -9,6 +9,10 @@ documented bit for bit).
 
 A scenario that raises becomes FAIL rows carrying its error; the table and a summary line are always
 printed, and the caller (the CLI) exits non-zero when any row failed.
+
+Under a launcher (``mpiexec -n N``, ``srun``, ``torchrun --nproc-per-node N``) each process is one rank: the
+EP size is the number of processes, rank 0 prints the table, and every process returns the same rows (a
+rank's failure is named in them), so every process exits non-zero when a row failed.
 """
 from __future__ import annotations
 
@@ -21,9 +25,12 @@ from typing import IO, List, Optional
 from .demos.add_rms_norm import SCALED_DOWN
 from .demos.report import backend_label
 from .demos.scenario import Outcome, Scenario, run, variant, world_for
+from .orchestration.launch import launched
 from .profiles import Profile, active_profile
+from .validate.dispatch import EP_MAX, M_MAX
 
 REFERENCE_DEVICES = 16   # the reference backend simulates one A3 node's 16 NPUs
+NODE_DEVICES = 16        # ranks as threads: one A3 node at most
 
 
 class SmokeError(RuntimeError):
@@ -31,22 +38,28 @@ class SmokeError(RuntimeError):
 
 
 def smoke_scenarios(n_devices: int, quick: bool = False, prof: Optional[Profile] = None) -> List[Scenario]:
-    """The smoke set for ``n_devices`` (needs >= 2) on release ``prof`` (default: the one in force): TP = 2
-    only where the release has TP, the 9.1.0 features (unweighted combine, expand_scales) where it has them.
-    ``quick`` shrinks H and BS for CI."""
+    """The smoke set for ``n_devices`` ranks, 2 to 768 (the ops' EP range), on release ``prof`` (default: the one
+    in force): EP ``n_devices`` (one scenario at most 4, the scale-down one 8); TP = 2 only where the release has
+    TP, the 9.1.0 features (unweighted combine, expand_scales) where it has them. ``quick`` shrinks H and BS for
+    CI. 2 experts per rank while that stays within the ops' 1024 MoE experts (EP <= 512), else 1.
+    ``HCCL_BUFFSIZE`` must cover the largest scenario (``Scenario.hccl_buffsize_mb``: full size needs 144 MB at
+    EP 16, 492 at EP 64; quick 11 at EP 64)."""
+    if not 2 <= n_devices <= EP_MAX:
+        raise SmokeError(f"the smoke set runs on 2 to {EP_MAX} ranks; got {n_devices}")
     prof = prof if prof is not None else active_profile()
-    ep = min(n_devices, 16)
+    ep = n_devices
+    per_rank = 2 if 2 * ep <= M_MAX else 1
     h = 1024 if quick else 7168
     bs = 16 if quick else 128
     out = [
-        Scenario(name="dispatch+combine, 2 experts/rank, K=8", ep_world_size=ep, tp_world_size=1, bs=bs, h=h, k=8,
-                 moe_expert_num=2 * ep, combine="combine", seed=11),
+        Scenario(name=f"dispatch+combine, {per_rank} experts/rank, K=8", ep_world_size=ep, tp_world_size=1, bs=bs,
+                 h=h, k=8, moe_expert_num=per_rank * ep, combine="combine", seed=11),
         Scenario(name="quant_mode 2 + smooth scales, AddRmsNorm", ep_world_size=ep, tp_world_size=1, bs=bs, h=h, k=8,
-                 moe_expert_num=2 * ep, quant_mode=2, smooth_scales=True, seed=12),
+                 moe_expert_num=per_rank * ep, quant_mode=2, smooth_scales=True, seed=12),
         Scenario(name=f"BS {64 if quick else 512}, 1 expert/rank", ep_world_size=min(ep, 4), tp_world_size=1,
                  bs=64 if quick else 512, h=h, k=min(ep, 4), moe_expert_num=min(ep, 4), combine="combine", seed=13),
         Scenario(name="comm_quant_mode 2 (int8 return), 1-D mask", ep_world_size=ep, tp_world_size=1, bs=bs, h=h, k=8,
-                 moe_expert_num=2 * ep, comm_quant_mode=2, mask="1d", combine="combine", seed=15),
+                 moe_expert_num=per_rank * ep, comm_quant_mode=2, mask="1d", combine="combine", seed=15),
     ]
     if ep >= 4:
         out.append(Scenario(name="shared expert on 2 replica ranks, 2-D mask", ep_world_size=ep, tp_world_size=1,
@@ -57,7 +70,7 @@ def smoke_scenarios(n_devices: int, quick: bool = False, prof: Optional[Profile]
                                 moe_expert_num=ep // 2, combine="combine", seed=16))
     if prof.on("expert_scales_optional"):
         out.append(Scenario(name="expand_scales, unweighted combine (9.1.0)", ep_world_size=ep, tp_world_size=0,
-                            bs=bs, h=h, k=min(8, ep), moe_expert_num=2 * ep, dispatch_expert_scales=True,
+                            bs=bs, h=h, k=min(8, per_rank * ep), moe_expert_num=per_rank * ep, dispatch_expert_scales=True,
                             empty_expert_scales=True, combine="combine", seed=17))
     if ep >= 8:
         out.append(SCALED_DOWN if not quick else variant(SCALED_DOWN, h=h))
@@ -126,22 +139,31 @@ def run_smoke(backend: Optional[str] = "device", quick: bool = False, ulp_tolera
     ``backend``: ``device``, ``reference`` or ``auto`` (``None``: ``ACLNN_PY_BACKEND``, else auto).
     ``ulp_tolerance``: allowed ulps on combine outputs (default 0 on the simulator and the reference,
     1 on hardware). ``json_path``: also write the rows and the run's metadata there. ``n_devices``:
-    use at most this many ranks (default: every visible device; 16 on the reference backend).
-    Raises :class:`SmokeError` when fewer than 2 ranks are available.
+    use at most this many ranks (default: every visible device, at most one node's 16; 16 on the reference
+    backend). Under a launcher (:func:`~aclnn_py.launch.launched`) the ranks are the job's processes, and only
+    rank 0 prints and writes ``json_path``. Raises :class:`SmokeError` when fewer than 2 ranks are available.
     """
     from .orchestration.backend import resolve_backend
     out = stream if stream is not None else sys.stdout
-    backend = resolve_backend(backend, min_devices=2)
-    available = smoke_devices(backend)
-    n = min(n_devices, available) if n_devices else available
+    job = launched()
+    if job is not None:      # every device of this host that the job's processes here use
+        backend = resolve_backend(backend, min_devices=max(job.local_size or job.size, 2))
+        n, scope = job.size, f"{job.size} processes ({job.launcher}), one rank each"
+    else:
+        backend = resolve_backend(backend, min_devices=2)
+        available = smoke_devices(backend)
+        n = min(n_devices, available) if n_devices else available
+        scope = f"{n} devices visible"
+        n = min(n, NODE_DEVICES)
     if n < 2:
-        raise SmokeError(f"the smoke suite needs at least 2 devices; the {backend} backend has {available}")
+        raise SmokeError(f"the smoke suite needs at least 2 devices; the {backend} backend has {n}")
     scenarios = smoke_scenarios(n, quick, active_profile(load=backend == "device"))
     rows: List[SmokeRow] = []
     label = ""
+    reports = print_table and (job is None or job.rank == 0)
     start = time.perf_counter()
     for i, sc in enumerate(scenarios, 1):
-        if print_table:
+        if reports:
             print(f"[{i}/{len(scenarios)}] {time.perf_counter() - start:6.1f} s  {sc.name} "
                   f"({sc.shape_label()}; {', '.join(sc.features())}) ...", file=out, flush=True)
         t0 = time.perf_counter()
@@ -154,13 +176,13 @@ def run_smoke(backend: Optional[str] = "device", quick: bool = False, ulp_tolera
         except Exception as e:   # a scenario that raises is a FAIL row, never the end of the table
             new = failed_rows(sc, e, time.perf_counter() - t0)
         rows += new
-        if print_table:
+        if reports:
             verdict = "PASS" if all(r.passed for r in new) else "FAIL: " + (new[0].error or new[-1].error)
             print(f"      done in {time.perf_counter() - t0:.1f} s  {verdict}", file=out, flush=True)
     label = label or f"{backend} backend"
-    if print_table:
-        print(format_table(rows, label, n), file=out, flush=True)
-    if json_path:
+    if reports:
+        print(format_table(rows, label, scope), file=out, flush=True)
+    if json_path and (job is None or job.rank == 0):
         write_json(json_path, rows, label, n, quick, time.perf_counter() - start)
     return rows
 
@@ -174,9 +196,11 @@ def write_json(path: str, rows: List[SmokeRow], label: str, n: int, quick: bool,
         fh.write("\n")
 
 
-def format_table(rows: List[SmokeRow], label: str, n: int) -> str:
-    """The table, one line per row (failed rows are followed by their error), and a summary line."""
-    lines = [f"smoke suite on the {label}, {n} devices visible",
+def format_table(rows: List[SmokeRow], label: str, scope: object) -> str:
+    """The table, one line per row (failed rows are followed by their error), and a summary line. ``scope``: the
+    number of devices visible, or a text saying where the ranks ran."""
+    where = f"{scope} devices visible" if isinstance(scope, int) else scope
+    lines = [f"smoke suite on the {label}, {where}",
              f"{'scenario':44s} {'sizes':32s} {'op':20s} {'max abs':>9s} {'max ulp':>7s} {'diffs':>7s} "
              f"{'result':>6s} {'time ms':>9s}"]
     for i, r in enumerate(rows):

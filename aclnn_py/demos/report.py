@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .scenario import Outcome
+from .scenario import Outcome, is_root
 
 
 def backend_label(world) -> str:
@@ -14,7 +14,10 @@ def backend_label(world) -> str:
 
 
 def print_outcome(out: Outcome, world) -> bool:
-    """One line per rank: rows received, a peek at the result, and bit-exactness vs the reference."""
+    """One line per rank: rows received, a peek at the result, and bit-exactness vs the reference (printed by
+    rank 0 only of a ProcessWorld: every process has every rank's checks)."""
+    if not is_root(world):
+        return out.ok
     sc = out.scenario
     print(f"{sc.name} on the {backend_label(world)}: ep={sc.ep_world_size} tp={sc.tp_world_size} BS={sc.bs} "
           f"H={sc.h} K={sc.k} M={sc.moe_expert_num}")

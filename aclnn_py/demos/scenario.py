@@ -17,6 +17,7 @@ import aclnn_py
 from aclnn_py import profiles, reference
 from aclnn_py.dtypes import bfloat16
 from aclnn_py.layout import make_elastic_info, normalised_shared_expert_num
+from aclnn_py.orchestration.launch import LaunchError, ProcessWorld, ep_tp_groups, launched
 from aclnn_py.profiles import Profile
 
 from .common import compare, distinct_ids, random_bf16, routing_weights, written_rows
@@ -271,6 +272,19 @@ class RankResults(dict):
                 return
         self[key] = value
 
+    REPORTED = ("dispatch.expert_token_nums", "combine.rstd", "time.dispatch", "time.combine")
+
+    def compact(self) -> "RankResults":
+        """What the reports need (:data:`REPORTED`, the checks and 8 values of ``combine.x``), to send to the
+        other processes of a :class:`~aclnn_py.ProcessWorld`."""
+        out = RankResults()
+        out.checks = list(self.checks)
+        out.update({k: self[k] for k in self.REPORTED if k in self})
+        x = self.get("combine.x", self.get("peek.combine.x"))
+        if x is not None:
+            out["peek.combine.x"] = np.asarray(x).reshape(-1)[:8].copy()
+        return out
+
 
 def run_rank(ctx, sc: Scenario, inputs: List[Optional[dict]],
              want: Optional[List[Optional[Dict[str, np.ndarray]]]] = None) -> RankResults:
@@ -384,11 +398,14 @@ class Outcome:
 
 
 def run(sc: Scenario, world) -> Outcome:
-    """Run ``sc`` on ``world`` (from :meth:`World.ep_tp`) and compare with the reference.
+    """Run ``sc`` on ``world`` (from :meth:`World.ep_tp`, or a :class:`~aclnn_py.ProcessWorld`: see
+    :func:`run_in_processes`) and compare with the reference.
 
     The reference is computed first and each rank checks its outputs as they arrive, so only the
     checks (and small arrays) of the device run are kept.
     """
+    if isinstance(world, ProcessWorld):
+        return run_in_processes(sc, world)
     inputs = sc.inputs()
     survivors = [g for g in range(sc.world_size) if sc.live(g)]
     want = run_reference(sc, inputs)
@@ -398,8 +415,82 @@ def run(sc: Scenario, world) -> Outcome:
     return out
 
 
+class RankFailures(RuntimeError):
+    """Ranks of a :class:`~aclnn_py.ProcessWorld` failed a scenario; ``.errors`` maps rank -> error text (the
+    same on every process)."""
+
+    def __init__(self, errors: Dict[int, str], size: int) -> None:
+        self.errors = errors
+        causes = {r: e for r, e in errors.items() if "another rank failed" not in e} or errors
+        text = "; ".join(f"rank {r}: {e}" for r, e in sorted(causes.items()))
+        followers = sorted(set(errors) - set(causes))
+        if followers:
+            text += f"; ranks {followers} failed because of it"
+        super().__init__(f"{len(errors)} of {size} ranks failed: {text}")
+
+
+def _first_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+
+
+def run_in_processes(sc: Scenario, world: ProcessWorld) -> Outcome:
+    """:func:`run` with one rank per process: rank 0 computes the reference and hands each rank its part
+    (:meth:`~aclnn_py.ProcessWorld.scatter`); each rank runs its pipeline and checks its outputs; the checks and
+    the small arrays of the report are gathered on every process (:meth:`~aclnn_py.ProcessWorld.allgather`).
+    Processes whose rank is outside the scenario sit it out. When any rank failed, every process raises the
+    same :class:`RankFailures`, naming each failed rank."""
+    inputs = sc.inputs()
+    survivors = [g for g in range(sc.world_size) if sc.live(g)]
+    want: List[Optional[Dict[str, np.ndarray]]] = [None] * sc.world_size
+    parts = None
+    if world.rank == 0:
+        try:
+            want = run_reference(sc, inputs)
+            parts = [("ok", want[g] if g < sc.world_size else None) for g in range(world.size)]
+        except Exception as e:  # every rank must hear of it
+            parts = [("error", f"the reference failed: {_first_line(e)}")] * world.size
+    status, mine = world.scatter(parts)
+    error, got = (mine if status == "error" else None), None
+    if error is None:
+        if world.rank != 0 and world.rank < sc.world_size:
+            want[world.rank] = mine
+        try:
+            got = world.run(run_rank, sc, inputs, want, ranks=survivors)[world.rank]
+        except Exception as e:  # reported by every process below
+            error = _first_line(e)
+    shared = world.allgather((None if got is None else got.compact(), error))
+    errors = {r: e for r, (_, e) in enumerate(shared) if e is not None}
+    if errors:
+        raise RankFailures(errors, world.size)
+    out = Outcome(sc, [g for g, _ in shared[:sc.world_size]], want)
+    out.checks = [out.got[g].checks if sc.live(g) else None for g in range(sc.world_size)]
+    return out
+
+
+def is_root(world) -> bool:
+    """Whether this process reports for ``world``: always for a threaded World, rank 0's for a ProcessWorld."""
+    return getattr(world, "rank", 0) == 0
+
+
 def world_for(sc: Scenario, backend: Optional[str] = None) -> "aclnn_py.World":
-    return aclnn_py.World.ep_tp(sc.ep_world_size, sc.tp_world_size, backend=backend)
+    """The World of ``sc``'s ranks: threads, or -- in a job of several processes started by a launcher
+    (:func:`~aclnn_py.launch.launched`) -- this process's rank of a :class:`~aclnn_py.ProcessWorld` (the
+    processes beyond ``sc.world_size`` sit the scenario out)."""
+    return world_of(sc.world_size, backend, ep_tp_groups(sc.ep_world_size, sc.tp_world_size), sc.tp_world_size,
+                    sc.name)
+
+
+def world_of(size: int, backend: Optional[str], groups: Dict[str, List[List[int]]], tp_world_size: int = 0,
+             what: str = "this demo") -> "aclnn_py.World":
+    """A World of ``size`` ranks with ``groups``: threads, or this process's rank when launched (see
+    :func:`world_for`); raises :class:`~aclnn_py.launch.LaunchError` when the job has fewer processes."""
+    info = launched()
+    if info is None:
+        return aclnn_py.World(size, backend=backend, groups=groups, tp_world_size=tp_world_size)
+    if size > info.size:
+        raise LaunchError(f"{what} needs {size} ranks, but this {info.launcher} job has {info.size} processes (one "
+                          f"rank each): start at least {size}")
+    return ProcessWorld.from_env(groups=groups, tp_world_size=tp_world_size, backend=backend)
 
 
 def variant(sc: Scenario, **changes) -> Scenario:

@@ -15,8 +15,11 @@ On the simulator each launch is a shared-memory session (``ACLNN_SIM_SHM_SESSION
 mapped at the same address in every process, and communicators live in shared memory, so the
 collective kernels meet across processes as they do across threads.
 
-A rank started by another launcher joins with :meth:`ProcessWorld.from_env` (``ACLNN_PY_RANK``,
-``ACLNN_PY_WORLD_SIZE``, ``ACLNN_PY_STORE``).
+A rank started by another launcher (mpiexec, srun, torchrun, or by hand with ``ACLNN_PY_RANK``,
+``ACLNN_PY_WORLD_SIZE`` and ``ACLNN_PY_STORE``) joins with :meth:`ProcessWorld.from_env`: the launcher is
+recognised (:mod:`~aclnn_py.orchestration.launchers`), the ranks meet through its channel
+(:mod:`~aclnn_py.orchestration.stores`), and :mod:`~aclnn_py.orchestration.job` keeps the process's place in
+the job (heartbeat, simulator session).
 """
 from __future__ import annotations
 
@@ -28,13 +31,15 @@ import pickle
 import shutil
 import sys
 import tempfile
-import threading
 import time
 import traceback
 import uuid
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
+from .job import Liveness
+from .launchers import LaunchError, LaunchInfo, detect
 from .rendezvous import Identity
+from .stores import FileStore, Store
 from ..errors import ACL_ERROR_RT_AICORE_EXCEPTION, CollectiveError
 from .world import World, acting_as
 
@@ -56,79 +61,59 @@ def connect_timeout_s() -> float:
     return float(value) if value.isdigit() and lo <= int(value) <= hi else float(lo)
 
 
-# ---- the store ------------------------------------------------------------------------------------------------
-class FileStore:
-    """Keys are files under ``path`` (written atomically: a temporary file, then a rename)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        os.makedirs(path, exist_ok=True)
-
-    def _file(self, key: str) -> str:
-        return os.path.join(self.path, *key.split("/"))
-
-    def set(self, key: str, value: bytes) -> None:
-        f = self._file(key)
-        os.makedirs(os.path.dirname(f), exist_ok=True)
-        tmp = f"{f}.{os.getpid()}.{threading.get_ident()}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(value)
-        os.replace(tmp, f)
-
-    def try_get(self, key: str) -> Optional[bytes]:
-        try:
-            with open(self._file(key), "rb") as fh:
-                return fh.read()
-        except FileNotFoundError:
-            return None
-
-    def exists(self, key: str) -> bool:
-        return os.path.exists(self._file(key))
-
-    def delete(self, key: str) -> None:
-        try:
-            os.unlink(self._file(key))
-        except FileNotFoundError:
-            pass
-
-    def wait(self, key: str, timeout_s: float, check: Optional[Callable[[], None]] = None) -> bytes:
-        """The value of ``key`` once it exists; ``check()`` runs while waiting (it raises to give up)."""
-        deadline = time.monotonic() + timeout_s
-        delay = 0.0005
-        while True:
-            v = self.try_get(key)
-            if v is not None:
-                return v
-            if check is not None:
-                check()
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"store key {key!r} did not appear within {timeout_s:g} s")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
-
-
 def _digest(obj: Any) -> str:
     return hashlib.sha1(repr(obj).encode()).hexdigest()[:16]
+
+
+class _Every:
+    """True at most once per ``seconds`` (the first call included): rate-limits the failure checks of a wait,
+    which cost a store round trip each."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self._last = seconds, -float("inf")
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.seconds:
+            return False
+        self._last = now
+        return True
+
+
+CHECK_INTERVAL_S = 0.05
+
+
+def _rank_name(p: int, members: Sequence[int]) -> str:
+    return str(p) if members[p] == p else f"{p} (global rank {members[p]})"
+
+
+def _aborted(op: str, why: str) -> CollectiveError:
+    return CollectiveError(ACL_ERROR_RT_AICORE_EXCEPTION, op, f"aborted because another rank failed: {why}")
 
 
 # ---- the host rendezvous across processes -------------------------------------------------------------------------
 class StoreRendezvous:
     """:class:`aclnn_py.orchestration.rendezvous.Rendezvous` across processes: every participant posts its payload to the
-    store; each process computes ``compute(payloads)`` itself (it is deterministic) and takes its result."""
+    store; each process computes ``compute(payloads)`` itself (it is deterministic) and takes its result.
 
-    def __init__(self, store: FileStore, members_of: Optional[Callable[[str], Optional[Sequence[int]]]] = None):
-        self.store = store
+    One per :meth:`ProcessWorld.run` (``epoch``: ``run<n>``), so the failure signals of a run -- a rank that raised
+    (:meth:`abort`), a rank that will not join (:meth:`depart`) -- end with it, as a threaded World's do. Waits also
+    fail when the job was aborted or a participant's process is gone (``liveness``)."""
+
+    def __init__(self, store: Store, members_of: Optional[Callable[[str], Optional[Sequence[int]]]] = None,
+                 liveness: Optional[Liveness] = None, epoch: str = "run0"):
+        self.store, self.epoch = store, epoch
+        self.liveness = liveness if liveness is not None else Liveness(store, None)
         self._calls: Dict[tuple, int] = {}
         self._members_of = members_of
-        self._abort: Optional[BaseException] = None
 
     # failure signals (visible to every process)
     def abort(self, error: BaseException) -> None:
-        if self.store.try_get("abort") is None:
-            self.store.set("abort", str(error).encode())
+        if self.store.try_get(f"{self.epoch}/abort") is None:
+            self.store.set(f"{self.epoch}/abort", str(error).encode())
 
     def depart(self, global_rank: int, why: str) -> None:
-        self.store.set(f"departed/{global_rank}", why.encode())
+        self.store.set(f"{self.epoch}/departed/{global_rank}", why.encode())
 
     def reset_departures(self, departed: Optional[Dict[int, str]] = None) -> None:
         for g, why in (departed or {}).items():
@@ -136,8 +121,9 @@ class StoreRendezvous:
 
     @property
     def aborted(self) -> Optional[str]:
-        v = self.store.try_get("abort")
-        return None if v is None else v.decode()
+        """Why this run (or the whole job) was aborted, or ``None``."""
+        v = self.store.try_get(f"{self.epoch}/abort")
+        return v.decode() if v is not None else self.liveness.job_abort()
 
     @property
     def needs_reset(self) -> bool:
@@ -155,72 +141,113 @@ class StoreRendezvous:
         ckey = (group, participants)
         index = self._calls.get(ckey, 0)
         self._calls[ckey] = index + 1
-        base = f"rdv/{_digest(group)}/{_digest(participants)}"
-        self.store.set(f"{base}/{index}/{rank}", pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+        base = f"{self.epoch}/rdv/{_digest(group)}/{_digest(participants)}/{index}"
+        keys = {f"{base}/{p}": p for p in participants}
+        self.store.set(f"{base}/{rank}", pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+        due = _Every(CHECK_INTERVAL_S)
 
-        def check() -> None:
+        def check(missing_keys: Sequence[str]) -> Optional[CollectiveError]:
+            if not due():
+                return None
+            # Who is gone first, then the abort: a rank that raised posts its abort before it departs or exits, so
+            # in this order a departure or exit seen implies its abort is seen: the message names the exception.
+            never = self._never_joins(op, group, members, [keys[k] for k in missing_keys])
             why = self.aborted
-            if why is not None:
-                raise CollectiveError(ACL_ERROR_RT_AICORE_EXCEPTION, op, f"aborted because another rank failed: {why}")
-            for p in participants:
-                if not self.store.exists(f"{base}/{index}/{p}"):
-                    gone = self.store.try_get(f"departed/{members[p]}")
-                    if gone is not None:
-                        name = str(p) if members[p] == p else f"{p} (global rank {members[p]})"
-                        raise CollectiveError(ACL_ERROR_RT_AICORE_EXCEPTION, op,
-                                              f"rank [{name}] of group '{group}' will never join this collective: "
-                                              f"{gone.decode()}")
+            return _aborted(op, why) if why is not None else never
 
-        payloads: Dict[int, Any] = {}
         try:
-            deadline = time.monotonic() + timeout_s
-            for p in participants:
-                left = deadline - time.monotonic()
-                try:
-                    raw = self.store.wait(f"{base}/{index}/{p}", max(left, 0.0), check)
-                except TimeoutError:
-                    missing = [q for q in participants if not self.store.exists(f"{base}/{index}/{q}")]
-                    raise CollectiveError(
-                        ACL_ERROR_RT_AICORE_EXCEPTION, op,
-                        f"ranks {missing} of group '{group}' never arrived within {timeout_s:g} s"
-                        + (f" ({what_if_missing})" if what_if_missing else "")) from None
-                payloads[p] = pickle.loads(raw)
+            try:
+                raw = self.store.wait_many(list(keys), timeout_s, check)
+            except TimeoutError:
+                missing = [q for q in participants if not self.store.exists(f"{base}/{q}")]
+                raise CollectiveError(
+                    ACL_ERROR_RT_AICORE_EXCEPTION, op,
+                    f"ranks {missing} of group '{group}' never arrived within {timeout_s:g} s"
+                    + (f" ({what_if_missing})" if what_if_missing else "")) from None
         except BaseException:
             self._calls[ckey] = index           # withdraw, as the threaded rendezvous does
-            self.store.delete(f"{base}/{index}/{rank}")
+            self.store.delete(f"{base}/{rank}")
             raise
+        payloads = {keys[k]: pickle.loads(v) for k, v in raw.items()}
         if index > 0:   # everyone has posted `index`, so everyone has finished reading `index - 1`
-            self.store.delete(f"{base}/{index - 1}/{rank}")
+            self.store.delete(f"{self.epoch}/rdv/{_digest(group)}/{_digest(participants)}/{index - 1}/{rank}")
         return compute(payloads)[rank]
+
+    def _never_joins(self, op: str, group: str, members: Sequence[int],
+                     missing: Sequence[int]) -> Optional[CollectiveError]:
+        """The error when one of the ``missing`` participants will never come (it departed, or its process is
+        gone), else ``None``."""
+        departed = self.store.get_many([f"{self.epoch}/departed/{members[p]}" for p in missing])
+        gone = {members[p]: departed[k].decode() for p in missing
+                if (k := f"{self.epoch}/departed/{members[p]}") in departed}
+        if not gone:
+            found = self.liveness.gone([members[p] for p in missing])
+            gone = {} if found is None else {found[0]: found[1]}
+        for p in missing:
+            if members[p] in gone:
+                return CollectiveError(ACL_ERROR_RT_AICORE_EXCEPTION, op,
+                                       f"rank [{_rank_name(p, members)}] of group '{group}' will never join this "
+                                       f"collective: {gone[members[p]]}")
+        return None
 
 
 # ---- one rank's world ----------------------------------------------------------------------------------------------
 class ProcessWorld(World):
     """The :class:`World` of one rank running in its own process (``rank`` of ``size``); the other ranks
     are processes that built their own ProcessWorld on the same store. ``run(fn)`` calls ``fn`` for
-    this rank only and returns a list with its result at index ``rank``."""
+    this rank only and returns a list with its result at index ``rank``.
 
-    def __init__(self, rank: int, size: int, store: FileStore, *, backend: Optional[str] = None,
+    ``run`` is a collective of the processes: each calls it the same number of times, with the same ``ranks``
+    (a process whose rank is not in ``ranks`` does not call ``fn``; its peers' waits for it fail at once, as
+    for a rank left out of a threaded ``World.run``). :meth:`allgather` and :meth:`scatter` exchange host data
+    between the processes, outside ``run``.
+    """
+
+    def __init__(self, rank: int, size: int, store: Store, *, backend: Optional[str] = None,
                  devices: Optional[Sequence[int]] = None, groups: Optional[Mapping[str, Sequence[Sequence[int]]]] = None,
-                 tp_world_size: int = 0, timeout_s: Optional[float] = None, session: str = "") -> None:
+                 tp_world_size: int = 0, timeout_s: Optional[float] = None, session: str = "",
+                 liveness: Optional[Liveness] = None, world_id: str = "",
+                 launch_info: Optional[LaunchInfo] = None) -> None:
         from .backend import resolve_backend
         if not 0 <= rank < size:
             raise ValueError(f"rank must be in [0, {size}); got {rank}")
         self.rank, self.store = rank, store
+        self.liveness = liveness if liveness is not None else Liveness(store, None)
+        self.launch_info = launch_info
         self._init_state(size, devices, groups, tp_world_size, timeout_s)
         self.backend = resolve_backend(backend, min_devices=self.devices[rank] + 1)
-        self.id = session or uuid.uuid4().hex[:12]
-        self.rendezvous = StoreRendezvous(store, self._members_of)
+        self.id = world_id or session or uuid.uuid4().hex[:12]
+        self._runs = self._exchanges = 0
+        self.rendezvous = StoreRendezvous(store, self._members_of, self.liveness)
         self._start(self._setup_device_mp)
 
     @classmethod
-    def from_env(cls, **kwargs) -> "ProcessWorld":
-        """The World of a rank started by an external launcher: ``ACLNN_PY_RANK``, ``ACLNN_PY_WORLD_SIZE`` and
-        ``ACLNN_PY_STORE`` (a directory every rank can reach)."""
-        return cls(int(os.environ[RANK_ENV]), int(os.environ[SIZE_ENV]), FileStore(os.environ[STORE_ENV]),
-                   session=os.environ.get(SESSION_ENV, ""), **kwargs)
+    def from_env(cls, *, device: Optional[int] = None, **kwargs) -> "ProcessWorld":
+        """The World of this process's rank in a job started by a launcher: mpiexec / mpirun (Open MPI, MPICH),
+        srun, torchrun, or by hand with ``ACLNN_PY_RANK``, ``ACLNN_PY_WORLD_SIZE`` and ``ACLNN_PY_STORE``
+        (:func:`~aclnn_py.orchestration.launchers.detect`; ``world.launch_info`` says what was found). Without a
+        launcher: rank 0 of a one-process world.
+
+        The device is the one of the local rank (:func:`~aclnn_py.orchestration.launchers.device_for`), unless
+        ``device`` is given; the other keyword arguments are those of :class:`World` (``groups``,
+        ``tp_world_size``, ``backend``, ``timeout_s``). Every process must create its worlds in the same order.
+        """
+        from .job import Job
+        job = Job.current()
+        store, world_id = job.next_world()
+        dev = job.device if device is None else device
+        return cls(job.rank, job.size, store, devices=[dev] * job.size, session=job.session, world_id=world_id,
+                   liveness=job.liveness, launch_info=job.info, **kwargs)
 
     def _setup_device_mp(self) -> None:
+        try:
+            self._setup_comms()
+        except BaseException as e:
+            if self.store.try_get("setup/abort") is None:
+                self.store.set("setup/abort", f"rank {self.rank} failed to set up: {type(e).__name__}: {e}".encode())
+            raise
+
+    def _setup_comms(self) -> None:
         from ..runtime import hccl
         from ..runtime.device import Context, Stream
         me, dev = self.rank, self.devices[self.rank]
@@ -237,12 +264,13 @@ class ProcessWorld(World):
                 key = f"hccl/{label}/{i}"
                 if grank == 0:
                     self.store.set(f"{key}/root", hccl.root_info())
-                root = self._setup_wait(f"{key}/root", f"group {label!r} #{i}'s root info (rank {members[0]})")
+                root = self._setup_wait(f"{key}/root", members[0],
+                                        f"group {label!r} #{i}'s root info (rank {members[0]})")
                 # Every member's process is alive and about to join: one that died before reaching this point
                 # (the launcher then aborts the store) is named here, instead of after HCCL_CONNECT_TIMEOUT.
                 self.store.set(f"{key}/joining/{grank}", str(os.getpid()).encode())
                 for j, g in enumerate(members):
-                    self._setup_wait(f"{key}/joining/{j}", f"rank {g} to set up group {label!r} #{i}")
+                    self._setup_wait(f"{key}/joining/{j}", g, f"rank {g} to set up group {label!r} #{i}")
                 comm = hccl.init_root_info(len(members), root, grank)
                 self._comms.append(comm)
                 self._comm_names[comm] = name = hccl.comm_name(comm)
@@ -250,31 +278,93 @@ class ProcessWorld(World):
                     self.store.set(f"{key}/name", name.encode())
         for label, member_lists in self.group_spec.items():
             for i, members in enumerate(member_lists):
-                name = self._setup_wait(f"hccl/{label}/{i}/name", f"group {label!r} #{i}'s name").decode()
+                name = self._setup_wait(f"hccl/{label}/{i}/name", members[0], f"group {label!r} #{i}'s name").decode()
                 self._register(label, i, members, [name] * len(members))
 
-    def _setup_wait(self, key: str, what: str) -> bytes:
-        """A store value of communicator set-up, waiting as HCCL does (``HCCL_CONNECT_TIMEOUT``); fails at once
-        when another rank failed (or its process died: the launcher reports it)."""
+    def _setup_wait(self, key: str, rank: int, what: str) -> bytes:
+        """A store value of communicator set-up that rank ``rank`` posts, waiting as HCCL does
+        (``HCCL_CONNECT_TIMEOUT``); fails at once when another rank failed or its process is gone."""
         timeout = connect_timeout_s()
         try:
-            return self.store.wait(key, timeout, self._store_check("communicator set-up"))
+            return self._wait_for_ranks({key: rank}, "communicator set-up", timeout, abort_key="setup/abort")[key]
         except TimeoutError:
             raise CollectiveError(ACL_ERROR_RT_AICORE_EXCEPTION, "communicator set-up",
                                   f"rank {self.rank} waited {timeout:g} s ({CONNECT_TIMEOUT_ENV}) for {what}; "
                                   "that rank's process never got there (is it running?)") from None
 
-    def _store_check(self, what: str) -> Callable[[], None]:
-        def check() -> None:
-            why = self.rendezvous.aborted
-            if why is not None:
-                raise CollectiveError(ACL_ERROR_RT_AICORE_EXCEPTION, what, f"aborted because another rank failed: {why}")
-        return check
+    def _wait_for_ranks(self, keys: Mapping[str, int], op: str, timeout_s: float,
+                        abort_key: str = "") -> Dict[str, bytes]:
+        """The values of ``keys`` (key -> the rank that posts it); fails as soon as the job (or ``abort_key``)
+        is aborted or a rank that has yet to post is gone. Raises ``TimeoutError`` after ``timeout_s``."""
+        due = _Every(CHECK_INTERVAL_S)
 
+        def check(missing: Sequence[str]) -> Optional[CollectiveError]:
+            if not due():
+                return None
+            found = self.liveness.gone(sorted({keys[k] for k in missing}))      # before the abort: see above
+            own = self.store.try_get(abort_key) if abort_key else None
+            why = own.decode() if own is not None else self.liveness.job_abort()
+            if why is not None:
+                return _aborted(op, why)
+            return None if found is None else CollectiveError(
+                ACL_ERROR_RT_AICORE_EXCEPTION, op, f"rank {self.rank} waited for rank {found[0]}: {found[1]}")
+
+        return self.store.wait_many(list(keys), timeout_s, check)
+
+    # -- host data between the processes ----------------------------------------------------------------------
+    def allgather(self, obj: Any, timeout_s: Optional[float] = None) -> list:
+        """Every process's ``obj`` (picklable), by rank: a host all-gather through the job's channel. Every
+        process calls it (outside ``run``); fails naming a rank whose process is gone, or after ``timeout_s``
+        (default: the World's)."""
+        n = self._next_exchange()
+        self.store.set(f"x{n}/{self.rank}", pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+        raw = self._exchange_wait({f"x{n}/{r}": r for r in range(self.size)}, timeout_s)
+        if n > 0:    # everyone has posted n, so everyone has read n - 1
+            self.store.delete(f"x{n - 1}/{self.rank}")
+        return [pickle.loads(raw[f"x{n}/{r}"]) for r in range(self.size)]
+
+    def scatter(self, items: Optional[Sequence[Any]], root: int = 0, timeout_s: Optional[float] = None) -> Any:
+        """Rank ``root`` passes one picklable item per rank (``items[r]`` for rank ``r``; the others pass
+        ``None``); every process returns its own item. Waits as :meth:`allgather` does."""
+        n = self._next_exchange()
+        if self.rank == root:
+            if items is None or len(items) != self.size:
+                raise ValueError(f"scatter: rank {root} must pass {self.size} items; got "
+                                 f"{None if items is None else len(items)}")
+            for r, item in enumerate(items):
+                if r != root:
+                    self.store.set(f"x{n}/to{r}", pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
+            return items[root]
+        key = f"x{n}/to{self.rank}"
+        raw = self._exchange_wait({key: root}, timeout_s)[key]
+        self.store.delete(key)
+        return pickle.loads(raw)
+
+    def _next_exchange(self) -> int:
+        n, self._exchanges = self._exchanges, self._exchanges + 1
+        return n
+
+    def _exchange_wait(self, keys: Mapping[str, int], timeout_s: Optional[float]) -> Dict[str, bytes]:
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        try:
+            return self._wait_for_ranks(keys, "ProcessWorld host exchange", timeout)
+        except TimeoutError:
+            late = sorted({r for k, r in keys.items() if not self.store.exists(k)})
+            raise CollectiveError(ACL_ERROR_RT_AICORE_EXCEPTION, "ProcessWorld host exchange",
+                                  f"ranks {late} did not arrive within {timeout:g} s") from None
+
+    # -- running ----------------------------------------------------------------------------------------------
     def _run(self, fn: Callable[..., Any], args: tuple, ranks: Optional[Sequence[int]], kwargs: dict) -> list:
-        if ranks is not None and list(ranks) != [self.rank]:
-            raise ValueError(f"a ProcessWorld runs its own rank only ({self.rank}); got ranks={list(ranks)}")
+        ranks = list(range(self.size)) if ranks is None else list(ranks)
+        if any(not 0 <= r < self.size for r in ranks) or len(set(ranks)) != len(ranks):
+            raise ValueError(f"ranks must be distinct ranks in [0, {self.size}); got {ranks}")
+        self.rendezvous = StoreRendezvous(self.store, self._members_of, self.liveness, f"run{self._runs}")
+        self._runs += 1
         results: List[Any] = [None] * self.size
+        self.last_errors = {}
+        if self.rank not in ranks:
+            self.rendezvous.depart(self.rank, f"rank {self.rank} is not running in this World.run (ranks={ranks})")
+            return results
         ctx = self.ranks[self.rank]
         try:
             acting_as(ctx)
@@ -293,7 +383,6 @@ class ProcessWorld(World):
             raise
         finally:
             acting_as(None)
-        self.last_errors = {}
         if self._device_needs_recovery():      # another rank failed after this one's collectives: done with them
             self._recover_device([self.rank])
         return results
@@ -306,11 +395,6 @@ class ProcessWorld(World):
 
 
 # ---- the launcher ----------------------------------------------------------------------------------------------------
-class LaunchError(RuntimeError):
-    """A rank's process failed without an exception to hand back (it crashed or was killed), or a rank function,
-    argument or result cannot travel between the launcher and the rank processes."""
-
-
 PICKLE_REMEDY = ("define it with `def` at the top level of a module the rank processes can import (a .py file, not "
                  "an interactive session or a notebook cell), and pass that function")
 RESULT_REMEDY = ("return picklable data instead: numpy arrays (DeviceTensor.numpy()), numbers, strings, or "
@@ -505,6 +589,13 @@ def launch(fn: Callable[..., Any], nprocs: int, *args: Any, backend: Optional[st
     return [outcomes[r][1] for r in range(nprocs)]
 
 
+def launched() -> Optional[LaunchInfo]:
+    """What :func:`~aclnn_py.orchestration.launchers.detect` finds when a launcher started this process as one rank
+    of a job of several processes, else ``None`` (then the demos and the smoke suite run their ranks as threads)."""
+    info = detect()
+    return info if info is not None and info.size > 1 else None
+
+
 def ep_tp_groups(ep_world_size: int, tp_world_size: int = 0) -> Dict[str, List[List[int]]]:
     """The groups of :meth:`World.ep_tp` (``ep``, ``ep_barrier``, ``tp``), for :func:`launch`."""
     tp = max(tp_world_size, 1)
@@ -513,5 +604,5 @@ def ep_tp_groups(ep_world_size: int, tp_world_size: int = 0) -> Dict[str, List[L
             "tp": [[e * tp + t for t in range(tp)] for e in range(ep_world_size)]}
 
 
-__all__ = ["launch", "ProcessWorld", "FileStore", "StoreRendezvous", "LaunchError", "ep_tp_groups",
+__all__ = ["launch", "launched", "ProcessWorld", "FileStore", "StoreRendezvous", "LaunchError", "ep_tp_groups",
            "connect_timeout_s"]
