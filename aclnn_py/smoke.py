@@ -27,7 +27,7 @@ from .demos.report import backend_label
 from .demos.scenario import Outcome, Scenario, run, variant, world_for
 from .orchestration.launch import launched
 from .profiles import Profile, active_profile
-from .validate.dispatch import EP_MAX, M_MAX
+from .validate.limits import EP_MAX, M_MAX
 
 REFERENCE_DEVICES = 16   # the reference backend simulates one A3 node's 16 NPUs
 NODE_DEVICES = 16        # ranks as threads: one A3 node at most

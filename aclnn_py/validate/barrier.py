@@ -9,6 +9,7 @@ from ..catalog import OpDef
 from ..dtypes import bfloat16
 from ..elastic import parse_elastic_info
 from . import rules as R
+from .limits import INT32_MAX
 
 OP = "aclnnDistributeBarrierV2"
 X_REF_DTYPES = (bfloat16, np.float16, np.float32, np.bool_, np.int8, np.int16, np.int32, np.int64,
@@ -36,7 +37,6 @@ def elastic_table(op: str, info: Any, world_size: int, param: str = "elastic_inf
         R.fail(op, R.TILING, param, f"Table1 == -1 for every removed rank{note}", t.to_new.tolist())
 
 
-INT32_MAX = 2**31 - 1
 
 
 def check(op_def: OpDef, args: Mapping[str, Any], outputs: Any = None, env: Any = None,

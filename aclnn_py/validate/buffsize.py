@@ -23,6 +23,7 @@ from typing import Any, Mapping, Optional
 
 from ..errors import ACLNN_ERR_INNER_TILING_ERROR, AclnnError
 from ..layout import normalised_shared_expert_num
+from .limits import BS_MAX, EP_MAX, EP_MIN, H_MAX, H_MIN, INT32_MAX, K_MAX, M_MAX, SHARED_MAX
 from . import rules as R
 
 ENV_NAME = "HCCL_BUFFSIZE"
@@ -45,9 +46,10 @@ def _align(v: int, a: int) -> int:
 HELPER = "aclnn_py.required_hccl_buffsize"
 COMM_ALGS = ("", "fullmesh_v1", "fullmesh_v2")   # the A3 DispatchV3 tiling's commAlg values (None means "")
 # what each argument of the public helpers may be (the ranges of the operators that use the window)
-_ARG_RANGES = {"h": (1024, 8192), "max_bs": (1, 2**31 - 1), "ep_world_size": (2, 768), "local_expert_num": (1, 1024),
-               "k": (1, 16), "shared_expert_num": (0, 4), "shared_expert_rank_num": (0, 767),
-               "moe_expert_num": (1, 1024), "bs": (1, 512), "global_bs": (0, 2**31 - 1)}
+_ARG_RANGES = {"h": (H_MIN, H_MAX), "max_bs": (1, INT32_MAX), "ep_world_size": (EP_MIN, EP_MAX),
+               "local_expert_num": (1, M_MAX), "k": (1, K_MAX), "shared_expert_num": (0, SHARED_MAX),
+               "shared_expert_rank_num": (0, EP_MAX - 1), "moe_expert_num": (1, M_MAX), "bs": (1, BS_MAX),
+               "global_bs": (0, INT32_MAX)}
 
 
 def _arg(kwargs: Mapping[str, object], name: str) -> int:

@@ -33,18 +33,12 @@ from ..dtypes import acl_name, bfloat16
 from ..layout import MoeLayout, normalised_shared_expert_num, parse_elastic_info
 from . import rules as R
 from . import versions
+from .limits import BS_MAX, H_MAX, H_MIN, INT32_MAX, K_MAX, M_MAX, NOT_ENFORCED, SHARED_MAX
 from .barrier import elastic_table
 
 OP_COMBINE = "aclnnMoeDistributeCombineV3"
 OP_ARN = "aclnnMoeDistributeCombineAddRmsNormV2"
 
-NOT_ENFORCED = "documented rule, not enforced by the CANN kernel"
-INT32_MAX = 2**31 - 1
-SHARED_NUM_MAX = 4
-MOE_NUM_MAX = 1024
-BS_MAX = 512
-K_MAX = 16
-H_MIN, H_MAX = 1024, 8192
 ASSIST_PER_A = 128
 
 _F16, _F32, _I32, _I64, _BOOL = np.float16, np.float32, np.int32, np.int64, np.bool_
@@ -198,11 +192,11 @@ def _check_attrs(c: _Call) -> None:
     versions.check_world(op, c.prof, t, hier=c.hier, combine=True)
     req(t["expert_shard_type"] == 0, op, TL, "expert_shard_type", "[rule 13] expert_shard_type == 0",
         t["expert_shard_type"])
-    R.in_range(op, "shared_expert_num", t["shared_expert_num"], 0, SHARED_NUM_MAX, TL)
+    R.in_range(op, "shared_expert_num", t["shared_expert_num"], 0, SHARED_MAX, TL)
     r = t["shared_expert_rank_num"]
     req(0 <= r < ep, op, TL, "shared_expert_rank_num", f"[rule 14] 0 <= shared_expert_rank_num < ep_world_size ({ep})",
         r)
-    R.in_range(op, "moe_expert_num", m, 1, MOE_NUM_MAX, TL)
+    R.in_range(op, "moe_expert_num", m, 1, M_MAX, TL)
     versions.check_hierarchy_experts(op, c.hier, m, r)
     R.one_of(op, "comm_quant_mode", t["comm_quant_mode"], (0, 2), TL)
 

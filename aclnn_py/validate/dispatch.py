@@ -20,17 +20,11 @@ from ..dtypes import bfloat16
 from ..elastic import parse_elastic_info
 from ..layout import MoeLayout, dispatch_output_specs, normalised_shared_expert_num
 from . import versions
+from .limits import BS_MAX, H_MAX, H_MIN, INT32_MAX, K_MAX, M_MAX, NOT_ENFORCED, SHARED_MAX
 from .rules import (GROUP_NAME_MAX, INVALID, NULLPTR, TILING, ArgumentTypeError, dtype_in, fail, in_range, is_nz,
                     name_length, ndim, one_of, require, shape_eq, shared_experts, tensors, typed_args)
 
 OP = "aclnnMoeDistributeDispatchV3"
-INT32_MAX = 2 ** 31 - 1
-BS_MAX = 512
-H_MIN, H_MAX = 1024, 8192
-K_MAX = 16
-M_MAX = 1024
-SHARED_MAX = 4
-NOT_ENFORCED = "documented rule, not enforced by the CANN kernel"
 
 
 _F32, _I32, _I64, _I8, _BOOL = (np.dtype(t) for t in (np.float32, np.int32, np.int64, np.int8, np.bool_))

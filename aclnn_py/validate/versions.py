@@ -17,9 +17,9 @@ from ..catalog import OpDef
 from ..errors import ACLNN_ERR_INNER_FIND_KERNEL_ERROR, AclnnError
 from . import buffsize
 from . import rules as R
+from .limits import EP_MAX, EP_MIN
 
 HIERARCHY = "hierarchy"
-EP_MIN, EP_MAX = 2, 768
 HIER_EP_MAX, HIER_EP_MULTIPLE, HIER_M_MAX, HIER_BS_MAX, HIER_H_MAX, HIER_H_ALIGN = 256, 16, 512, 256, 7168, 32
 FULLMESH_V2_BS_MAX, FULLMESH_V2_K_MAX = 256, 12
 L_EP_MAX = 2048
