@@ -158,9 +158,9 @@ def test_the_readme_one_host_command_lines_are_the_tested_ones():
     from conftest import ROOT
     from launcher_support import mpiexec_command, torchrun_command
     readme = (ROOT / "README.md").read_text()
-    for cmd in (mpiexec_command(4, "python", "-m", "aclnn_py", "smoke", "--quick"),
-                torchrun_command(4, "-m", "aclnn_py", "smoke", "--quick")):
-        line = " ".join([os.path.basename(cmd[0] or "missing"), *cmd[1:]])
+    for name, cmd in (("mpiexec", mpiexec_command(4, "python", "-m", "aclnn_py", "smoke", "--quick")),
+                      ("torchrun", torchrun_command(4, "-m", "aclnn_py", "smoke", "--quick"))):
+        line = " ".join([os.path.basename(cmd[0] or name), *cmd[1:]])
         assert f"\n{line} " in readme or f"\n{line}\n" in readme, line
 
 
