@@ -203,7 +203,8 @@ def _dispatch(ctx, x, ids, *, out=None):
     kw = _dispatch_kwargs(x=x, expert_ids=ids, group_ep=ctx.group("ep"), ep_rank_id=ctx.ep_rank)
     lay = memo.validate_call(validate.moe_distribute_dispatch_v3, kw, outputs=out)
     specs = catalog.DISPATCH_V3.output_specs(lay, kw)
-    return DispatchOutputs(**device_path.run_on_device(catalog.DISPATCH_V3, kw, specs, None, True, out=out))
+    plan = device_path.DevicePlan(catalog.DISPATCH_V3, kw, specs, None)
+    return DispatchOutputs(**device_path.run_on_device(catalog.DISPATCH_V3, kw, plan, None, True, out=out))
 
 
 def _reference(xs, idss):
