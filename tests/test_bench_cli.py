@@ -164,3 +164,25 @@ def test_under_mpiexec_rank_0_alone_prints_the_table(cann_sim_home, tmp_path):
     assert list(table_rows(r.stdout)) == OPS and r.stdout.count("DispatchV3 int8 ") == 1
     doc = json.loads((tmp_path / "b.json").read_text())
     assert doc["config"]["ep"] == 2 and [len(res["samples_us"]) for res in doc["results"]] == [3, 3, 3]
+
+
+@pytest.mark.parametrize("out", [False, True], ids=["fresh outputs", "out="])
+def test_nothing_leaks(sim, out):
+    """In process, small: every device tensor of the run is freed (the ``sim`` fixture checks zero live objects)."""
+    report = bench.run_bench(2, backend="device", print_table=False, bs=2, h=1024, k=2, experts=4, iters=2, warmup=1,
+                             out=out)
+    assert [r.op for r in report.results] == OPS and report.config.out is out
+
+
+def test_nothing_leaks_when_a_rank_fails(sim, monkeypatch):
+    """A rank that raises mid-run: the error surfaces, and every tensor of every rank is still freed."""
+    real = bench.time_calls
+
+    def time_calls(ctx, call, cfg, fresh):
+        if ctx.rank == 1:
+            raise RuntimeError("planted failure")
+        return real(ctx, call, cfg, fresh)
+
+    monkeypatch.setattr(bench, "time_calls", time_calls)
+    with pytest.raises(RuntimeError, match="planted failure|rank 1 raised"):
+        bench.run_bench(2, backend="device", print_table=False, bs=2, h=1024, k=2, experts=4, iters=2, warmup=1)
