@@ -24,8 +24,9 @@ percentile (numpy's linear interpolation: with fewer than 100 iterations it lies
 microseconds.
 
 What is counted. Logical bandwidth as DeepEP's low-latency test counts it (deepseek-ai/DeepEP
-``tests/legacy/test_low_latency.py``, ``# Calculate bandwidth``: for each of the rank's tokens, its selected
-experts -- ``topk_idx != -1`` -- times the bytes of one token, summed, divided by the rank's time): **per
+``tests/test_low_latency.py``, under ``tests/legacy/`` in newer trees, ``# Calculate bandwidth``: for each of
+the rank's tokens, its selected experts -- ``topk_idx != -1`` -- times the bytes of one token, summed, divided
+by the rank's time): **per
 rank**, ``bytes = selected (token, expert) pairs of the rank x bytes per pair``, with ``BS x K`` pairs per rank
 here (every token selects K distinct experts, no mask), bytes per pair ``2H`` for bf16 rows (dispatch and
 combine) and ``H + 4`` for int8 rows (the row and its fp32 scale); GB/s = bytes / median latency / 1e9. The
@@ -125,8 +126,8 @@ class BenchConfig:
 
     def describe(self) -> str:
         outputs = "out= preallocated outputs" if self.out else "fresh outputs per call (the default call)"
-        return (f"{self.sizes()}, {outputs}; {self.iters} timed iterations after {self.warmup} "
-                f"warm-up{'' if self.warmup == 1 else 's'}"
+        return (f"{self.sizes()}, {outputs}; {self.iters} timed iteration{'' if self.iters == 1 else 's'} "
+                f"after {self.warmup} warm-up{'' if self.warmup == 1 else 's'}"
                 f"{' (--quick)' if self.quick else ''}")
 
 
@@ -345,7 +346,7 @@ class BenchReport:
                 "cann_release": self.cann_release, "ranks": self.ranks, "precheck": self.precheck,
                 "seconds": round(self.seconds, 3), "config": asdict(self.config),
                 "counting": {"bandwidth": "per rank: selected (token, expert) pairs of the rank x bytes per pair / "
-                                          "median latency (DeepEP tests/legacy/test_low_latency.py)",
+                                          "median latency (DeepEP tests/test_low_latency.py)",
                              "bytes_per_pair": {"bf16": "2*H", "int8": f"H + {SCALE_BYTES} (fp32 scale)"},
                              "gb": GB, "latency": "host wall time of one call, slowest rank per iteration"},
                 "anchors": {"source": ANCHOR_SOURCE, "shown": self.hardware,

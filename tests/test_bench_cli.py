@@ -136,7 +136,7 @@ def test_plot_without_matplotlib_names_the_extra(cann_sim_home, tmp_path):
     assert r.stdout == "" and not (tmp_path / "b.png").exists() and not (tmp_path / "b.json").exists()
 
 
-def test_anchors_beside_the_figures_on_hardware():
+def test_anchors_beside_the_figures_on_hardware(tmp_path):
     """The table and chart of a hardware run (figures made up): the anchor of the run's EP, else the nearest with its
     EP; none for bf16 dispatch (DeepEP-Ascend published INT8 dispatch)."""
     for ep, want in ((16, ["-", "139 us (anchor for EP 16)", "135 us (anchor for EP 16)"]),
@@ -149,6 +149,13 @@ def test_anchors_beside_the_figures_on_hardware():
         assert lines[0] == "bench: DispatchV3 / CombineV3 on the device (CANN)" and "A3 anchor" in lines[3]
         assert [line.split("  ")[-1].strip() for line in lines[4:7]] == want
         assert "(not this run's sizes)" not in lines[-1]
+        if HAS_MATPLOTLIB:                      # the chart's anchor bars beside the figures
+            bench.write_plot(str(tmp_path / f"ep{ep}.png"), report)
+            assert (tmp_path / f"ep{ep}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    other = bench.make_config(8, bs=64)
+    report = bench.BenchReport(other, "device (CANN)", True, "threads", "8.5.0", True,
+                               [bench.summarise(op, np.array([1e-4]), other, True) for op in bench.OPS])
+    assert "(not this run's sizes)" in bench.format_table(report).splitlines()[-1]
 
 
 @pytest.mark.skipif(tool("mpiexec") is None or importlib.util.find_spec("mpi4py") is None,
