@@ -1,15 +1,16 @@
-"""Command line: ``aclnn-py`` (or ``python -m aclnn_py``) ``{info,demo,smoke,sim}`` [options].
+"""Command line: ``aclnn-py`` (or ``python -m aclnn_py``) ``{info,demo,smoke,bench,sim}`` [options].
 
 info   which CANN install (or the simulator) was found, from where, the op versions it exports, and which
        backend 'auto' picks and why
 demo   the seed demos ported to Python, checked against the numpy reference
 smoke  every op at real sizes on every visible device, compared with the reference, as a table
+bench  DispatchV3 (bf16, int8) and CombineV3 latency and bandwidth on every visible device, beside the A3 anchors
 sim    build the aclnn_py CANN simulator (gcc only) and show where it is and how to use it from C/C++
 
 Errors are one line with what to do about it. Exit status: 0 success, 1 failure, 2 usage error
 (a bad option, or a bad ACLNN_PY_BACKEND), 130 interrupted.
 
-demo and smoke run under mpiexec / mpirun, srun and torchrun too: each process is one rank, rank 0 prints,
+demo, smoke and bench run under mpiexec / mpirun, srun and torchrun too: each process is one rank, rank 0 prints,
 and every process exits with the same status.
 """
 from __future__ import annotations
@@ -35,7 +36,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     """The argument parser (every option has help text; tests check that)."""
     parser = argparse.ArgumentParser(prog=prog or prog_name(), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{info,demo,smoke,sim}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{info,demo,smoke,bench,sim}")
     sub.add_parser("info", help="show the CANN install (or simulator) found, its op versions, and the backend 'auto' "
                                 "picks and why", description="Report what library discovery found and which backend "
                                 "'auto' picks; reports problems instead of failing on them.")
@@ -56,6 +57,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     smoke.add_argument("--ulp-tolerance", type=int, default=None, metavar="N",
                        help="allowed ulps on combine outputs (default: 0 on the simulator, 1 on hardware)")
     smoke.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON to FILE")
+    add_bench_parser(sub)
     sim = sub.add_parser("sim", help="build the aclnn_py CANN simulator, or show where it is",
                          description="The aclnn_py CANN simulator: a CANN-shaped library tree that emulates devices "
                                      "on host memory (not hardware). aclnn_py finds it without any variable; "
@@ -73,6 +75,37 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                        description="Print export lines (use: eval \"$(aclnn-py sim env)\") setting ASCEND_HOME_PATH, "
                                    "LD_LIBRARY_PATH and friends to the simulator, as its bin/setenv.bash does.")
     return parser
+
+
+def add_bench_parser(sub) -> None:
+    """``bench`` and its options (sizes default to the pod configuration, or --quick's)."""
+    from .bench import FULL, QUICK, QUICK_EP
+    bench = sub.add_parser("bench", help="DispatchV3 (bf16, int8) and CombineV3 latency and bandwidth on every "
+                                         "visible device", description="Time DispatchV3 with bf16 and int8 tokens and "
+                           "CombineV3 (median and p99 us, slowest rank per iteration) and their logical bandwidth "
+                           "(GB/s per rank, counted as DeepEP counts), on the device (CANN, with the published A3 "
+                           "anchors) or the simulator (labelled as such). See aclnn_py/bench.py for what is counted.")
+    bench.add_argument("--quick", action="store_true",
+                       help=f"CI-sized: EP {QUICK_EP} (under a launcher: its processes), BS {QUICK['bs']}, "
+                            f"{QUICK['iters']} iterations after {QUICK['warmup']} warm-ups (options given still apply)")
+    bench.add_argument("--ep", type=int, default=None, metavar="N",
+                       help="EP ranks (default: every visible device; under a launcher, its processes)")
+    for option, key, what in (("--bs", "bs", "tokens per rank"), ("--hidden", "h", "hidden size H"),
+                              ("--topk", "k", "experts per token K"), ("--iters", "iters", "timed iterations"),
+                              ("--warmup", "warmup", "untimed iterations first")):
+        bench.add_argument(option, type=int, default=None, metavar="N",
+                           help=f"{what} (default {FULL[key]}; --quick: {QUICK[key]})")
+    bench.add_argument("--experts", type=int, default=None, metavar="N",
+                       help="routed experts, a multiple of EP (default: DeepSeek's 256 when EP divides it, else the "
+                            "next multiple of EP)")
+    bench.add_argument("--out", action="store_true", help="time calls writing preallocated outputs (out=) instead "
+                                                         "of the default call's fresh outputs")
+    bench.add_argument("--backend", choices=["auto", "device", "reference"], default=None,
+                       help="auto or device (default: $ACLNN_PY_BACKEND, else auto); reference is refused: it has "
+                            "no device latency")
+    bench.add_argument("--json", default=None, metavar="FILE", help="also write every measurement as JSON to FILE")
+    bench.add_argument("--plot", default=None, metavar="FILE",
+                       help="also draw a PNG chart to FILE (needs matplotlib: pip install 'aclnn_py[plot]')")
 
 
 # ---- commands ----------------------------------------------------------------------------------------------
@@ -103,6 +136,13 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return 0 if all(r.passed for r in rows) else 1
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+    run_bench(args.ep, args.quick, args.backend, args.json, args.plot, bs=args.bs, h=args.hidden, k=args.topk,
+              experts=args.experts, iters=args.iters, warmup=args.warmup, out=args.out)
+    return 0
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     from . import simbuild
     tree = simbuild.default_tree()
@@ -125,7 +165,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
-    "info": cmd_info, "demo": cmd_demo, "smoke": cmd_smoke, "sim": cmd_sim}
+    "info": cmd_info, "demo": cmd_demo, "smoke": cmd_smoke, "bench": cmd_bench, "sim": cmd_sim}
 
 
 class NotBuilt(RuntimeError):
@@ -150,10 +190,13 @@ def user_errors() -> List[Tuple[Type[BaseException], int, str]]:
     from .orchestration.launchers import LaunchError
     from .runtime.library import CannNotFound
     from .simbuild import SimBuildError
+    from .bench import BenchError, BenchOptionError
     return [
         (InvalidBackendError, 2, "set ACLNN_PY_BACKEND (or --backend) to auto, device or reference, or unset it"),
         (BackendUnavailableError, 1, ""),
         (CannNotFound, 1, DEVICE_REMEDY),
+        (BenchOptionError, 2, ""),
+        (BenchError, 1, ""),
         (SimBuildError, 1, ""),
         (NotBuilt, 1, ""),
         (LaunchError, 1, ""),

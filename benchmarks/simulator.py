@@ -5,19 +5,22 @@ dispatch (device tensors in) then combine on dispatch's outputs (the expert FFN 
 barrier first. Per iteration the time is the slowest rank's; rows = ep * BS * K per op (each row
 is H bf16). Figures are medians over the iterations.
 
-Two ways to call: fresh outputs (every call allocates its outputs and zero-fills them, which on the
-simulator means writing the full capacity ``A`` rows of ``expand_x`` in host memory), and ``out=``
-preallocated outputs, which shows the simulator's own dispatch/combine throughput.
+Two ways to call: fresh outputs (every call allocates its outputs and zero-fills them) and ``out=``
+preallocated outputs, which shows the simulator's own dispatch/combine throughput; the report gives their
+ratio per size (same run) and the 1-minute load average (the machine is shared). Zero-filling costs the
+simulator only the pages a kernel then writes (issue 14: ``aclrtMemset`` with 0 gives whole pages back,
+sim/src/core_memory.c), so a fresh call costs the rows it moves, not the ``A`` rows of ``expand_x``.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any, Dict, List
 
 import numpy as np
 
-from .common import median, set_buffsize, table, use_simulator
+from .common import fmt_x, median, set_buffsize, table, use_simulator
 
 EP, H, K, EXPERTS = 16, 7168, 8, 256
 
@@ -69,6 +72,7 @@ def run(quick: bool = False) -> Dict[str, Any]:
                     t.free()
         return out
 
+    load_before = os.getloadavg()[0]
     with aclnn_py.World.ep_tp(EP, backend="device") as world:
         for bs in sizes:
             for preallocated in ([False, True] if prop is not None else [False]):
@@ -77,10 +81,20 @@ def run(quick: bool = False) -> Dict[str, Any]:
                 slowest = t.max(axis=0)                     # (iteration, op)
                 td, tc = median(list(slowest[:, 0])), median(list(slowest[:, 1]))
                 rows = EP * bs * K
-                results.append(dict(bs=bs, outputs="out= (preallocated)" if preallocated else "fresh, zero-filled",
+                results.append(dict(bs=bs, preallocated=preallocated,
+                                    outputs="out= (preallocated)" if preallocated else "fresh, zero-filled",
                                     rows_per_op=rows, dispatch_s=td, combine_s=tc, rows_per_s=2 * rows / (td + tc),
                                     mb_per_s=2 * rows * H * 2 / (td + tc) / 2**20))
-    return {"figure": "simulator", "ep": EP, "h": H, "k": K, "experts": EXPERTS, "iters": iters, "results": results}
+    return {"figure": "simulator", "ep": EP, "h": H, "k": K, "experts": EXPERTS, "iters": iters, "results": results,
+            "load_average": [load_before, os.getloadavg()[0]]}
+
+
+def fresh_over_preallocated(res: Dict[str, Any]) -> Dict[int, tuple]:
+    """{bs: (dispatch, combine)}: fresh-output time over ``out=`` time, per batch size of one run."""
+    by = {(r["bs"], r["preallocated"]): r for r in res["results"]}
+    return {bs: (by[bs, False]["dispatch_s"] / by[bs, True]["dispatch_s"],
+                 by[bs, False]["combine_s"] / by[bs, True]["combine_s"])
+            for bs, pre in by if pre and (bs, False) in by}
 
 
 def report(res: Dict[str, Any]) -> str:
@@ -91,4 +105,7 @@ def report(res: Dict[str, Any]) -> str:
         f"Figure 4 - simulator throughput (H {res['h']}, K {res['k']}, {res['experts']} experts, bf16; device tensors "
         f"in; slowest rank per iteration, median of {res['iters']})",
         table(rows, ["config", "outputs", "rows per op", "dispatch ms", "combine ms", "rows/s (dispatch+combine)",
-                     "MiB/s moved"])])
+                     "MiB/s moved"]),
+        *[f"fresh / out= at ep{res['ep']} BS{bs}: dispatch {fmt_x(d)}, combine {fmt_x(c)}"
+          for bs, (d, c) in fresh_over_preallocated(res).items()],
+        "1-minute load average: {:.1f} before, {:.1f} after ({} CPUs)".format(*res["load_average"], os.cpu_count())])

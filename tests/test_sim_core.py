@@ -66,19 +66,20 @@ def sim_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def compile_check(home: Path, name: str, out: Path) -> Path:
+    """tests/sim_c/<name>.c built against the simulator tree `home` into out/<name>."""
+    exe = out / name
+    cmd = ["gcc", "-std=gnu11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", f"-I{home / 'include'}",
+           str(SIM_C / f"{name}.c"), "-o", str(exe), f"-L{home / 'lib64'}", f"-Wl,-rpath,{home / 'lib64'}", *LINK]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, f"compiling {name}.c failed:\n{res.stderr}"
+    return exe
+
+
 @pytest.fixture(scope="module")
 def c_checks(cann_sim_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("sim_c")
-    progs = {}
-    for name in ("runtime_check", "collective_check"):
-        exe = out / name
-        cmd = ["gcc", "-std=gnu11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", f"-I{cann_sim_home / 'include'}",
-               str(SIM_C / f"{name}.c"), "-o", str(exe), f"-L{cann_sim_home / 'lib64'}",
-               f"-Wl,-rpath,{cann_sim_home / 'lib64'}", *LINK]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        assert res.returncode == 0, f"compiling {name}.c failed:\n{res.stderr}"
-        progs[name] = exe
-    return progs
+    return {name: compile_check(cann_sim_home, name, out) for name in ("runtime_check", "collective_check")}
 
 
 def run_case(exe: Path, home: Path, args: list[str], timeout: float = 60, **env: str) -> None:

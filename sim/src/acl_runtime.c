@@ -25,7 +25,6 @@
 #define SIM_CONTEXT_MAGIC 0x43545854u
 #define SIM_EVENT_MAGIC 0x45564E54u
 #define SIM_MAX_DEVICES 1024
-#define MMAP_THRESHOLD ((size_t)1 << 20)
 #define DEVICE_HBM_BYTES ((size_t)64 << 30) /* A3: 64 GiB per device */
 
 #define P(x) ((const void *)(x))
@@ -514,7 +513,7 @@ static void *sim_alloc(size_t size)
 {
     size_t padded = size + 32; /* CANN pads device allocations by 32 bytes */
     if (padded < size) return NULL;
-    if (padded >= MMAP_THRESHOLD) {
+    if (padded >= SIM_MMAP_THRESHOLD) {
         void *p = mmap(NULL, padded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         return p == MAP_FAILED ? NULL : p;
     }
@@ -526,7 +525,7 @@ static void *sim_alloc(size_t size)
 
 static void sim_dealloc(void *p, size_t size)
 {
-    if (size + 32 >= MMAP_THRESHOLD) munmap(p, size + 32);
+    if (size + 32 >= SIM_MMAP_THRESHOLD) munmap(p, size + 32);
     else free(p);
 }
 
@@ -664,11 +663,18 @@ typedef struct {
     int is_set;
 } MemTask;
 
+/* aclrtMemset's fill (memset's byte: the low 8 bits of value); zeros cost only the partial pages of the range */
+static void fill(void *dst, int32_t value, size_t count)
+{
+    if ((unsigned char)value == 0) sim_zero_fill(dst, count);
+    else memset(dst, value, count);
+}
+
 static int mem_task(void *arg, SimStream *s)
 {
     (void)s;
     MemTask *t = arg;
-    if (t->is_set) memset(t->dst, t->value, t->count);
+    if (t->is_set) fill(t->dst, t->value, t->count);
     else memmove(t->dst, t->src, t->count);
     return 0;
 }
@@ -706,8 +712,11 @@ static aclError check_memset(const char *api, void *devPtr, size_t maxCount, siz
         sim_set_error("%s: count=%zu exceeds maxCount=%zu", api, count, maxCount);
         return ACL_ERROR_RT_PARAM_INVALID;
     }
-    if (count && !sim_buffer_covers(devPtr, count) && !sim_track_has(SIM_OBJ_HOST_BUFFER, devPtr)) {
-        sim_set_error("%s: devPtr %p (+%zu bytes) is not inside one aclrtMalloc buffer", api, devPtr, count);
+    size_t host_bytes = 0;
+    if (count && !sim_buffer_covers(devPtr, count) &&
+        (sim_track_info(SIM_OBJ_HOST_BUFFER, devPtr, &host_bytes, NULL) != 0 || count > host_bytes)) {
+        sim_set_error("%s: devPtr %p (+%zu bytes) is not inside one aclrtMalloc or aclrtMallocHost buffer", api,
+                      devPtr, count);
         return ACL_ERROR_RT_PARAM_INVALID;
     }
     return ACL_SUCCESS;
@@ -719,7 +728,7 @@ aclError aclrtMemset(void *devPtr, size_t maxCount, int32_t value, size_t count)
                     count);
     aclError rc = check_memset("aclrtMemset", devPtr, maxCount, count);
     if (rc) return rc;
-    memset(devPtr, value, count);
+    fill(devPtr, value, count);
     return ACL_SUCCESS;
 }
 

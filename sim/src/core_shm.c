@@ -196,7 +196,7 @@ SIM_API void *sim_arena_alloc(int d, size_t bytes)
     b->size_class = (uint64_t)c;
     b->user_bytes = bytes;
     b->magic = ARENA_MAGIC;
-    if (reused) memset(blk + HDR, 0, bytes); /* fresh pages of the sparse file are zero already */
+    if (reused) sim_zero_fill(blk + HDR, bytes); /* fresh pages of the sparse file are zero already */
     return blk + HDR;
 }
 

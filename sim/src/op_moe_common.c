@@ -109,7 +109,9 @@ void moe_scatter(const MoeTensor *t, int64_t start, int64_t count, const void *s
     size_t isz = sim_dtype_size(t->d.dtype);
     if (count <= 0) return;
     if (sim_tensor_is_contiguous(&t->d)) {
-        memcpy((char *)sim_tensor_ptr(&t->d) + (size_t)start * isz, src, (size_t)count * isz);
+        char *dst = (char *)sim_tensor_ptr(&t->d) + (size_t)start * isz;
+        sim_prefault(dst, (size_t)count * isz);
+        memcpy(dst, src, (size_t)count * isz);
         return;
     }
     int64_t idx[SIM_MAX_DIMS] = {0};

@@ -242,6 +242,20 @@ SIM_API void sim_executor_refuse(aclOpExecutor *ex, int32_t status, const char *
     __attribute__((format(printf, 3, 4)));
 #define SIM_ACLNN_ERR_INNER_FIND_KERNEL_ERROR 561003
 
+/* ==== Additions (issue 14: the cost of a call follows the data moved) ==== */
+/* aclrtMalloc (single-process mode) and aclrtMallocHost buffers from SIM_MMAP_THRESHOLD bytes up (the 32 bytes of
+ * padding included) are anonymous mappings of their own, zero until written; smaller ones come from the heap and
+ * are memset. 128 KiB is glibc's default mmap threshold: above it malloc maps fresh pages too, and the memset
+ * then paid a page fault for every page of a buffer whatever the kernel later wrote. */
+#define SIM_MMAP_THRESHOLD ((size_t)128 << 10)
+/* Zero [ptr, ptr + bytes) of simulator memory (anonymous private memory or the multi-process arena, not a file
+ * mapping), at the cost of the partial pages at both ends only: the whole pages in between are given back to the
+ * kernel and read as zeros again (core_memory.c). Ranges shorter than SIM_MMAP_THRESHOLD are written. */
+SIM_API void sim_zero_fill(void *ptr, size_t bytes);
+/* Map the pages of [ptr, ptr + bytes) writable in one go before writing the whole range (a page fault per page
+ * otherwise); contents are unchanged. No-op below SIM_MMAP_THRESHOLD bytes. */
+SIM_API void sim_prefault(void *ptr, size_t bytes);
+
 /* aclnnStatus / aclError values used across the simulator */
 #define SIM_ACLNN_ERR_PARAM_NULLPTR 161001
 #define SIM_ACLNN_ERR_PARAM_INVALID 161002
