@@ -216,3 +216,68 @@ def test_pool_limit_env(monkeypatch, raw, mb):
             pool_mod.pool_limit_bytes()
     else:
         assert pool_mod.pool_limit_bytes() == mb << 20
+
+
+# ---- the GIL held across quick C calls -----------------------------------------------------------------
+class _Counting:
+    """Counts, per thread, the calls made through the GIL-holding bindings (every operator's two phases and
+    ``aclrtMemsetAsync``)."""
+
+    def __init__(self, lib) -> None:
+        from aclnn_py import catalog
+        self.lib, self.counts, self.lock = lib, {}, threading.Lock()
+        self.ops = [lib.op(name) for name in catalog.OPS if lib.exports(name)]
+
+    def _wrap(self, fn):
+        def counted(*a):
+            with self.lock:
+                name = threading.current_thread().name
+                self.counts[name] = self.counts.get(name, 0) + 1
+            return fn(*a)
+        return counted
+
+    def count(self) -> int:
+        return self.counts.get(threading.current_thread().name, 0)
+
+    def __enter__(self) -> "_Counting":
+        self.saved = ([b.held for b in self.ops], self.lib.held.aclrtMemsetAsync)
+        for b in self.ops:
+            b.held = tuple(self._wrap(f) for f in b.held)
+        self.lib.held.aclrtMemsetAsync = self._wrap(self.saved[1])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for b, held in zip(self.ops, self.saved[0]):
+            b.held = held
+        self.lib.held.aclrtMemsetAsync = self.saved[1]
+
+
+def _held_calls(ctx, counting: _Counting):
+    """Per call, how many C functions it ran holding the GIL: three synchronous calls, one with sync=False,
+    one synchronous before and one after the stream is synchronised."""
+    seen = []
+    for i, sync in enumerate([True, True, True, False, True, None, True]):
+        if sync is None:
+            ctx.stream.synchronize()
+            continue
+        before = counting.count()
+        _free(_dispatch(ctx, 5, to_rank=ctx.rank, sync=sync))
+        seen.append(counting.count() - before)
+    return seen
+
+
+@pytest.mark.parametrize("hold_env, want", [(None, [0, 3, 3, 0, 0, 3]), ("0", [0] * 6)])
+def test_quick_calls_hold_the_gil_once_a_signature_has_completed_on_the_stream(sim, monkeypatch, hold_env, want):
+    """The first call of a signature releases the GIL at every C call (it may set up communicator resources
+    with the peers); later synchronous ones queue the zero-fill and run both phases holding it (3 calls); a
+    call with sync=False, and the calls after it until the stream is synchronised, release it again;
+    ``ACLNN_PY_HOLD_GIL=0`` never holds it."""
+    from aclnn_py.runtime.device import initialised_library
+    if hold_env is not None:
+        monkeypatch.setenv("ACLNN_PY_HOLD_GIL", hold_env)
+    with aclnn_py.World.ep_tp(EP, backend="device") as w:
+        with _Counting(initialised_library()) as counting:
+            got = w.run(_held_calls, counting)
+        w.release_cached()
+        assert _transient(sim) == {}
+    assert got == [want] * EP

@@ -149,10 +149,11 @@ class DevicePlan:
 
     ``inputs``: (position, keyword, scalar dtype) of each tensor parameter; ``outputs``: (position, name) of
     each output the call allocates, in ``layout`` order; ``results``: every output name in result order (an
-    in-place argument the caller gave among them).
+    in-place argument the caller gave among them); ``signature``: the operator, the outputs' layout and the
+    attributes (what :meth:`~aclnn_py.runtime.device.Stream.may_hold_gil` is asked about).
     """
 
-    __slots__ = ("impl", "specs", "template", "inputs", "outputs", "layout", "results", "given")
+    __slots__ = ("impl", "specs", "template", "inputs", "outputs", "layout", "results", "given", "signature")
 
     def __init__(self, op: OpDef, args: Mapping[str, Any], specs: Mapping[str, Any], prof: Optional[Profile]) -> None:
         self.impl = impl = implementation(op, args, prof)
@@ -175,6 +176,8 @@ class DevicePlan:
         self.outputs = tuple((position[c_names[n]], n) for n, _ in fresh)
         self.layout = BlockLayout.of([(tuple(s.shape), s.dtype, checked_dtype(s.dtype)[1]) for _, s in fresh])
         self.results = tuple(specs)
+        # the same for every call with these shapes and attributes, even when the call cannot be memoised
+        self.signature = (impl.c_name, self.layout, tuple(sorted(constants.items(), key=lambda kv: kv[0])))
 
 
 def run_on_device(op: OpDef, args: Mapping[str, Any], plan: DevicePlan, stream: Any, sync: bool,
@@ -201,8 +204,9 @@ def run_on_device(op: OpDef, args: Mapping[str, Any], plan: DevicePlan, stream: 
                     value = tmp.device(value, dtype)
                 on_device[name] = value
                 c_args[i] = value.handle
+        hold = sync and stream.may_hold_gil(plan.signature)
         if out is None:
-            outs = _fresh_outputs(lib, plan, stream)
+            outs = _fresh_outputs(lib, plan, stream, hold)
         else:
             outs = caller_outputs(op, {n: plan.specs[n] for _, n in plan.outputs}, out)
         for (i, _), t in zip(plan.outputs, outs.values()):
@@ -212,26 +216,29 @@ def run_on_device(op: OpDef, args: Mapping[str, Any], plan: DevicePlan, stream: 
             # every tensor is the caller's: the call may be replayed (see ReuseExecutors)
             reuse = reuse_key(plan.impl.c_name, _by_c_name(plan, c_args, args, outs))
         try:
-            launch(lib.op(plan.impl.c_name), c_args, stream, sync=sync, reuse=reuse)
+            launch(lib.op(plan.impl.c_name), c_args, stream, sync=sync, reuse=reuse, hold=hold)
         except BaseException:
             if out is None:       # the caller never sees them, and the traceback must not hold their block
                 for _, name in plan.outputs:
                     outs[name].free()
             raise
+        stream.completed(plan.signature, sync)
         for name in plan.given:
             outs[name] = tmp.keep(on_device[name])
         return {name: outs[name] for name in plan.results}
 
 
-def _fresh_outputs(lib, plan: DevicePlan, stream: Stream) -> Dict[str, DeviceTensor]:
-    """The plan's outputs in one block from the stream's pool, zero-filled on the stream."""
+def _fresh_outputs(lib, plan: DevicePlan, stream: Stream, hold: bool) -> Dict[str, DeviceTensor]:
+    """The plan's outputs in one block from the stream's pool, zero-filled on the stream (``hold``: queue
+    the fill holding the GIL)."""
     layout = plan.layout
     if not layout.slots:
         return {}
     pool = stream.pool
     block = pool.take(lib, layout) if pool is not None else Block(lib, layout)
     lease = Lease(pool, block)
-    lib.aclrtMemsetAsync(block.ptr, layout.nbytes, 0, layout.nbytes, stream.handle)
+    (lib.held.aclrtMemsetAsync if hold else lib.aclrtMemsetAsync)(block.ptr, layout.nbytes, 0, layout.nbytes,
+                                                                   stream.handle)
     make = DeviceTensor._in_block
     return {name: make(lib, lease, slot, h)
             for (_, name), slot, h in zip(plan.outputs, layout.slots, block.handles)}

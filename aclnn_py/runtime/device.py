@@ -76,6 +76,9 @@ def current_device() -> Optional[int]:
     return d.value
 
 
+HOLD_GIL_ENV = "ACLNN_PY_HOLD_GIL"     # 0: every C call releases the GIL (see Stream.may_hold_gil)
+
+
 def sync_timeout_ms() -> int:
     """Stream synchronize timeout (ms) from ``ACLNN_PY_SYNC_TIMEOUT_MS``; default 300000, -1 = forever."""
     return int(getenv("ACLNN_PY_SYNC_TIMEOUT_MS", "300000"))
@@ -93,12 +96,14 @@ class _StreamHeld:
     """What a :class:`Stream` releases: the temporaries queued work still uses, its cached workspace and idle
     output blocks, then the stream itself."""
 
-    __slots__ = ("lib", "handle", "owned", "pending", "pool", "workspace")
+    __slots__ = ("lib", "handle", "owned", "pending", "pool", "workspace", "settled", "queued")
 
     def __init__(self, lib, handle: Optional[int], owned: bool) -> None:
         self.lib, self.handle, self.owned, self.pending = lib, handle, owned, []
         self.pool: Optional[OutputPool] = OutputPool() if owned else None
         self.workspace = None
+        self.settled: Optional[set] = set() if owned else None
+        self.queued = False
 
     def release_pending(self) -> None:
         pending, self.pending = self.pending, []
@@ -194,11 +199,31 @@ class Stream:
         once its work is done; e.g. after :meth:`synchronize`)."""
         self._held.release_cached()
 
+    def may_hold_gil(self, key) -> bool:
+        """Whether a call of signature ``key`` may run its quick C functions (queueing, ``GetWorkspaceSize``,
+        phase 2) holding the GIL on this stream: the stream is owned, no call left work queued on it
+        unsynchronised (a full task queue would block), a call of that signature has completed on it
+        before (the first one may set up communicator resources with the peers) and
+        ``ACLNN_PY_HOLD_GIL`` is not 0."""
+        held = self._held
+        return (held.settled is not None and not held.queued and key in held.settled
+                and getenv(HOLD_GIL_ENV, "1").strip() != "0")
+
+    def completed(self, key, synchronised: bool) -> None:
+        """Record that a call of signature ``key`` returned (``synchronised``: its work finished)."""
+        held = self._held
+        if held.settled is not None:
+            if synchronised:
+                held.settled.add(key)
+            else:
+                held.queued = True
+
     def synchronize(self, timeout_ms: Optional[int] = None) -> None:
         """Wait for the queued work; raises :class:`AclError` (e.g. 507046 on timeout)."""
         t = sync_timeout_ms() if timeout_ms is None else timeout_ms
         try:
             self._lib.aclrtSynchronizeStreamWithTimeout(self.handle, t)
+            self._held.queued = False
         finally:
             self._held.release_pending()
 

@@ -212,13 +212,16 @@ def run_two_phase(op_name: str, values: Mapping[str, Any], stream: Optional[Stre
            reuse=reuse)
 
 
-def launch(op, args: list, stream: Stream, *, sync: bool = True, reuse: Optional[tuple] = None) -> None:
+def launch(op, args: list, stream: Stream, *, sync: bool = True, reuse: Optional[tuple] = None,
+           hold: bool = False) -> None:
     """Both phases of bound operator ``op`` (:meth:`CannLibrary.op`) with its phase-1 arguments ``args`` in C
     order, on ``stream``; then synchronize unless ``sync`` is False. The workspace comes from the stream
     (:meth:`Stream.workspace`) or an active :class:`WorkspaceCache`.
 
     ``reuse``: a :func:`reuse_key` when the caller allows executor reuse for this call (see
-    :class:`ReuseExecutors`; ignored outside such a block).
+    :class:`ReuseExecutors`; ignored outside such a block). ``hold``: call both phases holding the GIL
+    (only where :meth:`Stream.may_hold_gil` allows it): ranks that are threads of one process then hand the
+    GIL over once per call, at the synchronize, instead of at every C call.
     """
     reuser = getattr(_local, "executors", None) if reuse is not None else None
     if reuser is not None:
@@ -229,9 +232,10 @@ def launch(op, args: list, stream: Stream, *, sync: bool = True, reuse: Optional
             if entry is not None:
                 _launch_reused(reuser, (reuse, stream.handle), entry, op, stream, sync)
                 return
+    get_workspace_size, execute = op.held if hold else (op.get_workspace_size, op.execute)
     ws = ctypes.c_uint64(0)
     executor = abi.aclOpExecutorPtr()
-    op.get_workspace_size(*args, ctypes.byref(ws), ctypes.byref(executor))
+    get_workspace_size(*args, ctypes.byref(ws), ctypes.byref(executor))
     if reuser is not None and _keep_repeatable(reuser, reuse, op, executor, ws.value, stream):
         key = (reuse, stream.handle)
         _launch_reused(reuser, key, reuser._entries[key], op, stream, sync)
@@ -246,7 +250,7 @@ def launch(op, args: list, stream: Stream, *, sync: bool = True, reuse: Optional
             else:
                 workspace = stream.workspace(ws.value)
         launched = True  # phase 2 takes ownership of the executor, even when it fails
-        op.execute(workspace.ptr if workspace is not None else None, ws.value, executor, stream.handle)
+        execute(workspace.ptr if workspace is not None else None, ws.value, executor, stream.handle)
     except BaseException:
         if not launched:
             _discard_executor(initialised_library(), executor)
