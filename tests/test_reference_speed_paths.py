@@ -118,6 +118,33 @@ def test_combine_equals_the_per_token_loop_with_special_values(dtype, ep, bs, h)
             np.testing.assert_array_equal(_bits(got[g]), _bits(want[g]), err_msg=f"rank {g}")
 
 
+def test_combine_window_slots_that_receive_nothing_read_zero_not_the_previous_ranks_rows():
+    """The window is shared by the ranks of a call (and recycled across calls): rank 1's zero-expert slots
+    receive no row, and must not see rank 0's inf rows left there (inf * weight 0 would be NaN)."""
+    rng = np.random.default_rng(5)
+    ep, bs, h, k, experts = 2, 16, 1024, 8, 16
+    xs = [np.full((bs, h), np.inf, BF16), np.ones((bs, h), BF16)]
+    ids = [distinct_ids(rng, bs, k, np.arange(experts)) for _ in range(ep)]
+    ids[1][:, 0] = experts                                   # the zero expert: slot 0 of rank 1 receives nothing
+    ids[1][:, 1:] = distinct_ids(rng, bs, k - 1, np.arange(experts))
+    w = [routing_weights(rng, bs, k) for _ in range(ep)]
+    attrs = dict(ep_world_size=ep, moe_expert_num=experts, zero_expert_num=1)
+    d = moe_distribute_dispatch_v3(xs, ids, **attrs)
+    x = moe_distribute_combine_v3([o.expand_x for o in d], ids, [o.assist_info_for_combine for o in d],
+                                  [o.ep_recv_counts for o in d], w, tp_send_counts=[o.tp_recv_counts for o in d],
+                                  **attrs)
+    want = _old_round(_loop_sum(w[1][:, 1:]), BF16)       # rows of ones: each term is the weight itself
+    np.testing.assert_array_equal(_bits(x[1]), _bits(np.broadcast_to(want, (bs, h))))
+
+
+def _loop_sum(w: np.ndarray) -> np.ndarray:
+    """Per row, fp32 ``acc = acc + 1.0 * w`` over the columns in order, from +0: (rows, 1)."""
+    acc = np.zeros(w.shape[0], F32)
+    for j in range(w.shape[1]):
+        acc = acc + w[:, j].astype(F32)
+    return acc[:, None]
+
+
 # ---- dispatch on recycled output memory ---------------------------------------------------------------
 @needs_pool
 def test_dispatch_on_recycled_memory_leaves_unwritten_capacity_zero():
