@@ -145,6 +145,39 @@ def _loop_sum(w: np.ndarray) -> np.ndarray:
     return acc[:, None]
 
 
+# ---- dispatch quant_mode 2 against a per-row quantisation ---------------------------------------------
+def _quant_row(row: np.ndarray):
+    """One row's dynamic int8 quantisation in float32, one operation at a time (dispatch-v3.md §6): a NaN
+    anywhere, amax 0 or a scale that overflows gives int8 0; inf * 0 (amax inf) gives int8 0."""
+    xf = row.astype(F32)
+    with np.errstate(all="ignore"):
+        amax = np.abs(np.max(np.abs(xf)))
+        q = F32(127.0) / amax
+        scale = nm.canonical_nan(np.array([F32(1.0) / q], F32))[0]
+        if not np.isfinite(q):
+            return np.zeros(row.shape, np.int8), scale
+        v = np.rint(xf * q)
+        v[np.isnan(v)] = 0
+        return v.astype(np.int8), scale
+
+
+def test_dispatch_quant_equals_the_per_row_formula_with_special_values():
+    rng = np.random.default_rng(11)
+    ep, bs, h, k, experts = 2, 40, 1024, 8, 16
+    xs = [_specials(rng, (bs, h), BF16) for _ in range(ep)]
+    xs[0][1] = 0                                             # amax 0
+    xs[0][2, :5] = [np.inf, -np.inf, 1, 2, 3]                # amax inf: q 0, inf * 0
+    xs[1][3] = F32(1e-40)                                    # 127 / subnormal overflows
+    ids = [distinct_ids(rng, bs, k, np.arange(experts)) for _ in range(ep)]
+    d = moe_distribute_dispatch_v3(xs, ids, quant_mode=2, ep_world_size=ep, moe_expert_num=experts)
+    for o in d:
+        for i in range(int(o.ep_recv_counts[-1])):
+            src, tok, _ = (int(v) for v in o.assist_info_for_combine[3 * i:3 * i + 3])
+            q, scale = _quant_row(xs[src][tok])
+            np.testing.assert_array_equal(o.expand_x[i], q)
+            np.testing.assert_array_equal(_bits(o.dynamic_scales[i:i + 1]), _bits(np.array([scale], F32)))
+
+
 # ---- dispatch on recycled output memory ---------------------------------------------------------------
 @needs_pool
 def test_dispatch_on_recycled_memory_leaves_unwritten_capacity_zero():
