@@ -164,10 +164,14 @@ def _quant_row(row: np.ndarray):
 def test_dispatch_quant_equals_the_per_row_formula_with_special_values():
     rng = np.random.default_rng(11)
     ep, bs, h, k, experts = 2, 40, 1024, 8, 16
-    xs = [_specials(rng, (bs, h), BF16) for _ in range(ep)]
+    xs = [(rng.standard_normal((bs, h)) * 4).astype(BF16) for _ in range(ep)]
+    xs[0][0, 7] = np.nan                                     # one NaN: the whole row is 0
     xs[0][1] = 0                                             # amax 0
     xs[0][2, :5] = [np.inf, -np.inf, 1, 2, 3]                # amax inf: q 0, inf * 0
-    xs[1][3] = F32(1e-40)                                    # 127 / subnormal overflows
+    xs[0][3, ::3] = -0.0                                     # signed zeros among ordinary values
+    xs[1][3] = F32(1e-40)                                    # 127 / subnormal amax overflows
+    xs[1][4, :] = F32(3e38)                                  # near the top of the range
+    xs[1][5, 1::2] = F32(1e-39)                              # subnormals beside normal values
     ids = [distinct_ids(rng, bs, k, np.arange(experts)) for _ in range(ep)]
     d = moe_distribute_dispatch_v3(xs, ids, quant_mode=2, ep_world_size=ep, moe_expert_num=experts)
     for o in d:
