@@ -34,7 +34,7 @@ import numpy as np
 
 #: Environment variable: megabytes of dropped arrays' memory the pool keeps for reuse (0: no pool).
 ENV = "ACLNN_PY_REFERENCE_POOL_MB"
-DEFAULT_MB = 1024
+DEFAULT_MB = 2048
 #: Arrays smaller than this come from numpy (the C heap is resident already; a mapping would cost more).
 MIN_BYTES = 1 << 20
 _PAGE = mmap.PAGESIZE
