@@ -98,8 +98,8 @@ def _rne_bf16_by_bits(src: np.ndarray, dst: np.ndarray) -> None:
     """bf16 bits ``dst`` (uint16) of float32 bits ``src`` (uint32, same length), rounded to nearest even:
     ``(b + 0x7FFF + ((b >> 16) & 1)) >> 16``. Exact for every non-NaN input -- inf stays inf, overflow rounds
     to inf, subnormals round like normals (bf16 has float32's exponent range) -- and equal to the ml_dtypes
-    cast there (checked for all 2**32 inputs once, and on samples by tests/test_reference_speed_paths.py);
-    NaN inputs are the caller's. Twice as fast as the cast, which does one element at a time."""
+    cast there (checked for all 2**32 inputs once, and around every bf16 value by
+    tests/test_reference_speed_paths.py); NaN inputs are the caller's. About twice as fast as the cast."""
     tmp = np.empty(min(src.size, _RNE_CHUNK), np.uint32)
     for a in range(0, src.size, _RNE_CHUNK):
         b = src[a:a + _RNE_CHUNK]
@@ -113,7 +113,7 @@ def _rne_bf16_by_bits(src: np.ndarray, dst: np.ndarray) -> None:
 
 
 def _round_to(x, dtype: np.dtype) -> np.ndarray:
-    """``x`` as float32 rounded to ``dtype`` by numpy / ml_dtypes (RNE), NaNs made canonical."""
+    """``x`` as float32 rounded to ``dtype`` (RNE, :func:`rne_into`), NaNs made canonical."""
     f = np.asarray(x, dtype=FP32)
     return rne_into(f, np.empty(f.shape, dtype))
 
