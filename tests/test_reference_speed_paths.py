@@ -295,3 +295,14 @@ def test_pool_threads_never_share_live_memory():
     for t in threads:
         t.join()
     assert errors == []
+
+
+@needs_pool
+def test_pool_falls_back_to_numpy_when_no_mapping_can_be_made(monkeypatch):
+    def refuse(size):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(pool, "_Mapping", refuse)
+    a = pool.BufferPool().array((2 * MB,), np.uint8, 10)
+    assert a.flags.owndata
+    np.testing.assert_array_equal(a, 0)

@@ -72,17 +72,23 @@ class _Mapping:
     def __init__(self, size: int) -> None:
         self.mem = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
         if hasattr(mmap, "MADV_HUGEPAGE"):      # as numpy does for its large arrays
-            self.mem.madvise(mmap.MADV_HUGEPAGE)
+            try:
+                self.mem.madvise(mmap.MADV_HUGEPAGE)
+            except OSError:                     # a kernel without transparent huge pages
+                pass
         self.size = size
         self.kept = 0
 
     def clear_from(self, start: int) -> None:
         """Make bytes ``[start, size)`` read as zero: the partial page by memset, whole pages dropped."""
         page_end = min(self.size, _round_up(start, _PAGE))
+        if page_end < self.size:
+            try:
+                self.mem.madvise(mmap.MADV_DONTNEED, page_end, self.size - page_end)
+            except OSError:                     # not expected on Linux; clearing by hand is slower, as correct
+                page_end = self.size
         if start < page_end:
             np.frombuffer(self.mem, np.uint8, count=page_end - start, offset=start).fill(0)
-        if page_end < self.size:
-            self.mem.madvise(mmap.MADV_DONTNEED, page_end, self.size - page_end)
 
 
 class BufferPool:
@@ -110,7 +116,10 @@ class BufferPool:
         written = min(nbytes, max(0, int(overwrite)) * dt.itemsize)
         m = self._take(size_class(nbytes))
         if m is None:
-            m = _Mapping(size_class(nbytes))          # new pages read as zero
+            try:
+                m = _Mapping(size_class(nbytes))      # new pages read as zero
+            except OSError:                           # no mapping to be had: numpy's own allocation, or its MemoryError
+                return np.zeros(shape, dt)
         else:
             m.clear_from(written)
         m.kept = _round_up(written, _PAGE)
