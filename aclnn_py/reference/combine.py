@@ -37,13 +37,16 @@ from ..layout import MoeLayout, add_rms_norm_output_specs, combine_output_specs,
 from ..results import CombineAddRmsNormOutputs
 from ..validate import combine as V
 from ..validate import rules as R
-from .numerics import FP32, canonical_nan, int8_comm_roundtrip, reduce_sum_a3, rne_bf16, rne_to, tp_add, widen
+from . import pool
+from .numerics import (FP32, canonical_nan, int8_comm_roundtrip, raw_bits, reduce_sum_a3, rne_bf16, rne_into, rne_to,
+                       tp_add, widen, widen_into)
 from .const_experts import const_expert_rows_softmax
 from .routing import reference_group_tp, refuse_unmodelled, release_semantics
 from .world_args import per_rank_lists, rank_call, with_in_place
 
 _U32 = 0xFFFFFFFF
 _BLOCK = 16          # tokens per accumulation block (16 * H fp32 rows stay in L2)
+_FILL_BYTES = 1 << 20   # rows per gather of the window fill (stays in L2)
 
 
 def _entry(seq: Any, g: int) -> Any:
@@ -254,8 +257,9 @@ class _World:
         const = rest & ~copy & (idu < t4)
         return act & moe, act & copy, act & const, (idu - t3) & _U32
 
-    def accumulate(self, d: int, buf: np.ndarray) -> tuple:
-        """fp32 combine sum of rank ``d``: ``(acc (Bs, H) float32, processed (Bs,) bool)``."""
+    def accumulate(self, d: int, win: np.ndarray, acc: np.ndarray) -> np.ndarray:
+        """The fp32 combine sum of rank ``d`` written into ``acc`` (Bs, H) float32; returns which tokens the kernel
+        processes, (Bs,) bool. ``win``: scratch of expand_x's dtype, at least (K + S) * Bs rows of H."""
         rk = self.rank[d]
         bs, k, s, h = rk.bs, self.k, self.s, self.h
         ks = k + s
@@ -267,33 +271,30 @@ class _World:
         src_g, row, slot = self.incoming[d]
         got = np.bincount(slot, minlength=ks * bs).reshape(ks, bs)
         self._check_slots(d, rk, expected, got, src_g, row, slot)
-        win = buf[:ks * bs]
-        if not expected.all():
-            np.copyto(win.reshape(ks, bs, h), 0, where=~expected[:, :, None])
-        self._fill(win, src_g, row, slot)
+        win = win[:ks * bs]
+        self._fill(win, src_g, row, slot, got.reshape(-1) == 0)
         win = win.reshape(ks, bs, h)
         weight = np.where(moe, rk.scales, np.float32(0)).astype(FP32)
         special = self._special_terms(d, rk, copy, const, cidx)
         sx = _at(self.a["shared_expert_x"], d)
         sx = None if sx is None else sx.reshape(bs, h)
-        acc = np.empty((bs, h), FP32)
         tmp = np.empty((min(bs, _BLOCK), h), FP32)
         with np.errstate(all="ignore"):
-            for b0 in range(0, bs, _BLOCK):           # token blocks keep acc/tmp in cache
+            for b0 in range(0, bs, _BLOCK):           # token blocks keep acc/tmp in cache; one widening per row
                 b1 = min(bs, b0 + _BLOCK)
                 a_blk, t_blk = acc[b0:b1], tmp[:b1 - b0]
                 a_blk.fill(0)                          # the kernel's acc starts at +0
                 for kk in range(k):                    # ascending k: acc = fp32(acc + fp32(row * w))
-                    np.multiply(win[kk, b0:b1], weight[b0:b1, kk:kk + 1], out=t_blk, dtype=FP32)
+                    np.multiply(widen_into(win[kk, b0:b1], t_blk), weight[b0:b1, kk:kk + 1], out=t_blk)
                     sp = special.get((kk, b0))
                     if sp is not None:
                         t_blk[sp[0]] = sp[1]
                     np.add(a_blk, t_blk, out=a_blk)
                 for kk in range(k, ks):                # shared-expert rows, unweighted
-                    np.add(a_blk, win[kk, b0:b1], out=a_blk, dtype=FP32)
+                    np.add(a_blk, widen_into(win[kk, b0:b1], t_blk), out=a_blk)
                 if sx is not None:                     # shared_expert_x, unweighted
-                    np.add(a_blk, sx[b0:b1], out=a_blk, dtype=FP32)
-        return acc, proc
+                    np.add(a_blk, widen_into(sx[b0:b1], t_blk), out=a_blk)
+        return proc
 
     def _check_slots(self, d: int, rk: _Rank, expected: np.ndarray, got: np.ndarray, src_g: np.ndarray,
                      row: np.ndarray, slot: np.ndarray) -> None:
@@ -324,16 +325,21 @@ class _World:
         """Would slot ``kslot`` of token ``t`` wait for a row if the rank had passed no x_active_mask?"""
         return kslot >= self.k or int(rk.ids[t, kslot]) & _U32 < self.m
 
-    def _fill(self, win: np.ndarray, src_g: np.ndarray, row: np.ndarray, slot: np.ndarray) -> None:
-        """Write each received row into its window slot; runs of consecutive sender rows are copied as slices."""
-        if not slot.size:
-            return
-        brk = np.flatnonzero((np.diff(src_g) != 0) | (np.diff(row) != 1)) + 1
-        starts = np.concatenate(([0], brk))
-        ends = np.concatenate((brk, [slot.size]))
-        for lo, hi in zip(starts.tolist(), ends.tolist()):
-            r0 = int(row[lo])
-            win[slot[lo:hi]] = self.rank[int(src_g[lo])].rows[r0:r0 + hi - lo]
+    def _fill(self, win: np.ndarray, src_g: np.ndarray, row: np.ndarray, slot: np.ndarray,
+              missing: np.ndarray) -> None:
+        """Write each received row into its window slot ``k_slot * Bs + token`` of ``win`` and 0 into the
+        ``missing`` (bool per slot) ones. Rows arrive grouped by sender: each sender's rows are gathered in
+        cache-sized pieces and scattered from there (two copies, but few calls)."""
+        win[missing] = 0
+        dst = raw_bits(win)
+        step = max(1, _FILL_BYTES // max(1, dst.strides[0]))
+        brk = (np.flatnonzero(np.diff(src_g) != 0) + 1).tolist()
+        for lo, hi in zip([0] + brk, brk + [slot.size]):
+            if hi > lo:
+                src = raw_bits(self.rank[int(src_g[lo])].rows)
+                for a in range(lo, hi, step):
+                    b = min(hi, a + step)
+                    dst[slot[a:b]] = src[row[a:b]]
 
     def _special_terms(self, d: int, rk: _Rank, copy: np.ndarray, const: np.ndarray, cidx: np.ndarray) -> dict:
         """Copy / constant expert terms ``fp32(row * w)`` keyed by (k, token block start): (local rows, values)."""
@@ -373,11 +379,15 @@ class _World:
                                  "routed)")
 
     def run(self, finish: Callable[[_Rank, np.ndarray, np.ndarray], Any]) -> list:
+        """``finish(rank, acc, processed)`` of every taking-part rank (``acc``: its fp32 sums, scratch memory
+        that ``finish`` may overwrite and must not keep), by global rank."""
         out: List[Any] = [None] * self.world
         bs_max = max(self.rank[g].bs for g in self.ranks)
-        buf = np.empty(((self.k + self.s) * bs_max, self.h), self.xdt)
+        win = pool.scratch(((self.k + self.s) * bs_max, self.h), self.xdt)
+        acc_buf = pool.scratch((bs_max, self.h), FP32)
         for d in self.ranks:
-            acc, proc = self.accumulate(d, buf)
+            acc = acc_buf[:self.rank[d].bs]
+            proc = self.accumulate(d, win, acc)
             out[d] = finish(self.rank[d], acc, proc)
         return out
 
@@ -421,10 +431,11 @@ def compute(op: OpDef, args: Mapping[str, Any], env: Any = None, cann_version: A
     world = _World(op, dict(args), env, profiles.resolve(cann_version))
     if not world.arn:
         def finish(rk: _Rank, acc: np.ndarray, proc: np.ndarray) -> Any:
+            spec = combine_output_specs(rk.bs, world.h, world.xdt)["x"]
             if proc.all():
-                x = rne_to(acc, world.xdt)
+                x = rne_into(acc, pool.array(spec.shape, spec.dtype, acc.size))
             else:
-                x = zeros_for(combine_output_specs(rk.bs, world.h, world.xdt))["x"]
+                x = pool.zeros(spec.shape, spec.dtype)
                 x[proc] = rne_to(acc[proc], world.xdt)
             return with_in_place(op, {"x": x}, world.lists, rk.g, args)
         return world.run(finish)

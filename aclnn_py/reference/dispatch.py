@@ -26,11 +26,12 @@ from .. import profiles
 from ..catalog import OpDef
 from ..elastic import parse_elastic_info
 from ..errors import ACLNN_ERR_INNER_TILING_ERROR, ACLNN_ERR_PARAM_NULLPTR, AclnnError, param_error
-from ..layout import dispatch_output_specs, zeros_for
+from ..layout import dispatch_output_specs
 from ..results import DispatchOutputs
 from ..validate import dispatch as _validate
 from ..validate import rules as R
-from .numerics import canonical_nan
+from . import pool
+from .numerics import canonical_nan, raw_bits, widen_into
 from .routing import EpWorld, active_pairs, ep_world, reference_group_tp, refuse_unmodelled, release_semantics
 from .world_args import per_rank_lists, rank_call, with_in_place
 
@@ -69,8 +70,7 @@ def _quant_into(rows: np.ndarray, smooth: Optional[np.ndarray], out_q: np.ndarra
     every operation is elementwise or a per-row max/min.
     """
     n = rows.shape[0]
-    xf = scratch[:n]
-    np.copyto(xf, rows, casting="unsafe")      # exact widening (bf16/fp16 -> fp32)
+    xf = widen_into(rows, scratch[:n])         # exact widening (bf16/fp16 -> fp32)
     if smooth is not None:
         np.multiply(xf, smooth, out=xf)
     if xf.shape[1]:   # max |x| without an |x| temporary (exact); the outer abs turns -0.0 into +0.0
@@ -87,7 +87,8 @@ def _quant_into(rows: np.ndarray, smooth: Optional[np.ndarray], out_q: np.ndarra
     bad = ~np.isfinite(q)   # NaN, amax 0 or so small that 127/amax overflows: the row is int8 0
     if bad.any():
         xf[bad] = 0
-    np.copyto(xf, 0, where=np.isnan(xf))   # NaN elements, and inf * 0 when amax is inf: int8 0
+    if np.isinf(amax).any():   # inf * 0 (amax inf, q 0) is NaN: int8 0. Other rows hold no NaN here: |x*q| <= 127
+        np.copyto(xf, 0, where=np.isnan(xf))
     with np.errstate(invalid="ignore"):
         np.copyto(out_q, xf, casting="unsafe")  # float32 -> int8, as astype(np.int8)
 
@@ -113,7 +114,7 @@ def _quant_rows_chunked(x: np.ndarray, row_idx: np.ndarray, smooth_src: Optional
 def _quant_all_rows(x_list: List[np.ndarray], row0: np.ndarray, h: int):
     """Quantise every token of every source once (no smoothing), straight into ``q_all`` / ``s_all`` slices."""
     total = int(row0[-1])
-    q_all = np.empty((total, h), dtype=np.int8)
+    q_all = pool.scratch((total, h), np.int8)
     s_all = np.empty(total, dtype=np.float32)
     step = max(1, _QUANT_ROWS_BYTES // max(4 * h, 1))
     scratch = np.empty((max(1, min(step, total)), h), np.float32)
@@ -191,11 +192,10 @@ def compute(op: OpDef, args: Mapping[str, Any], env: Any = None,
     _check_world(xs, ids, lays, elastic_info, ep=ep, tpf=tpf, global_bs=int(args["global_bs"]))
     refuse_unmodelled(OP, args)
 
-    # 2. outputs, zero-filled with the layout's shapes
+    # 2. the outputs' shapes; each rank's arrays are made once its row count is known (_outputs)
+    specs = [None if lays[g] is None else dispatch_output_specs(lays[g], xs[g].shape[1], xs[g].dtype, qm)
+             for g in range(world)]
     outs: List[Optional[dict]] = [None] * world
-    for g in range(world):
-        if lays[g] is not None:
-            outs[g] = zeros_for(dispatch_output_specs(lays[g], xs[g].shape[1], xs[g].dtype, qm))
 
     # 3. EP all-to-all inside each TP slice
     w = ep_world(ep, args["moe_expert_num"], args["shared_expert_num"], args["shared_expert_rank_num"], elastic_info)
@@ -204,9 +204,12 @@ def compute(op: OpDef, args: Mapping[str, Any], env: Any = None,
         escs = None
     n_own = np.zeros(world, dtype=np.int64)
     for t in range(tpf):
-        _dispatch_slice(w, t, tpf, xs, ids, scs, masks, escs, outs, n_own, quant_mode=qm,
+        _dispatch_slice(w, t, tpf, xs, ids, scs, masks, escs, specs, outs, n_own, quant_mode=qm,
                         z=int(args["zero_expert_num"]) + int(args["copy_expert_num"]) + int(args["const_expert_num"]),
                         token_nums_type=int(args["expert_token_nums_type"]))
+    for g in range(world):     # a taking-part rank no EP group routes to receives nothing
+        if specs[g] is not None and outs[g] is None:
+            outs[g] = _outputs(specs[g], {})
 
     # 4. TP all-gather inside each TP pair: self rows first, then the peer's
     if tp == 2:
@@ -214,7 +217,7 @@ def compute(op: OpDef, args: Mapping[str, Any], env: Any = None,
             for t in (0, 1):
                 me, peer = outs[e * 2 + t], outs[e * 2 + 1 - t]
                 n_me, n_peer = int(n_own[e * 2 + t]), int(n_own[e * 2 + 1 - t])
-                _check_capacity(me["expand_x"], n_me + n_peer, e * 2 + t)
+                _check_capacity(me["expand_x"].shape[0], n_me + n_peer, e * 2 + t)
                 me["expand_x"][n_me:n_me + n_peer] = peer["expand_x"][:n_peer]
                 if qm == 2:
                     me["dynamic_scales"][n_me:n_me + n_peer] = peer["dynamic_scales"][:n_peer]
@@ -259,19 +262,26 @@ def _check_world(xs, ids, lays, elastic_info, *, ep: int, tpf: int, global_bs: i
                 raise param_error(OP, ACLNN_ERR_INNER_TILING_ERROR, param, rule, got)
 
 
-def _check_capacity(expand_x: np.ndarray, rows: int, g: int) -> None:
-    if rows > expand_x.shape[0]:  # cannot happen for validated inputs; a hardware overrun otherwise
+def _check_capacity(capacity: int, rows: int, g: int) -> None:
+    if rows > capacity:  # cannot happen for validated inputs; a hardware overrun otherwise
         raise AclnnError(ACLNN_ERR_INNER_TILING_ERROR, OP,
-                         f"rank {g} receives {rows} rows but expand_x holds {expand_x.shape[0]}")
+                         f"rank {g} receives {rows} rows but expand_x holds {capacity}")
 
 
-def _dispatch_slice(w: EpWorld, t: int, tpf: int, xs, ids, scs, masks, escs, outs, n_own: np.ndarray, *,
+def _outputs(specs: Mapping[str, Any], written: Mapping[str, int]) -> dict:
+    """One rank's output arrays with the shapes ``specs``: 0 except the first ``written[name]`` elements of each,
+    which the caller then writes (every one of them); recycled memory when large (:mod:`.pool`)."""
+    return {name: pool.array(spec.shape, spec.dtype, written.get(name, 0)) for name, spec in specs.items()}
+
+
+def _dispatch_slice(w: EpWorld, t: int, tpf: int, xs, ids, scs, masks, escs, specs, outs, n_own: np.ndarray, *,
                     quant_mode: int, z: int, token_nums_type: int) -> None:
-    """§3.1-§3.3 for the EP group of TP slice ``t``; fills the own-row part of every output. ``escs``: the
-    per-rank expert_scales when the release writes expand_scales (else None)."""
+    """§3.1-§3.3 for the EP group of TP slice ``t``; makes the outputs ``outs[g]`` of its ranks (shapes
+    ``specs[g]``) and fills their own-row part. ``escs``: the per-rank expert_scales when the release writes
+    expand_scales (else None)."""
     ep2, r2, m2, l2 = w.ep_eff, w.r_eff, w.m_eff, w.l_eff
     gs = [int(w.to_orig[n]) * tpf + t for n in range(ep2)]   # global rank of each new EP id
-    if any(outs[g] is None for g in gs):
+    if any(specs[g] is None for g in gs):
         raise AclnnError(ACLNN_ERR_INNER_TILING_ERROR, OP, "elastic table routes to a rank that is None")
     k = int(ids[gs[0]].shape[1])
     bss = np.array([xs[g].shape[0] for g in gs], dtype=np.int64)
@@ -336,16 +346,19 @@ def _dispatch_slice(w: EpWorld, t: int, tpf: int, xs, ids, scs, masks, escs, out
 
     for d in range(ep2):
         g = gs[d]
-        o = outs[g]
         n = int(n_dest[d])
-        _check_capacity(o["expand_x"], n, g)
+        _check_capacity(specs[g]["expand_x"].shape[0], n, g)
+        writes_es = expand_scales is not None and escs[g] is not None
+        o = outs[g] = _outputs(specs[g], {"expand_x": n * specs[g]["expand_x"].shape[1], "assist_info_for_combine": 3 * n,
+                                          "dynamic_scales": n if scale_of is not None else 0,
+                                          "expand_scales": n if writes_es else 0})
         a, b = int(start[d]), int(start[d]) + n
         idx = src_idx[a:b]
-        np.take(src_arr, idx, axis=0, out=_bits(o["expand_x"][:n]), mode="clip")
+        np.take(src_arr, idx, axis=0, out=raw_bits(o["expand_x"][:n]), mode="clip")
         if scale_of is not None:
             o["dynamic_scales"][:n] = scale_of[idx]
         o["assist_info_for_combine"][:3 * n] = triples[a:b].reshape(-1)
-        if expand_scales is not None and escs[g] is not None:      # written where the receiver passed them
+        if writes_es:                                               # written where the receiver passed them
             o["expand_scales"][:n] = expand_scales[a:b]
         etn = o["expert_token_nums"]
         if d < r2:
@@ -373,16 +386,13 @@ def _expand_scales(escs, gs, bss: np.ndarray, k: int, sel: np.ndarray, n_entries
     return out
 
 
-def _bits(a: np.ndarray) -> np.ndarray:
-    """Raw-bits view (so bf16/fp16 rows are copied, never converted)."""
-    return a.view(np.uint16) if a.dtype.itemsize == 2 else a
-
-
 def _payload_source(quant_mode: int, xs, scs, gs, ent, order, row0):
     """(array to gather rows from, gather index per sorted entry, per-row scale array or None)."""
     if quant_mode == 0:
-        x_all = _bits(np.concatenate([np.ascontiguousarray(xs[g]) for g in gs]))
-        return x_all, ent["row"][order], None
+        x0 = xs[gs[0]]
+        x_all = pool.scratch((int(row0[-1]), x0.shape[1]), x0.dtype)
+        np.concatenate([np.asarray(xs[g]) for g in gs], out=x_all)
+        return raw_bits(x_all), ent["row"][order], None
     x_list = [np.asarray(xs[g]) for g in gs]
     if all(scs[g] is None for g in gs):
         # no smoothing: the int8 row depends on the token only -> quantise each token once
@@ -391,7 +401,7 @@ def _payload_source(quant_mode: int, xs, scs, gs, ent, order, row0):
     # smoothing: one quantisation per entry (token, smooth row), computed per source rank
     n_ent = ent["dest"].size
     h = x_list[0].shape[1]
-    q_ent = np.empty((n_ent, h), dtype=np.int8)
+    q_ent = pool.scratch((n_ent, h), np.int8)
     s_ent = np.empty(n_ent, dtype=np.float32)
     by_src = np.argsort(ent["src"], kind="stable")
     seg = np.concatenate(([0], np.cumsum(np.bincount(ent["src"], minlength=len(gs)))))
