@@ -267,13 +267,16 @@ def _count_gws(monkeypatch, op_name):
     from aclnn_py.runtime.library import get_library
     op = get_library().op(op_name)
     box = {"n": 0}
-    real = op.get_workspace_size
 
-    def counting(*a):
-        box["n"] += 1
-        return real(*a)
+    def counted(real):
+        def counting(*a):
+            box["n"] += 1
+            return real(*a)
+        return counting
 
-    monkeypatch.setattr(op, "get_workspace_size", counting)
+    # both bindings: the one releasing the GIL and the one holding it (see Stream.may_hold_gil)
+    monkeypatch.setattr(op, "get_workspace_size", counted(op.get_workspace_size))
+    monkeypatch.setattr(op, "held", (counted(op.held[0]), op.held[1]))
     return box
 
 
