@@ -112,7 +112,11 @@ class _Instrument:
         for name in ("moe_distribute_dispatch_v3", "moe_distribute_combine_v3"):
             self._patch(validate, name, "v")
         for op in ("aclnnMoeDistributeDispatchV3", "aclnnMoeDistributeCombineV3"):
-            self._patch(lib.op(op), "get_workspace_size", "g")
+            bound = lib.op(op)
+            self._patch(bound, "get_workspace_size", "g")
+            held = bound.held           # the binding holding the GIL, used once a signature has run
+            bound.held = (_timed(self.marks, "g", held[0]), held[1])
+            self.undo.append((bound, "held", held))
         if self.proposed is not None:
             from aclnn_py.ops import call
             self._patch(call, "memo_entry", "v")
