@@ -12,13 +12,13 @@ seed documents describe, and the simulator's default).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, Optional
 
 from .errors import ACLNN_ERR_PARAM_INVALID, AclnnError
 from .releases import CHANGE_FLAGS, KNOWN_RANGE, OLD_SNAPSHOT, flags_for, version_number
+from .runtime.environ import getenv
 
 ENV_NAME = "ACLNN_PY_CANN_VERSION"
 SIM_ENV_NAME = "ACLNN_SIM_CANN_VERSION"     # what the simulator emulates (it answers the version API with it)
@@ -81,10 +81,10 @@ def profile_for(release: str, source: str = "cann_version argument") -> Profile:
 def active_profile(load: bool = False) -> Profile:
     """The profile in force: ``ACLNN_PY_CANN_VERSION``, else the installed release, else the default.
     ``load``: load the CANN libraries to ask the runtime (the device backend does; the reference does not)."""
-    override = os.environ.get(ENV_NAME, "").strip()
+    override = getenv(ENV_NAME, "").strip()
     if override:
         return profile_for(override, ENV_NAME)
-    return _installed(load, os.environ.get(SIM_ENV_NAME, ""))
+    return _installed(load, getenv(SIM_ENV_NAME, ""))
 
 
 @lru_cache(maxsize=16)

@@ -38,7 +38,8 @@ import numpy as np
 from .common import SIM_HOME, median, table, use_simulator
 
 EP, BS, H, K, EXPERTS = 2, 8, 1024, 8, 16
-TARGET_US = 25.0
+EP_WIDE = 8                  # setting 3d: the threaded World of one A3 host's ranks, in lockstep
+TARGETS_US = {"fresh": 25.0, "prealloc": 5.0, "wide": 50.0}   # issue 14: default call, out=, 8-rank lockstep
 DRIVER = SIM_HOME / "bin" / "bench_driver"
 DRIVER_LIB = SIM_HOME / "bin" / "libbench_driver.so"
 
@@ -111,10 +112,14 @@ class _Instrument:
         for name in ("moe_distribute_dispatch_v3", "moe_distribute_combine_v3"):
             self._patch(validate, name, "v")
         for op in ("aclnnMoeDistributeDispatchV3", "aclnnMoeDistributeCombineV3"):
-            self._patch(lib.op(op), "get_workspace_size", "g")
+            bound = lib.op(op)
+            self._patch(bound, "get_workspace_size", "g")
+            held = bound.held           # the binding holding the GIL, used once a signature has run
+            bound.held = (_timed(self.marks, "g", held[0]), held[1])
+            self.undo.append((bound, "held", held))
         if self.proposed is not None:
             from aclnn_py.ops import call
-            self._patch(call, "validate_call", "v")
+            self._patch(call, "memo_entry", "v")
         return self
 
     def _patch(self, obj: Any, name: str, prefix: str) -> None:
@@ -128,7 +133,14 @@ class _Instrument:
 
 
 # ---- the in-process runs ----------------------------------------------------------------------------------
-def _in_process(iters: int, warmup: int, blocks: int, phase_iters: int) -> Dict[str, Any]:
+ALL_SETTINGS = ("cc", "cclock", "mix", "lock")
+
+
+def _in_process(ep: int, settings: Tuple[str, ...], variants: Tuple[str, ...], iters: int, warmup: int, blocks: int,
+                phase_iters: int) -> Dict[str, Any]:
+    """The in-process series at ``ep`` ranks: settings "lock" (every rank in Python, lockstep), "cclock"
+    (every rank in C, lockstep), "mix" (rank 0 in Python, the others in C), "cc" (every rank in C); with
+    ``phase_iters`` a second, instrumented pass times rank 0's phases in setting "mix"."""
     import aclnn_py
     from aclnn_py.demos.common import distinct_ids, random_bf16, routing_weights
     from aclnn_py.runtime.tensor import DeviceTensor
@@ -136,20 +148,18 @@ def _in_process(iters: int, warmup: int, blocks: int, phase_iters: int) -> Dict[
     import aclnn_py.ops as prop
     prop_why = "the ops have out= and memoised validation"
     drv = _driver_lib()
-    c_barrier = drv.bench_barrier_create(EP)
-    variants = list(VARIANTS)
-    # series: (setting, op, variant); settings: "lock" both Python in lockstep, "cclock" both C in lockstep,
-    # "mix" rank 0 Python + rank 1 C, "cc" both C (fresh or prealloc outputs)
+    c_barrier = drv.bench_barrier_create(ep)
     series: List[Tuple[str, str, str]] = []
     for op in ("dispatch", "combine"):
-        series += [(s, op, o) for s in ("cc", "cclock") for o in ("fresh", "prealloc")]
-        series += [(s, op, v) for s in ("mix", "lock") for v in variants]
+        series += [(s, op, o) for s in ("cc", "cclock") if s in settings for o in ("fresh", "prealloc")]
+        series += [(s, op, v) for s in ("mix", "lock") if s in settings for v in variants]
     per_block = max(1, iters // blocks)
     samples: Dict[Tuple[str, str, str], List[float]] = {s: [] for s in series}
-    lock_rows: Dict[Tuple[str, str, str], np.ndarray] = {}
+    lock_rows: Dict[Tuple[str, str, str], List[np.ndarray]] = {}
+    columns: Dict[int, Any] = {}
     phases: Dict[Tuple[str, str], List[dict]] = {}
     marks = _Marks()
-    barrier = threading.Barrier(EP)
+    barrier = threading.Barrier(ep)
     state: Dict[str, Any] = {"instrument": False}
 
     def rank_fn(ctx) -> None:
@@ -158,7 +168,7 @@ def _in_process(iters: int, warmup: int, blocks: int, phase_iters: int) -> Dict[
         ids = DeviceTensor.from_numpy(distinct_ids(rng, BS, K, np.arange(EXPERTS)))
         w = DeviceTensor.from_numpy(routing_weights(rng, BS, K))
         group = ctx.group("ep")
-        common = dict(group_ep=group, ep_world_size=EP, ep_rank_id=ctx.ep_rank, moe_expert_num=EXPERTS)
+        common = dict(group_ep=group, ep_world_size=ep, ep_rank_id=ctx.ep_rank, moe_expert_num=EXPERTS)
         barrier.wait()
         d = aclnn_py.moe_distribute_dispatch_v3(x, ids, **common)          # combine's inputs
         pre_d = aclnn_py.moe_distribute_dispatch_v3(x, ids, **common)      # preallocated dispatch outputs
@@ -180,7 +190,7 @@ def _in_process(iters: int, warmup: int, blocks: int, phase_iters: int) -> Dict[
 
         def c_loop(op: str, fresh: bool, n: int, lockstep: bool = False) -> List[float]:
             times = (ctypes.c_double * max(n, 1))()
-            rc = drv.bench_rank_loop(int(op == "combine"), int(fresh), n, group.encode(), EP, ctx.ep_rank, EXPERTS,
+            rc = drv.bench_rank_loop(int(op == "combine"), int(fresh), n, group.encode(), ep, ctx.ep_rank, EXPERTS,
                                      ctx.stream.handle, handles[op], c_barrier if lockstep else None, times)
             if rc != 0:
                 raise RuntimeError(f"bench_rank_loop failed with {rc}")
@@ -199,9 +209,7 @@ def _in_process(iters: int, warmup: int, blocks: int, phase_iters: int) -> Dict[
                     phases.setdefault((op, variant), []).append(dict(
                         validation=marks.v1 - marks.v0, host=(marks.g0 - t0) - (marks.v1 - marks.v0),
                         gws=marks.g1 - marks.g0, execute=t1 - marks.g1))
-                if FRESH[variant]:
-                    for t in (res if isinstance(res, tuple) else (res,)):
-                        t.free()
+                del res                     # a caller dropping its results (fresh outputs go back to the pool)
             return out
 
         def run_series(key: Tuple[str, str, str], n: int, keep: bool) -> None:
@@ -222,14 +230,10 @@ def _in_process(iters: int, warmup: int, blocks: int, phase_iters: int) -> Dict[
                     caches.pop().__exit__(None, None, None)
             if keep:
                 if setting in ("lock", "cclock"):
-                    lock_rows.setdefault(key, np.zeros((0, EP)))
-                    rows = lock_rows[key]
-                    col = np.asarray(t)
-                    if ctx.rank == 0:
-                        state[key] = col
+                    columns[ctx.rank] = np.asarray(t)
                     barrier.wait()
-                    if ctx.rank == 1:
-                        lock_rows[key] = np.concatenate([rows, np.stack([state[key], col], axis=1)])
+                    if ctx.rank == 0:
+                        lock_rows.setdefault(key, []).append(np.stack([columns[r] for r in range(ep)], axis=1))
                 elif ctx.rank == 0:
                     samples[key].extend(t)
             barrier.wait()
@@ -250,19 +254,20 @@ def _in_process(iters: int, warmup: int, blocks: int, phase_iters: int) -> Dict[
                 t.free()
 
     try:
-        with aclnn_py.World.ep_tp(EP, backend="device") as world:
+        with aclnn_py.World.ep_tp(ep, backend="device") as world:
             world.run(rank_fn)
-            state["instrument"] = True
-            with _Instrument(marks, prop):
-                world.run(rank_fn)
+            if phase_iters:
+                state["instrument"] = True
+                with _Instrument(marks, prop):
+                    world.run(rank_fn)
     finally:
         drv.bench_barrier_destroy(c_barrier)
-    res: Dict[str, Any] = {"proposed": prop_why, "cc": {}, "cclock": {}, "mix": {}, "lock": {}, "phases": {}}
+    res: Dict[str, Any] = {"proposed": prop_why, "phases": {}, **{s: {} for s in settings}}
     for (setting, op, variant), t in samples.items():
         if setting in ("cc", "mix") and t:
             res[setting][f"{op}: {variant}"] = median(t) * 1e6
     for (setting, op, variant), rows in lock_rows.items():
-        res[setting][f"{op}: {variant}"] = median(list(rows.max(axis=1))) * 1e6
+        res[setting][f"{op}: {variant}"] = median(list(np.concatenate(rows).max(axis=1))) * 1e6
     for (op, variant), recs in phases.items():
         res["phases"][f"{op}: {variant}"] = {p: median([r[p] for r in recs]) * 1e6 for p in recs[0]}
     return res
@@ -271,6 +276,7 @@ def _in_process(iters: int, warmup: int, blocks: int, phase_iters: int) -> Dict[
 def run(quick: bool = False) -> Dict[str, Any]:
     use_simulator()
     iters, warmup, blocks = (300, 30, 3) if quick else (2000, 100, 20)
+    iters_wide = iters // 2
     phase_iters = 150 if quick else 400
     c = {f"{op}: {o}": c_driver(op, o, iters, warmup) for op in ("dispatch", "combine") for o in ("fresh", "prealloc")}
     # The cross-rank pre-check is a host rendezvous of the World's Python ranks; setting 3b runs the peer
@@ -278,7 +284,8 @@ def run(quick: bool = False) -> Dict[str, Any]:
     saved = os.environ.get("ACLNN_PY_PRECHECK")
     os.environ["ACLNN_PY_PRECHECK"] = "0"
     try:
-        py = _in_process(iters, warmup, blocks, phase_iters)
+        py = _in_process(EP, ALL_SETTINGS, tuple(VARIANTS), iters, warmup, blocks, phase_iters)
+        wide = _in_process(EP_WIDE, ("cclock", "lock"), ("pub", "out"), iters_wide, warmup, blocks, 0)
     finally:
         if saved is None:
             os.environ.pop("ACLNN_PY_PRECHECK")
@@ -286,48 +293,62 @@ def run(quick: bool = False) -> Dict[str, Any]:
             os.environ["ACLNN_PY_PRECHECK"] = saved
     import inspect
     from aclnn_py.ops import call
-    return {"figure": "binding", "ep": EP, "bs": BS, "h": H, "k": K, "experts": EXPERTS, "iters": iters,
-            "blocks": blocks, "c_driver": c, **py,
+    return {"figure": "binding", "ep": EP, "ep_wide": EP_WIDE, "bs": BS, "h": H, "k": K, "experts": EXPERTS,
+            "iters": iters, "iters_wide": iters_wide, "blocks": blocks, "c_driver": c, **py,
+            "wide": {"lock": wide["lock"], "cclock": wide["cclock"]},
             "precheck_wired": "check_across_ranks" in inspect.getsource(call),
             "precheck_env": "0 (off for this figure)"}
 
 
 def report(res: Dict[str, Any]) -> str:
-    def verdict(over: float) -> str:
-        return f"<= {TARGET_US:g}: {'met' if over <= TARGET_US else 'NOT met'}"
+    def verdict(over: float, target: float) -> str:
+        return f"<= {target:g}: {'met' if over <= target else 'NOT met'}"
 
-    lock_rows, mix_rows, phase_rows = [], [], []
-    for key, py in res["lock"].items():
-        op, variant = key.split(": ")
-        kind = "fresh" if FRESH[variant] else "prealloc"
-        c = res["cclock"][f"{op}: {kind}"]
-        drv = res["c_driver"][f"{op}: {kind}"]["call_us"]
-        lock_rows.append([op, VARIANTS[variant], f"{py:.0f}", f"{c:.0f} ({kind})", f"{drv:.0f}", f"{py - c:+.0f}",
-                          verdict(py - c)])
+    def kind(variant: str) -> str:
+        return "fresh" if FRESH[variant] else "prealloc"
+
+    def lockstep_rows(lock: Dict[str, float], cclock: Dict[str, float], driver: bool) -> List[list]:
+        rows = []
+        for key, py in lock.items():
+            op, variant = key.split(": ")
+            c = cclock[f"{op}: {kind(variant)}"]
+            drv = [f"{res['c_driver'][f'{op}: {kind(variant)}']['call_us']:.0f}"] if driver else []
+            rows.append([op, VARIANTS[variant], f"{py:.0f}", f"{c:.0f} ({kind(variant)})", *drv, f"{py - c:+.0f}",
+                         verdict(py - c, TARGETS_US["wide"])])
+        return rows
+
+    mix_rows, phase_rows = [], []
     for key, py in res["mix"].items():
         op, variant = key.split(": ")
-        c = res["cc"][f"{op}: {'fresh' if FRESH[variant] else 'prealloc'}"]
-        mix_rows.append([op, VARIANTS[variant], f"{py:.0f}", f"{c:.0f} ({'fresh' if FRESH[variant] else 'prealloc'})",
-                         f"{py - c:+.0f}", verdict(py - c)])
+        c = res["cc"][f"{op}: {kind(variant)}"]
+        mix_rows.append([op, VARIANTS[variant], f"{py:.0f}", f"{c:.0f} ({kind(variant)})", f"{py - c:+.0f}",
+                         verdict(py - c, TARGETS_US[kind(variant)])])
     for key, ph in res["phases"].items():
         op, variant = key.split(": ")
         phase_rows.append([op, "Python: " + VARIANTS[variant], f"{ph['validation']:.1f}", f"{ph['host']:.1f}",
                            f"{ph['gws']:.1f}", f"{ph['execute']:.1f}"])
-        c = res["c_driver"][f"{op}: {'fresh' if FRESH[variant] else 'prealloc'}"]["ranks"][0]
-        phase_rows.append([op, f"C driver ({'fresh' if FRESH[variant] else 'prealloc'} outputs, lockstep)", "-",
+        c = res["c_driver"][f"{op}: {kind(variant)}"]["ranks"][0]
+        phase_rows.append([op, f"C driver ({kind(variant)} outputs, lockstep)", "-",
                            f"{c['desc_us']:.1f}", f"{c['gws_us']:.1f}", f"{c['exec_us']:.1f}"])
     head = (f"Figure 3 - host time of one per-rank call on the simulator (ep {res['ep']}, BS {res['bs']}, H {res['h']}, "
             f"K {res['k']}, {res['experts']} experts; microseconds, medians over {res['iters']} calls in "
             f"{res['blocks']} interleaved blocks). Cross-rank pre-check wired "
-            f"into the ops: {res['precheck_wired']}.")
+            f"into the ops: {res['precheck_wired']}; ACLNN_PY_PRECHECK={res['precheck_env']}.")
+    wide = res.get("wide")
     return "\n".join([
         head, "",
         "3a. Lockstep, both ranks in Python (one process, shared GIL) vs both ranks in C (bench_rank_loop with a "
         "barrier, same process, interleaved); slower rank per call. 'C driver' = the standalone bench_driver "
         "process (pthreads), run before, for reference",
-        table(lock_rows, ["op", "Python path", "Python", "C", "C driver", "overhead", "target"]), "",
-        "3b. Rank 0 in Python, rank 1 in C (libbench_driver.so, no GIL) vs both ranks in C, same process; rank 0",
+        table(lockstep_rows(res["lock"], res["cclock"], True),
+              ["op", "Python path", "Python", "C", "C driver", "overhead", "target"]), "",
+        "3b. Rank 0 in Python, the other rank in C (libbench_driver.so, no GIL) vs both ranks in C, same process; "
+        "rank 0",
         table(mix_rows, ["op", "Python path", "Python", "C", "overhead", "target"]), "",
         "3c. Phase split of rank 0 in setting 3b (medians; 'host work' = entry, backend, layout, uploads, outputs, "
         "arguments; 'execute' = workspace, phase 2, synchronize, release)",
-        table(phase_rows, ["op", "path", "validation", "host work", "GetWorkspaceSize", "execute + sync"])])
+        table(phase_rows, ["op", "path", "validation", "host work", "GetWorkspaceSize", "execute + sync"]),
+        *(["", f"3d. Lockstep with {res['ep_wide']} ranks: all in Python (a threaded World, one GIL) vs all in C; "
+               f"slowest rank per call, medians over {res['iters_wide']} calls",
+           table(lockstep_rows(wide["lock"], wide["cclock"], False),
+                 ["op", "Python path", "Python", "C", "overhead", "target"])] if wide else [])])

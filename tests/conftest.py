@@ -121,8 +121,11 @@ def sim_worlds(sim_library):
         w.close()
 
 
-def assert_scenario_matches(out, sim_library) -> None:
-    """A scenario's device run equals the reference everywhere, and left no transient simulator object."""
+def assert_scenario_matches(out, sim_library, world=None) -> None:
+    """A scenario's device run equals the reference everywhere, and left no transient simulator object once
+    ``world`` (still open, if given) released what its streams keep for reuse."""
     assert out.ok, f"{out.scenario}\n" + "\n".join(out.failures()[:10])
+    if world is not None:
+        world.release_cached()
     transient = {k: v for k, v in live_objects(sim_library).items() if k in ("buffer", "tensor", "executor")}
     assert transient == {}, f"leaked after the scenario: {transient}"

@@ -203,7 +203,8 @@ def _dispatch(ctx, x, ids, *, out=None):
     kw = _dispatch_kwargs(x=x, expert_ids=ids, group_ep=ctx.group("ep"), ep_rank_id=ctx.ep_rank)
     lay = memo.validate_call(validate.moe_distribute_dispatch_v3, kw, outputs=out)
     specs = catalog.DISPATCH_V3.output_specs(lay, kw)
-    return DispatchOutputs(**device_path.run_on_device(catalog.DISPATCH_V3, kw, specs, None, True, out=out))
+    plan = device_path.DevicePlan(catalog.DISPATCH_V3, kw, specs, None)
+    return DispatchOutputs(**device_path.run_on_device(catalog.DISPATCH_V3, kw, plan, None, True, out=out))
 
 
 def _reference(xs, idss):
@@ -266,13 +267,16 @@ def _count_gws(monkeypatch, op_name):
     from aclnn_py.runtime.library import get_library
     op = get_library().op(op_name)
     box = {"n": 0}
-    real = op.get_workspace_size
 
-    def counting(*a):
-        box["n"] += 1
-        return real(*a)
+    def counted(real):
+        def counting(*a):
+            box["n"] += 1
+            return real(*a)
+        return counting
 
-    monkeypatch.setattr(op, "get_workspace_size", counting)
+    # both bindings: the one releasing the GIL and the one holding it (see Stream.may_hold_gil)
+    monkeypatch.setattr(op, "get_workspace_size", counted(op.get_workspace_size))
+    monkeypatch.setattr(op, "held", (counted(op.held[0]), op.held[1]))
     return box
 
 

@@ -83,4 +83,5 @@ def test_matrix_covers_every_feature():
 
 @pytest.mark.parametrize("sc", MATRIX, ids=[s.name for s in MATRIX])
 def test_simulator_matches_reference(sim_worlds, sim_library, sc):
-    assert_scenario_matches(run(sc, sim_worlds(sc.ep_world_size, sc.tp_world_size)), sim_library)
+    world = sim_worlds(sc.ep_world_size, sc.tp_world_size)
+    assert_scenario_matches(run(sc, world), sim_library, world)

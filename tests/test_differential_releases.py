@@ -69,4 +69,5 @@ def test_matrix_covers_what_changed():
 def test_simulator_matches_the_reference_of_its_release(sim_worlds, sim_library, monkeypatch, sc):
     monkeypatch.setenv("ACLNN_SIM_CANN_VERSION", sc.cann_version)
     monkeypatch.setenv("ACLNN_PY_CANN_VERSION", sc.cann_version)
-    assert_scenario_matches(run(sc, sim_worlds(sc.ep_world_size, sc.tp_world_size)), sim_library)
+    world = sim_worlds(sc.ep_world_size, sc.tp_world_size)
+    assert_scenario_matches(run(sc, world), sim_library, world)

@@ -239,6 +239,7 @@ def run_both(case: Case) -> None:
         check_outcome(case, "reference", ref)
         dev = run_case(case, "device")
         check_outcome(case, "device", dev)
+        world_for("device", case.ep, case.tp).release_cached()      # what its streams keep for reuse
         after = {k: v for k, v in live_objects(_lib()).items() if k in TRANSIENT}
     assert after == before, f"{case.what}: simulator objects leaked: {before} -> {after}"
     OUTCOMES[ref[0]] += 1

@@ -27,8 +27,8 @@ from ..profiles import active_profile
 from ..orchestration import precheck, topology
 from ..orchestration.backend import resolve_backend
 from ..orchestration.world import current_rank
-from .device_path import run_on_device
-from .memo import validate_call
+from .device_path import DevicePlan, run_on_device
+from .memo import entry as memo_entry
 from .reference_path import fill_outputs, run_on_reference
 
 
@@ -57,10 +57,11 @@ def call_op(op: OpDef, args: Dict[str, Any], stream: Any = None, sync: bool = Tr
     view = dict(args)
     for name in host_names:
         view[name] = host_values(args[name])
-    backend = active_backend()
+    ctx = current_rank()
+    backend = ctx.backend if ctx is not None else resolve_backend()
     prof = active_profile(load=backend == "device")
     release = prof.release
-    layout = validate_call(validator, view, out, release)
+    entry = memo_entry(validator, view, out, release)
     for name, dtype in scalars:
         for d in (args, view):
             if d[name] is not None and not is_tensor(d[name]):
@@ -68,13 +69,15 @@ def call_op(op: OpDef, args: Dict[str, Any], stream: Any = None, sync: bool = Tr
     if backend == "reference":
         result = run_on_reference(op, view, release)
         return result if out is None else fill_outputs(out, result)
-    ctx = current_rank()
-    if ctx is not None:
+    if ctx is not None and precheck.enabled():
         plan = topology.plan(op, view, ctx)
-        if plan is not None and precheck.enabled():
+        if plan is not None:
             precheck.check_across_ranks(op, view, plan, ctx)
-    specs = op.output_specs(layout, view) if op.output_specs is not None else {}
-    outs = run_on_device(op, args, specs, stream, sync, out, prof)
+    device_plan = entry.plan
+    if device_plan is None:
+        specs = op.output_specs(entry.layout, view) if op.output_specs is not None else {}
+        device_plan = entry.plan = DevicePlan(op, args, specs, prof)
+    outs = run_on_device(op, args, device_plan, stream, sync, out)
     return result_of(op, args, outs)
 
 

@@ -18,9 +18,10 @@ from ..catalog import REQUIRED, OpDef, Param, family_of
 from ..errors import ACLNN_ERR_INNER_FIND_KERNEL_ERROR, ACLNN_ERR_INNER_TILING_ERROR, ACLNN_ERR_PARAM_INVALID, AclnnError
 from ..profiles import Profile, active_profile
 from ..orchestration.world import current_rank
-from ..runtime.device import Stream, acl_init
-from ..runtime.tensor import DeviceTensor
-from ..runtime.twophase import active_executor_reuse, reuse_key, run_two_phase
+from ..runtime.device import Stream, acl_init, initialised_library
+from ..runtime.pool import Block, BlockLayout, Lease
+from ..runtime.tensor import DeviceTensor, checked_dtype
+from ..runtime.twophase import active_executor_reuse, build_arguments, launch, reuse_key
 
 
 def resolve_stream(stream: Any) -> Stream:
@@ -46,11 +47,6 @@ class Temporaries:
         if x is None or isinstance(x, DeviceTensor):
             return x
         t = DeviceTensor.from_numpy(np.asarray(x, dtype=dtype))
-        self.items.append(t)
-        return t
-
-    def zeros(self, spec) -> DeviceTensor:
-        t = DeviceTensor.zeros(spec.shape, spec.dtype)
         self.items.append(t)
         return t
 
@@ -146,67 +142,117 @@ def _check_header(op: OpDef, lib) -> None:
 
 
 # ---- the call ----------------------------------------------------------------------------------------------
-@lru_cache(maxsize=None)
-def _c_names(op: OpDef) -> Dict[str, str]:
-    """keyword -> C parameter name of every parameter of ``op``."""
-    return {p.name: p.c_name for p in op.params}
+class DevicePlan:
+    """What a validated call signature needs on the device, worked out once (kept on its
+    :class:`aclnn_py.ops.memo.Entry`): the operator version, its phase-1 argument list with every attribute
+    in place, where each tensor goes in it, and the layout of the outputs' block.
 
-
-@lru_cache(maxsize=None)
-def _tensor_names(op: OpDef) -> frozenset:
-    return frozenset(p.name for p in op.inputs if p.is_tensor)
-
-
-@lru_cache(maxsize=None)
-def _scalar_dtypes(op: OpDef) -> Dict[str, str]:
-    return {p.name: p.scalar_dtype for p in op.inputs if p.scalar_dtype}
-
-
-def run_on_device(op: OpDef, args: Mapping[str, Any], specs: Mapping[str, Any], stream: Any, sync: bool,
-                  out: Any = None, prof: Optional[Profile] = None) -> Dict[str, Any]:
-    """Upload the tensor arguments, allocate zero-filled outputs (``specs``: name -> TensorSpec), run both
-    phases of the version :func:`implementation` picks for release ``prof``; returns the output DeviceTensors
-    by name (an in-place argument such as V4's ``performance_info`` among them: the caller's tensor, or a
-    zeroed one).
-
-    ``out``: the caller's preallocated outputs (a mapping or NamedTuple with those names, or one tensor for a
-    single output) with exactly those shapes and dtypes; written in place and returned, with no allocation
-    and no zero-fill (elements the kernel does not write keep their contents, as on hardware).
+    ``inputs``: (position, keyword, scalar dtype) of each tensor parameter; ``outputs``: (position, name) of
+    each output the call allocates, in ``layout`` order; ``results``: every output name in result order (an
+    in-place argument the caller gave among them); ``signature``: the operator, the outputs' layout and the
+    attributes (what :meth:`~aclnn_py.runtime.device.Stream.may_hold_gil` is asked about).
     """
-    impl = implementation(op, args, prof)
-    c_names, tensor_names, scalar_dtypes = _c_names(impl), _tensor_names(op), _scalar_dtypes(op)
-    in_place = _in_place(op)
-    stream = resolve_stream(stream)
-    with Temporaries(stream, sync) as tmp:
-        values: Dict[str, Any] = {}
-        tensors = []
-        for key, value in args.items():
-            if key not in c_names:          # an argument the chosen version lacks, left at its default
+
+    __slots__ = ("impl", "specs", "template", "inputs", "outputs", "layout", "results", "given", "signature")
+
+    def __init__(self, op: OpDef, args: Mapping[str, Any], specs: Mapping[str, Any], prof: Optional[Profile]) -> None:
+        self.impl = impl = implementation(op, args, prof)
+        self.specs = specs
+        position = {p.c_name: i for i, p in enumerate(impl.params)}
+        c_names = {p.name: p.c_name for p in impl.params}
+        constants: Dict[str, Any] = {}
+        inputs = []
+        for p in op.inputs:
+            if p.name not in c_names:           # an argument the chosen version lacks, left at its default
                 continue
-            if key in tensor_names and value is not None:
+            if p.is_tensor:
+                inputs.append((position[c_names[p.name]], p.name, p.scalar_dtype))
+            else:
+                constants[c_names[p.name]] = args[p.name]
+        self.inputs = tuple(inputs)
+        self.template = build_arguments(impl, constants)
+        self.given = tuple(p.name for p in op.inputs if p.in_place is not None and args.get(p.name) is not None)
+        fresh = [(n, s) for n, s in specs.items() if n not in self.given]
+        self.outputs = tuple((position[c_names[n]], n) for n, _ in fresh)
+        self.layout = BlockLayout.of([(tuple(s.shape), s.dtype, checked_dtype(s.dtype)[1]) for _, s in fresh])
+        self.results = tuple(specs)
+        # the same for every call with these shapes and attributes, even when the call cannot be memoised
+        self.signature = (impl.c_name, self.layout, tuple(sorted(constants.items(), key=lambda kv: kv[0])))
+
+
+def run_on_device(op: OpDef, args: Mapping[str, Any], plan: DevicePlan, stream: Any, sync: bool,
+                  out: Any = None) -> Dict[str, Any]:
+    """Upload the tensor arguments, allocate zero-filled outputs (at ``plan.specs``: name -> TensorSpec), run
+    both phases of the version ``plan`` chose; returns the output DeviceTensors by name (an in-place argument
+    such as V4's ``performance_info`` among them: the caller's tensor, or a zeroed one).
+
+    Fresh outputs share one block from the stream's pool (:mod:`aclnn_py.runtime.pool`), zero-filled on the
+    stream before the operator runs. ``out``: the caller's preallocated outputs (a mapping or NamedTuple
+    with those names, or one tensor for a single output) with exactly those shapes and dtypes; written in
+    place and returned, with no allocation and no zero-fill (elements the kernel does not write keep their
+    contents, as on hardware).
+    """
+    stream = resolve_stream(stream)
+    lib = initialised_library()
+    with Temporaries(stream, sync) as tmp:
+        c_args = plan.template.copy()
+        on_device: Dict[str, DeviceTensor] = {}
+        for i, name, dtype in plan.inputs:
+            value = args[name]
+            if value is not None:
                 if type(value) is not DeviceTensor:
-                    value = tmp.device(value, scalar_dtypes.get(key))
-                tensors.append(value)
-            values[c_names[key]] = value
-        given = {n: values[c_names[n]] for n in in_place if values.get(c_names[n]) is not None}
-        if out is not None:
-            outs = caller_outputs(op, {n: s for n, s in specs.items() if n not in given}, out)
+                    value = tmp.device(value, dtype)
+                on_device[name] = value
+                c_args[i] = value.handle
+        hold = sync and stream.may_hold_gil(plan.signature)
+        if out is None:
+            outs = _fresh_outputs(lib, plan, stream, hold)
         else:
-            outs = {n: tmp.zeros(s) for n, s in specs.items() if n not in given}
-        outs.update(given)
-        for name, t in outs.items():
-            values[c_names[name]] = t
+            outs = caller_outputs(op, {n: plan.specs[n] for _, n in plan.outputs}, out)
+        for (i, _), t in zip(plan.outputs, outs.values()):
+            c_args[i] = t.handle
         reuse = None
         if out is not None and not tmp.items and active_executor_reuse() is not None:
             # every tensor is the caller's: the call may be replayed (see ReuseExecutors)
-            reuse = reuse_key(impl.c_name, values)
-        run_two_phase(impl.c_name, values, stream, sync=sync, reuse=reuse)
-        return {name: tmp.keep(t) for name, t in outs.items()}
+            reuse = reuse_key(plan.impl.c_name, _by_c_name(plan, c_args, args, outs))
+        try:
+            launch(lib.op(plan.impl.c_name), c_args, stream, sync=sync, reuse=reuse, hold=hold)
+        except BaseException:
+            if out is None:       # the caller never sees them, and the traceback must not hold their block
+                for _, name in plan.outputs:
+                    outs[name].free()
+            raise
+        stream.completed(plan.signature, sync)
+        for name in plan.given:
+            outs[name] = tmp.keep(on_device[name])
+        return {name: outs[name] for name in plan.results}
 
 
-@lru_cache(maxsize=None)
-def _in_place(op: OpDef) -> tuple:
-    return tuple(p.name for p in op.inputs if p.in_place is not None)
+def _fresh_outputs(lib, plan: DevicePlan, stream: Stream, hold: bool) -> Dict[str, DeviceTensor]:
+    """The plan's outputs in one block from the stream's pool, zero-filled on the stream (``hold``: queue
+    the fill holding the GIL)."""
+    layout = plan.layout
+    if not layout.slots:
+        return {}
+    pool = stream.pool
+    block = pool.take(lib, layout) if pool is not None else Block(lib, layout)
+    lease = Lease(pool, block)
+    (lib.held.aclrtMemsetAsync if hold else lib.aclrtMemsetAsync)(block.ptr, layout.nbytes, 0, layout.nbytes,
+                                                                   stream.handle)
+    make = DeviceTensor._in_block
+    return {name: make(lib, lease, slot, h)
+            for (_, name), slot, h in zip(plan.outputs, layout.slots, block.handles)}
+
+
+def _by_c_name(plan: DevicePlan, c_args: list, args: Mapping[str, Any], outs: Mapping[str, Any]) -> Dict[str, Any]:
+    """The call's arguments by C name, tensors as the caller's objects (for :func:`reuse_key`)."""
+    values = dict(zip((p.c_name for p in plan.impl.params), c_args))
+    c_names = {p.name: p.c_name for p in plan.impl.params}
+    for _, name, _ in plan.inputs:
+        values[c_names[name]] = args[name]
+    for _, name in plan.outputs:
+        values[c_names[name]] = outs[name]
+    return values
 
 
 def caller_outputs(op: OpDef, specs: Mapping[str, Any], out: Any) -> Dict[str, Any]:
@@ -237,4 +283,4 @@ def caller_outputs(op: OpDef, specs: Mapping[str, Any], out: Any) -> Dict[str, A
     return res
 
 
-__all__ = ["run_on_device", "implementation", "resolve_stream", "Temporaries", "caller_outputs"]
+__all__ = ["run_on_device", "DevicePlan", "implementation", "resolve_stream", "Temporaries", "caller_outputs"]

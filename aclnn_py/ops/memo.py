@@ -9,13 +9,13 @@ array-likes make the call bypass the memo.
 """
 from __future__ import annotations
 
-import os
 from collections import abc
 from typing import Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 
 from ..validate.buffsize import ENV_NAME
+from ..runtime.environ import getenv
 
 MEMO_MAX = 1024           # entries; the memo is cleared when full
 MEMO_VALUE_BYTES = 4096   # host arrays up to this size are keyed by value; larger ones are never memoised
@@ -52,29 +52,46 @@ def arg_key(v: Any) -> Any:
     return (t, tuple(shape), np.dtype(dtype), getattr(v, "format", None), getattr(v, "acl_format", None))
 
 
-def validate_call(validator: Callable[..., Any], args: Mapping[str, Any], outputs: Any = None,
-                  cann_version: Optional[str] = None) -> Any:
-    """``validator(**args, outputs=outputs, cann_version=cann_version)``, memoised on everything the rules
-    read (module docstring), the release's rules included.
+class Entry:
+    """A validated call signature: the validator's result (``layout``) and what the device path worked out
+    for it once (``plan``, set by :mod:`aclnn_py.ops.device_path`)."""
+
+    __slots__ = ("layout", "plan")
+
+    def __init__(self, layout: Any) -> None:
+        self.layout, self.plan = layout, None
+
+
+def entry(validator: Callable[..., Any], args: Mapping[str, Any], outputs: Any = None,
+          cann_version: Optional[str] = None) -> Entry:
+    """``validator(**args, outputs=outputs, cann_version=cann_version)`` as an :class:`Entry`, memoised on
+    everything the rules read (module docstring), the release's rules included; a call that cannot be keyed
+    gets a new entry each time.
 
     ``outputs``: the caller's ``out=`` (a results NamedTuple is passed on as ``{name: tensor}``).
     """
     if outputs is not None and hasattr(outputs, "_asdict"):
         outputs = outputs._asdict()
     try:
-        key = (validator, os.environ.get(ENV_NAME), cann_version, tuple(args),
+        key = (validator, getenv(ENV_NAME), cann_version, tuple(args),
                tuple([arg_key(v) for v in args.values()]), arg_key(outputs))
     except Uncacheable:
-        return validator(**args, outputs=outputs, cann_version=cann_version)
+        return Entry(validator(**args, outputs=outputs, cann_version=cann_version))
     try:
         return _memo[key]
     except KeyError:
         pass
-    result = validator(**args, outputs=outputs, cann_version=cann_version)
+    found = Entry(validator(**args, outputs=outputs, cann_version=cann_version))
     if len(_memo) >= MEMO_MAX:
         _memo.clear()
-    _memo[key] = result
-    return result
+    _memo[key] = found
+    return found
+
+
+def validate_call(validator: Callable[..., Any], args: Mapping[str, Any], outputs: Any = None,
+                  cann_version: Optional[str] = None) -> Any:
+    """The validator's result for this call, memoised (:func:`entry`)."""
+    return entry(validator, args, outputs, cann_version).layout
 
 
 def clear() -> None:
@@ -82,4 +99,4 @@ def clear() -> None:
     _memo.clear()
 
 
-__all__ = ["validate_call", "arg_key", "clear", "Uncacheable", "MEMO_MAX", "MEMO_VALUE_BYTES"]
+__all__ = ["entry", "Entry", "validate_call", "arg_key", "clear", "Uncacheable", "MEMO_MAX", "MEMO_VALUE_BYTES"]

@@ -24,7 +24,6 @@ inside every World. Groups created outside the World are not checked either.
 """
 from __future__ import annotations
 
-import os
 from collections import Counter
 from typing import Any, Dict, List, Mapping
 
@@ -35,6 +34,7 @@ from ..errors import ACLNN_ERR_INNER_TILING_ERROR, AclnnError, CollectiveError
 from ..hostview import host_values
 from .rendezvous import Identity
 from .topology import Plan
+from ..runtime.environ import getenv
 
 ENV = "ACLNN_PY_PRECHECK"
 
@@ -46,7 +46,7 @@ class InconsistentParametersError(AclnnError, CollectiveError):
 
 
 def enabled() -> bool:
-    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    return getenv(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def check_across_ranks(op: OpDef, args: Mapping[str, Any], plan: Plan, ctx) -> None:

@@ -130,6 +130,12 @@ def _stop_workers(workers: Dict[int, "_Worker"], timeout_s: float = 5.0) -> None
             w.thread.join(timeout_s)
 
 
+def _release_stream_cache(ctx: RankContext) -> None:
+    if ctx.stream is not None:
+        ctx.stream.synchronize()
+        ctx.stream.release_cached()
+
+
 class UnknownGroupError(AclnnError, KeyError):
     """A group name that is not one of the rank's communicators in its World (161002; also a KeyError)."""
 
@@ -426,6 +432,14 @@ class World:
         return sim_hooks(acl_init())
 
     # -- teardown -------------------------------------------------------------------------------
+    def release_cached(self) -> None:
+        """Free what the ranks' streams keep for reuse: their operator workspaces and the output blocks their
+        callers have dropped (:mod:`aclnn_py.runtime.pool`). Runs on every rank's thread (in a launched job:
+        this process's rank), so call it between runs, like :meth:`close`; inside a rank function use
+        ``ctx.stream.release_cached()``. Nothing to do on the reference backend or once closed."""
+        if self.backend == "device" and not self._closed:
+            self.run(_release_stream_cache)
+
     def close(self) -> None:
         """Destroy communicators, streams and contexts (idempotent). Not a collective: call after run().
 

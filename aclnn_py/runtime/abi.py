@@ -53,16 +53,21 @@ class Function:
 
     ``status``: ``"acl"`` (aclError), ``"aclnn"`` (aclnnStatus), ``"hccl"`` (HcclResult),
     ``"pointer"`` (NULL means failure) or ``None`` (nothing to check).
+
+    ``quick``: the function only queues work or does host bookkeeping and never waits for the device or
+    for another rank, so it may also be bound holding the GIL (``CannLibrary.held``): ranks that are
+    threads of one process then skip a GIL hand-off per call (see :func:`aclnn_py.runtime.twophase.launch`).
     """
 
     name: str
     restype: object
     argtypes: Tuple
     status: Optional[str]
+    quick: bool = False
 
 
-def _f(name, restype, argtypes, status):
-    return Function(name, restype, tuple(argtypes), status)
+def _f(name, restype, argtypes, status, quick=False):
+    return Function(name, restype, tuple(argtypes), status, quick)
 
 
 P = POINTER
@@ -117,7 +122,7 @@ ACL_RUNTIME = [
     # aclError aclrtMemset(void *devPtr, size_t maxCount, int32_t value, size_t count);
     _f("aclrtMemset", aclError, [c_void_p, c_size_t, c_int32, c_size_t], "acl"),
     # aclError aclrtMemsetAsync(void *devPtr, size_t maxCount, int32_t value, size_t count, aclrtStream stream);
-    _f("aclrtMemsetAsync", aclError, [c_void_p, c_size_t, c_int32, c_size_t, aclrtStream], "acl"),
+    _f("aclrtMemsetAsync", aclError, [c_void_p, c_size_t, c_int32, c_size_t, aclrtStream], "acl", quick=True),
     # aclError aclrtGetMemInfo(aclrtMemAttr attr, size_t *free, size_t *total);
     _f("aclrtGetMemInfo", aclError, [c_int, P(c_size_t), P(c_size_t)], "acl"),
     # const char *aclGetRecentErrMsg();

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import os
 import threading
 import weakref
 from typing import Optional
@@ -11,6 +10,8 @@ from typing import Optional
 from ..errors import ACL_ERROR_REPEAT_INITIALIZE, AclError
 from . import abi
 from .library import CannLibrary, get_library, loaded_library
+from .pool import OutputPool, pool_limit_bytes
+from .environ import getenv
 
 _init_lock = threading.Lock()
 _initialised = False
@@ -75,9 +76,12 @@ def current_device() -> Optional[int]:
     return d.value
 
 
+HOLD_GIL_ENV = "ACLNN_PY_HOLD_GIL"     # 0: every C call releases the GIL (see Stream.may_hold_gil)
+
+
 def sync_timeout_ms() -> int:
     """Stream synchronize timeout (ms) from ``ACLNN_PY_SYNC_TIMEOUT_MS``; default 300000, -1 = forever."""
-    return int(os.environ.get("ACLNN_PY_SYNC_TIMEOUT_MS", "300000"))
+    return int(getenv("ACLNN_PY_SYNC_TIMEOUT_MS", "300000"))
 
 
 def _quietly(fn, *args) -> None:
@@ -89,25 +93,47 @@ def _quietly(fn, *args) -> None:
 
 
 class _StreamHeld:
-    """What a :class:`Stream` releases: the temporaries queued work still uses, then the stream itself."""
+    """What a :class:`Stream` releases: the temporaries queued work still uses, its cached workspace and idle
+    output blocks, then the stream itself."""
 
-    __slots__ = ("lib", "handle", "owned", "pending")
+    __slots__ = ("lib", "handle", "owned", "pending", "pool", "workspace", "settled", "queued")
 
     def __init__(self, lib, handle: Optional[int], owned: bool) -> None:
         self.lib, self.handle, self.owned, self.pending = lib, handle, owned, []
+        self.pool: Optional[OutputPool] = OutputPool() if owned else None
+        self.workspace = None
+        self.settled: Optional[set] = set() if owned else None
+        self.queued = False
 
     def release_pending(self) -> None:
         pending, self.pending = self.pending, []
         for obj in pending:
             obj.free()
 
+    def _free_workspace(self) -> None:
+        workspace, self.workspace = self.workspace, None
+        if workspace is not None:
+            workspace.free()
+
+    def release_cached(self) -> None:
+        try:
+            self._free_workspace()
+        finally:
+            if self.pool is not None:
+                self.pool.release_idle()
+
     def release(self) -> None:
         try:
             self.release_pending()
+            self._free_workspace()
         finally:
-            handle, self.handle = self.handle, None
-            if self.owned and handle is not None:
-                self.lib.aclrtDestroyStream(handle)
+            try:
+                if self.pool is not None:
+                    self.pool.close()
+            finally:
+                handle, self.handle = self.handle, None
+                if self.owned and handle is not None:
+                    self.lib.aclrtDestroyStream(handle)
 
     def release_quietly(self) -> None:
         _quietly(self.release)
@@ -118,6 +144,10 @@ class Stream:
 
     ``Stream.default()`` wraps the NULL (default) stream of the calling thread's device. An owned
     stream is destroyed by :meth:`destroy`, or by its finalizer when it is garbage-collected.
+
+    An owned stream keeps what its operator calls can reuse, since its work runs in order: the
+    workspace of the last call (grown when a call needs more) and the output blocks the caller has
+    dropped (:mod:`aclnn_py.runtime.pool`). :meth:`release_cached` frees them; :meth:`destroy` does too.
     """
 
     def __init__(self, handle: Optional[int] = None, *, owned: bool = True) -> None:
@@ -139,11 +169,61 @@ class Stream:
         """Keep ``objects`` alive until the next :meth:`synchronize`, then ``free()`` them."""
         self._held.pending.extend(o for o in objects if o is not None)
 
+    @property
+    def pool(self) -> Optional[OutputPool]:
+        """The stream's idle output blocks (``None``: a stream this object does not own keeps none)."""
+        return self._held.pool
+
+    def workspace(self, nbytes: int):
+        """A device buffer of at least ``nbytes`` for the next operator on this stream: the stream's cached
+        one when large enough, else a new one (the old one is released after the next synchronize: queued
+        work may still use it). A stream this object does not own, or any stream with ``ACLNN_PY_POOL_MB=0``,
+        caches nothing: each call gets a new buffer, released after the next synchronize."""
+        from .tensor import DeviceBuffer
+        held = self._held
+        if held.pool is None or not pool_limit_bytes():
+            buf = DeviceBuffer(nbytes)
+            self.defer(buf)
+            return buf
+        ws = held.workspace
+        if ws is not None and ws.nbytes >= nbytes:
+            return ws
+        buf = DeviceBuffer(nbytes)
+        if ws is not None:
+            self.defer(ws)
+        held.workspace = buf
+        return buf
+
+    def release_cached(self) -> None:
+        """Free the cached workspace and the idle output blocks (call with the stream's context current,
+        once its work is done; e.g. after :meth:`synchronize`)."""
+        self._held.release_cached()
+
+    def may_hold_gil(self, key) -> bool:
+        """Whether a call of signature ``key`` may run its quick C functions (queueing, ``GetWorkspaceSize``,
+        phase 2) holding the GIL on this stream: the stream is owned, no call left work queued on it
+        unsynchronised (a full task queue would block), a call of that signature has completed on it
+        before (the first one may set up communicator resources with the peers) and
+        ``ACLNN_PY_HOLD_GIL`` is not 0."""
+        held = self._held
+        return (held.settled is not None and not held.queued and key in held.settled
+                and getenv(HOLD_GIL_ENV, "1").strip() != "0")
+
+    def completed(self, key, synchronised: bool) -> None:
+        """Record that a call of signature ``key`` returned (``synchronised``: its work finished)."""
+        held = self._held
+        if held.settled is not None:
+            if synchronised:
+                held.settled.add(key)
+            else:
+                held.queued = True
+
     def synchronize(self, timeout_ms: Optional[int] = None) -> None:
         """Wait for the queued work; raises :class:`AclError` (e.g. 507046 on timeout)."""
         t = sync_timeout_ms() if timeout_ms is None else timeout_ms
         try:
             self._lib.aclrtSynchronizeStreamWithTimeout(self.handle, t)
+            self._held.queued = False
         finally:
             self._held.release_pending()
 

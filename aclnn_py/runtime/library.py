@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -26,12 +27,14 @@ class CannNotFound(RuntimeError):
 
 @dataclass
 class BoundOp:
-    """An operator's two foreign functions and the library they came from."""
+    """An operator's two foreign functions and the library they came from; ``held`` has the same two bound
+    holding the GIL (``(get_workspace_size, execute)``), for calls that cannot wait on another rank."""
 
     spec: catalog.OpDef
     get_workspace_size: object
     execute: object
     library: Path
+    held: tuple = ()
 
 
 class CannLibrary:
@@ -43,7 +46,9 @@ class CannLibrary:
     def __init__(self, install: CannInstall) -> None:
         self.install = install
         self._dlls: Dict[Path, ctypes.CDLL] = {}
+        self._pydlls: Dict[Path, ctypes.PyDLL] = {}
         self._fns: Dict[str, object] = {}
+        self.held = types.SimpleNamespace()   # the ``quick`` functions of the table, bound holding the GIL
         self._ops: Dict[str, BoundOp] = {}
         mode = getattr(os, "RTLD_GLOBAL", 0)
         for path in filter(None, [install.op_common, install.runtime, install.nnopbase, install.hccl]):
@@ -64,6 +69,12 @@ class CannLibrary:
             self._dlls[path] = ctypes.CDLL(str(path), mode=getattr(os, "RTLD_GLOBAL", 0))
         return self._dlls[path]
 
+    def _pydll(self, path: Path) -> ctypes.PyDLL:
+        """``path`` loaded again as a PyDLL (the same library: its functions are called holding the GIL)."""
+        if path not in self._pydlls:
+            self._pydlls[path] = ctypes.PyDLL(str(path), mode=getattr(os, "RTLD_GLOBAL", 0))
+        return self._pydlls[path]
+
     def _bind_one(self, fn: abi.Function, dll: ctypes.CDLL):
         c = getattr(dll, fn.name)
         c.restype = fn.restype
@@ -77,6 +88,8 @@ class CannLibrary:
         for fn in table:
             try:
                 self._set(fn.name, self._bind_one(fn, dll))
+                if fn.quick:
+                    setattr(self.held, fn.name, self._bind_one(fn, self._pydll(path)))
             except AttributeError:
                 if not optional and not self._try_any_library(fn):
                     self._set(fn.name, _missing(fn.name, path))
@@ -90,6 +103,8 @@ class CannLibrary:
         for dll in self._dlls.values():
             if hasattr(dll, fn.name):
                 self._set(fn.name, self._bind_one(fn, dll))
+                if fn.quick:
+                    setattr(self.held, fn.name, self._bind_one(fn, self._pydll(Path(dll._name))))
                 return True
         return False
 
@@ -139,7 +154,9 @@ class CannLibrary:
         for path in self.install.op_libraries:
             dll = self._dll(path)
             if hasattr(dll, p1.name) and hasattr(dll, p2.name):
-                bound = BoundOp(spec, self._bind_one(p1, dll), self._bind_one(p2, dll), path)
+                held = self._pydll(path)
+                bound = BoundOp(spec, self._bind_one(p1, dll), self._bind_one(p2, dll), path,
+                                (self._bind_one(p1, held), self._bind_one(p2, held)))
                 self._ops[name] = bound
                 return bound
         raise AclnnError(ACLNN_ERR_INNER_FIND_KERNEL_ERROR, name,

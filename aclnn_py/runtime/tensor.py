@@ -70,7 +70,8 @@ class DeviceBuffer:
         if self._finalizer.detach() is not None:
             self.ptr = None
             self.__dict__["handle"] = None
-            self._held.release()
+            if self._held is not None:       # None: a share of an output block (see _Share)
+                self._held.release()
 
     def __enter__(self):
         return self
@@ -105,6 +106,27 @@ def _dims_and_strides(shape: tuple):
         if len(_descriptor_arrays) < 4096:
             _descriptor_arrays[shape] = arrays
     return arrays
+
+
+def descriptor(lib, shape: tuple, acl_dtype: int, ptr: int) -> int:
+    """A new ND row-major ``aclTensor`` of ``shape`` and ``acl_dtype`` over device memory at ``ptr``."""
+    dims, strides = _dims_and_strides(shape)
+    return lib.aclCreateTensor(dims, len(shape), acl_dtype, strides, 0, abi.ACL_FORMAT_ND, dims, len(shape), ptr)
+
+
+class _Share:
+    """A tensor's hold on the :class:`~aclnn_py.runtime.pool.Lease` of the output block it lives in: in the
+    place of a finalizer, ``detach()`` lets go of it once (the block is reused or released when the last
+    tensor of the block lets go, or is collected)."""
+
+    __slots__ = ("lease",)
+
+    def __init__(self, lease) -> None:
+        self.lease = lease
+
+    def detach(self):
+        lease, self.lease = self.lease, None
+        return lease
 
 
 _ACL_DTYPES: dict = {}   # numpy dtype -> aclDataType value
@@ -167,13 +189,22 @@ class DeviceTensor(NDArrayOperatorsMixin, DeviceBuffer):
             if zero:
                 alloc = max(self.nbytes, MIN_ALLOCATION)
                 lib.aclrtMemset(self.ptr, alloc, 0, alloc)
-            dims, strides = _dims_and_strides(shape)
-            self.handle = self._held.handle = lib.aclCreateTensor(dims, len(shape), acl_dtype, strides, 0,
-                                                                  abi.ACL_FORMAT_ND, dims, len(shape), self.ptr)
+            self.handle = self._held.handle = descriptor(lib, shape, acl_dtype, self.ptr)
         except BaseException:
             self.free()
             raise
         adopt_by_current_device(self)
+
+    @classmethod
+    def _in_block(cls, lib, lease, slot, handle: int) -> "DeviceTensor":
+        """The output ``slot`` of ``lease``'s block, with its descriptor ``handle`` (see
+        :mod:`aclnn_py.runtime.pool`); made without a finalizer, on the operator hot path."""
+        t = cls.__new__(cls)
+        t.__dict__.update(shape=slot.shape, dtype=slot.dtype, acl_dtype=slot.acl_dtype, handle=handle,
+                          _lib=lib, nbytes=slot.nbytes, ptr=lease.block.ptr + slot.offset, _held=None,
+                          _finalizer=_Share(lease))
+        adopt_by_current_device(t)
+        return t
 
     @classmethod
     def zeros(cls, shape: Sequence[int], dtype) -> "DeviceTensor":

@@ -205,71 +205,83 @@ def reuse_key(op_name: str, values: Mapping[str, Any]) -> tuple:
 # ---- the call -------------------------------------------------------------------------------------------
 def run_two_phase(op_name: str, values: Mapping[str, Any], stream: Optional[Stream], *, sync: bool = True,
                   reuse: Optional[tuple] = None) -> None:
-    """Run one aclnn operator; raises the CANN status of the failing phase. Releases what it made.
+    """Run one aclnn operator from its arguments by C parameter name (:func:`build_arguments`); raises the CANN
+    status of the failing phase. Releases what it made. ``reuse``: see :func:`launch`."""
+    op = initialised_library().op(op_name)
+    launch(op, build_arguments(op.spec, values), stream if stream is not None else Stream.default(), sync=sync,
+           reuse=reuse)
+
+
+def launch(op, args: list, stream: Stream, *, sync: bool = True, reuse: Optional[tuple] = None,
+           hold: bool = False) -> None:
+    """Both phases of bound operator ``op`` (:meth:`CannLibrary.op`) with its phase-1 arguments ``args`` in C
+    order, on ``stream``; then synchronize unless ``sync`` is False. The workspace comes from the stream
+    (:meth:`Stream.workspace`) or an active :class:`WorkspaceCache`.
 
     ``reuse``: a :func:`reuse_key` when the caller allows executor reuse for this call (see
-    :class:`ReuseExecutors`; ignored outside such a block).
+    :class:`ReuseExecutors`; ignored outside such a block). ``hold``: call both phases holding the GIL
+    (only where :meth:`Stream.may_hold_gil` allows it): ranks that are threads of one process then hand the
+    GIL over once per call, at the synchronize, instead of at every C call.
     """
-    lib = initialised_library()
-    op = lib.op(op_name)
-    stream = stream if stream is not None else Stream.default()
     reuser = getattr(_local, "executors", None) if reuse is not None else None
     if reuser is not None:
-        if stream.handle is None or op_name in reuser._not_repeatable:
+        if stream.handle is None or op.spec.c_name in reuser._not_repeatable:
             reuser = None
         else:
             entry = reuser._entries.get((reuse, stream.handle))
             if entry is not None:
                 _launch_reused(reuser, (reuse, stream.handle), entry, op, stream, sync)
                 return
-    args = build_arguments(op.spec, values)
+    get_workspace_size, execute = op.held if hold else (op.get_workspace_size, op.execute)
     ws = ctypes.c_uint64(0)
     executor = abi.aclOpExecutorPtr()
-    op.get_workspace_size(*args, ctypes.byref(ws), ctypes.byref(executor))
-    if reuser is not None:
-        try:
-            lib.aclSetAclOpExecutorRepeatable(executor)
-        except Exception:
-            reuser._not_repeatable.add(op_name)   # this install does not allow it: run the normal way
-        else:
-            try:
-                entry = _Reused(executor.value, ws.value, DeviceBuffer(ws.value) if ws.value > 0 else None, stream)
-            except BaseException:
-                _discard_executor(lib, executor)
-                raise
-            if len(reuser._entries) >= reuser.max_entries:
-                reuser._drop(reuser._entries.pop(next(iter(reuser._entries))))
-            reuser._entries[(reuse, stream.handle)] = entry
-            _launch_reused(reuser, (reuse, stream.handle), entry, op, stream, sync)
-            return
+    get_workspace_size(*args, ctypes.byref(ws), ctypes.byref(executor))
+    if reuser is not None and _keep_repeatable(reuser, reuse, op, executor, ws.value, stream):
+        key = (reuse, stream.handle)
+        _launch_reused(reuser, key, reuser._entries[key], op, stream, sync)
+        return
     cache = getattr(_local, "workspaces", None)
-    if cache is not None and stream.handle is None:
-        cache = None   # the NULL stream is per device: never share a workspace through it
-    workspace: Optional[DeviceBuffer] = None
-    owned = cache is None
     launched = False
     try:
+        workspace = None
         if ws.value > 0:
-            workspace = DeviceBuffer(ws.value) if owned else cache.get(stream, ws.value, sync)
+            if cache is not None and stream.handle is not None:
+                workspace = cache.get(stream, ws.value, sync)
+            else:
+                workspace = stream.workspace(ws.value)
         launched = True  # phase 2 takes ownership of the executor, even when it fails
-        op.execute(workspace.ptr if workspace else None, ws.value, executor, stream.handle)
+        execute(workspace.ptr if workspace is not None else None, ws.value, executor, stream.handle)
     except BaseException:
         if not launched:
-            _discard_executor(lib, executor)
-        if workspace is not None and owned:
-            stream.defer(workspace)
-            workspace = None
-        if not sync:
-            raise
-        try:
-            stream.synchronize()
-        except Exception:
-            pass
+            _discard_executor(initialised_library(), executor)
+        if sync:
+            try:
+                stream.synchronize()
+            except Exception:
+                pass
         raise
-    if workspace is not None and owned:
-        stream.defer(workspace)
     if sync:
         stream.synchronize()
+
+
+def _keep_repeatable(reuser: "ReuseExecutors", reuse: tuple, op, executor, ws: int, stream: Stream) -> bool:
+    """Make the executor of a first call repeatable and keep it (with its own workspace) in ``reuser``;
+    False when the install refuses (the call then runs the normal way)."""
+    lib = initialised_library()
+    try:
+        lib.aclSetAclOpExecutorRepeatable(executor)
+    except Exception:
+        reuser._not_repeatable.add(op.spec.c_name)
+        return False
+    try:
+        entry = _Reused(executor.value, ws, DeviceBuffer(ws) if ws > 0 else None, stream)
+    except BaseException:
+        _discard_executor(lib, executor)
+        raise
+    if len(reuser._entries) >= reuser.max_entries:
+        reuser._drop(reuser._entries.pop(next(iter(reuser._entries))))
+    reuser._entries[(reuse, stream.handle)] = entry
+    return True
 
 
 def _launch_reused(reuser: ReuseExecutors, key: tuple, entry: _Reused, op, stream: Stream, sync: bool) -> None:
@@ -296,5 +308,5 @@ def _discard_executor(lib, executor) -> None:
         pass
 
 
-__all__ = ["build_arguments", "run_two_phase", "reuse_key", "WorkspaceCache", "active_workspace_cache",
+__all__ = ["build_arguments", "run_two_phase", "launch", "reuse_key", "WorkspaceCache", "active_workspace_cache",
            "ReuseExecutors", "active_executor_reuse"]

@@ -11,7 +11,9 @@
  *   - the multi-process arenas (core_shm.c: MAP_SHARED on a tmpfs file): MADV_DONTNEED would only drop this
  *     process's view and the old bytes would come back from the file, so madvise(MADV_REMOVE), which punches a
  *     hole in the file (like fallocate(PUNCH_HOLE | KEEP_SIZE) on its fd): every process mapping it reads zeros.
- * When the kernel refuses (e.g. locked pages, a filesystem without hole punching), the range is written.
+ * When the kernel refuses (e.g. locked pages, a filesystem without hole punching), the range is written. A range
+ * under SIM_ZERO_WRITE_RESIDENT_MAX whose pages are all resident (an output block reused by aclnn_py's pool) is
+ * written too: that costs less than the shoot-down of giving its pages back and the faults of writing them again.
  *
  * The other half: a kernel writing many rows into fresh memory would take one page fault per page (about
  * 1.5 us each in a VM, more than the copy itself); sim_prefault maps a range's pages in one system call first.
@@ -29,11 +31,13 @@ static uintptr_t page_size(void)
     return v > 0 ? (uintptr_t)v : 4096;
 }
 
+static int all_resident(uintptr_t lo, uintptr_t hi, uintptr_t page);
+
 SIM_API void sim_zero_fill(void *ptr, size_t bytes)
 {
     const uintptr_t start = (uintptr_t)ptr, end = start + bytes, page = page_size();
     const uintptr_t lo = (start + page - 1) & ~(page - 1), hi = end & ~(page - 1);
-    if (bytes < SIM_MMAP_THRESHOLD || hi <= lo) {
+    if (bytes < SIM_MMAP_THRESHOLD || hi <= lo || (bytes < SIM_ZERO_WRITE_RESIDENT_MAX && all_resident(lo, hi, page))) {
         memset(ptr, 0, bytes);
         return;
     }

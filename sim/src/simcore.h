@@ -250,7 +250,11 @@ SIM_API void sim_executor_refuse(aclOpExecutor *ex, int32_t status, const char *
 #define SIM_MMAP_THRESHOLD ((size_t)128 << 10)
 /* Zero [ptr, ptr + bytes) of simulator memory (anonymous private memory or the multi-process arena, not a file
  * mapping), at the cost of the partial pages at both ends only: the whole pages in between are given back to the
- * kernel and read as zeros again (core_memory.c). Ranges shorter than SIM_MMAP_THRESHOLD are written. */
+ * kernel and read as zeros again (core_memory.c). Ranges shorter than SIM_MMAP_THRESHOLD are written, and so are
+ * ranges shorter than SIM_ZERO_WRITE_RESIDENT_MAX whose pages are all resident (a reused output block, aclnn_py's
+ * pool): writing a few hundred KiB costs less than giving the pages back (a TLB shoot-down) and faulting in
+ * again those the kernel then writes. */
+#define SIM_ZERO_WRITE_RESIDENT_MAX ((size_t)1 << 20)
 SIM_API void sim_zero_fill(void *ptr, size_t bytes);
 /* Map the pages of [ptr, ptr + bytes) writable in one go before writing the whole range (a page fault per page
  * otherwise); contents are unchanged. No-op below SIM_MMAP_THRESHOLD bytes. */

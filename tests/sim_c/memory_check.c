@@ -134,6 +134,19 @@ static void case_zero_fill(void)
     CHECK_BYTES(d + g_page, short_len, 0);
     CHECK_BYTES(d + g_page + short_len, 16, 7);
 
+    /* a resident range of a few hundred KiB (a reused output block) is written, not dropped; one that is not
+     * resident is dropped even when it is that short */
+    const size_t mid_len = 512u << 10;
+    CHECK_EQ(aclrtMemset(d, LARGE, 0x5a, 2 * mid_len), 0);
+    CHECK_EQ(aclrtMemset(d + g_page, LARGE - g_page, 0, mid_len), 0);
+    CHECK_ALL_RESIDENT(d + g_page, mid_len);
+    check_range(d, 2 * mid_len, g_page, mid_len, 0, 0x5a);
+    CHECK_EQ(aclrtMemset(d + g_page, LARGE - g_page, 0, 4 * mid_len), 0);    /* drops the pages */
+    CHECK_INTERIOR_DROPPED(d, g_page, 4 * mid_len);
+    CHECK_EQ(aclrtMemset(d + g_page, LARGE - g_page, 0, mid_len), 0);        /* not resident: dropped again */
+    CHECK_INTERIOR_DROPPED(d, g_page, mid_len);
+    CHECK_BYTES(d + g_page, mid_len, 0);
+
     /* a small buffer (heap memory) */
     CHECK_EQ(aclrtMalloc((void **)&small, 4096, ACL_MEM_MALLOC_HUGE_FIRST), 0);
     CHECK_EQ(aclrtMemset(small, 4096, 0xcd, 4096), 0);
