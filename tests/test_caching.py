@@ -24,6 +24,11 @@ EP, BS, H, K, M = 2, 4, 1024, 2, 4
 DISPATCH = "aclnnMoeDistributeDispatchV3"
 
 
+def _validated(validator, kwargs, outputs=None, cann_version=None):
+    """The memoised validation's result for one call (what the call path reads of its memo entry)."""
+    return memo.entry(validator, kwargs, outputs, cann_version).layout
+
+
 # ---- argument builders --------------------------------------------------------------------------------
 def _naive_arguments(spec, values):
     """The original one-branch-per-parameter builder (the behaviour the compiled one must keep)."""
@@ -107,10 +112,10 @@ def fresh_memo(monkeypatch):
 def test_validate_call_memoises_and_returns_the_validators_result(fresh_memo):
     v = _Counting(validate.moe_distribute_dispatch_v3)
     kw = _dispatch_kwargs()
-    first = memo.validate_call(v, kw)
+    first = _validated(v, kw)
     assert first == validate.moe_distribute_dispatch_v3(**kw)
     for _ in range(3):
-        assert memo.validate_call(v, dict(kw)) == first
+        assert _validated(v, dict(kw)) == first
     assert v.calls == 1
 
 
@@ -122,9 +127,9 @@ def test_validate_call_memoises_and_returns_the_validators_result(fresh_memo):
 ])
 def test_any_change_re_runs_validation(fresh_memo, change):
     v = _Counting(validate.moe_distribute_dispatch_v3)
-    memo.validate_call(v, _dispatch_kwargs())
+    _validated(v, _dispatch_kwargs())
     try:
-        memo.validate_call(v, _dispatch_kwargs(**change))
+        _validated(v, _dispatch_kwargs(**change))
     except AclnnError:
         pass                                             # some changes are invalid: the rules ran again
     assert v.calls == 2
@@ -132,13 +137,13 @@ def test_any_change_re_runs_validation(fresh_memo, change):
 
 def test_environment_change_re_runs_validation(fresh_memo, monkeypatch):
     v = _Counting(validate.moe_distribute_dispatch_v3)
-    memo.validate_call(v, _dispatch_kwargs())
+    _validated(v, _dispatch_kwargs())
     monkeypatch.setenv("HCCL_BUFFSIZE", "lots")            # the same call, now with an invalid window size
     with pytest.raises(AclnnError) as e:
-        memo.validate_call(v, _dispatch_kwargs())
+        _validated(v, _dispatch_kwargs())
     assert e.value.status == 561002
     monkeypatch.setenv("HCCL_BUFFSIZE", "300")
-    memo.validate_call(v, _dispatch_kwargs())
+    _validated(v, _dispatch_kwargs())
     assert v.calls == 3
 
 
@@ -147,16 +152,16 @@ def test_failures_are_never_memoised(fresh_memo):
     bad = _dispatch_kwargs(expert_ids=np.array([[0, 0], [1, 2], [0, 3], [1, 3]], np.int32))  # duplicate id
     for _ in range(3):
         with pytest.raises(AclnnError) as e:
-            memo.validate_call(v, bad)
+            _validated(v, bad)
         assert e.value.status == 561002
     assert v.calls == 3
 
 
 def test_types_are_part_of_the_key(fresh_memo):
     v = _Counting(validate.moe_distribute_dispatch_v3)
-    memo.validate_call(v, _dispatch_kwargs())
+    _validated(v, _dispatch_kwargs())
     with pytest.raises(TypeError):                         # 2.0 is not an integer, although 2.0 == 2
-        memo.validate_call(v, _dispatch_kwargs(ep_world_size=2.0))
+        _validated(v, _dispatch_kwargs(ep_world_size=2.0))
     assert v.calls == 2
 
 
@@ -166,7 +171,7 @@ def test_large_host_arrays_and_lists_bypass_the_memo(fresh_memo):
     lst = _dispatch_kwargs(expert_ids=[[0, 1], [2, 3], [0, 2], [1, 3]])
     for kw in (big, big, lst, lst):
         try:
-            memo.validate_call(v, kw)
+            _validated(v, kw)
         except AclnnError as e:                           # the dispatch rules want arrays; they still ran
             assert e.status == 161002 and "expert_ids" in str(e)
     assert v.calls == 4
@@ -201,7 +206,7 @@ def _inputs(rank):
 def _dispatch(ctx, x, ids, *, out=None):
     """The dispatch device path as the op runs it, with memoised validation and optional out=."""
     kw = _dispatch_kwargs(x=x, expert_ids=ids, group_ep=ctx.group("ep"), ep_rank_id=ctx.ep_rank)
-    lay = memo.validate_call(validate.moe_distribute_dispatch_v3, kw, outputs=out)
+    lay = _validated(validate.moe_distribute_dispatch_v3, kw, outputs=out)
     specs = catalog.DISPATCH_V3.output_specs(lay, kw)
     plan = device_path.DevicePlan(catalog.DISPATCH_V3, kw, specs, None)
     return DispatchOutputs(**device_path.run_on_device(catalog.DISPATCH_V3, kw, plan, None, True, out=out))

@@ -32,12 +32,6 @@ from .memo import entry as memo_entry
 from .reference_path import fill_outputs, run_on_reference
 
 
-def active_backend() -> str:
-    """The backend of the calling rank's World, else the process-wide choice."""
-    ctx = current_rank()
-    return ctx.backend if ctx is not None else resolve_backend()
-
-
 @lru_cache(maxsize=None)
 def _plan(op: OpDef) -> Tuple[Callable[..., Any], Tuple[Any, ...], Tuple[str, ...], Tuple[Tuple[str, str], ...]]:
     """What the call needs of ``op``'s entry, worked out once: its validator, the parameters with computed
@@ -91,4 +85,4 @@ def result_of(op: OpDef, args: Mapping[str, Any], outs: Mapping[str, Any]) -> An
     return next(iter(outs.values()))
 
 
-__all__ = ["call_op", "active_backend", "result_of"]
+__all__ = ["call_op", "result_of"]

@@ -1,10 +1,11 @@
 """An operator call on the device backend (CANN or the simulator): upload, allocate, run both phases.
 
 The arguments arrive validated, by keyword (:mod:`aclnn_py.ops.call`); the catalog entry says which are
-tensors and what their C names are. Host inputs are uploaded into temporaries, outputs are allocated
-zero-filled at the shapes the entry's ``output_specs`` gives (or taken from the caller's ``out=``), and
-:func:`aclnn_py.runtime.twophase.run_two_phase` runs the operator the install exports
-(:func:`implementation`). Every temporary is released on every path.
+tensors and what their C names are. Host inputs are uploaded into temporaries, outputs come zero-filled
+from the stream's pool at the shapes the entry's ``output_specs`` gives (or are the caller's ``out=``), and
+:func:`aclnn_py.runtime.twophase.launch` runs the operator version the install exports
+(:func:`implementation`), with the argument vector worked out once per call signature (:class:`DevicePlan`).
+Every temporary is released on every path.
 """
 from __future__ import annotations
 
@@ -147,17 +148,17 @@ class DevicePlan:
     :class:`aclnn_py.ops.memo.Entry`): the operator version, its phase-1 argument list with every attribute
     in place, where each tensor goes in it, and the layout of the outputs' block.
 
-    ``inputs``: (position, keyword, scalar dtype) of each tensor parameter; ``outputs``: (position, name) of
-    each output the call allocates, in ``layout`` order; ``results``: every output name in result order (an
+    ``inputs``: (position, keyword, scalar dtype) of each tensor parameter; ``fresh``: name -> TensorSpec of
+    each output the call allocates (or takes from ``out=``); ``outputs``: (position, name) of those, in
+    ``layout`` order; ``results``: every output name in result order (an
     in-place argument the caller gave among them); ``signature``: the operator, the outputs' layout and the
     attributes (what :meth:`~aclnn_py.runtime.device.Stream.may_hold_gil` is asked about).
     """
 
-    __slots__ = ("impl", "specs", "template", "inputs", "outputs", "layout", "results", "given", "signature")
+    __slots__ = ("impl", "fresh", "template", "inputs", "outputs", "layout", "results", "given", "signature")
 
     def __init__(self, op: OpDef, args: Mapping[str, Any], specs: Mapping[str, Any], prof: Optional[Profile]) -> None:
         self.impl = impl = implementation(op, args, prof)
-        self.specs = specs
         position = {p.c_name: i for i, p in enumerate(impl.params)}
         c_names = {p.name: p.c_name for p in impl.params}
         constants: Dict[str, Any] = {}
@@ -172,9 +173,10 @@ class DevicePlan:
         self.inputs = tuple(inputs)
         self.template = build_arguments(impl, constants)
         self.given = tuple(p.name for p in op.inputs if p.in_place is not None and args.get(p.name) is not None)
-        fresh = [(n, s) for n, s in specs.items() if n not in self.given]
-        self.outputs = tuple((position[c_names[n]], n) for n, _ in fresh)
-        self.layout = BlockLayout.of([(tuple(s.shape), s.dtype, checked_dtype(s.dtype)[1]) for _, s in fresh])
+        self.fresh = {n: s for n, s in specs.items() if n not in self.given}
+        self.outputs = tuple((position[c_names[n]], n) for n in self.fresh)
+        self.layout = BlockLayout.of([(tuple(s.shape), s.dtype, checked_dtype(s.dtype)[1])
+                                      for s in self.fresh.values()])
         self.results = tuple(specs)
         # the same for every call with these shapes and attributes, even when the call cannot be memoised
         self.signature = (impl.c_name, self.layout, tuple(sorted(constants.items(), key=lambda kv: kv[0])))
@@ -182,7 +184,7 @@ class DevicePlan:
 
 def run_on_device(op: OpDef, args: Mapping[str, Any], plan: DevicePlan, stream: Any, sync: bool,
                   out: Any = None) -> Dict[str, Any]:
-    """Upload the tensor arguments, allocate zero-filled outputs (at ``plan.specs``: name -> TensorSpec), run
+    """Upload the tensor arguments, allocate zero-filled outputs (at ``plan.fresh``: name -> TensorSpec), run
     both phases of the version ``plan`` chose; returns the output DeviceTensors by name (an in-place argument
     such as V4's ``performance_info`` among them: the caller's tensor, or a zeroed one).
 
@@ -208,7 +210,7 @@ def run_on_device(op: OpDef, args: Mapping[str, Any], plan: DevicePlan, stream: 
         if out is None:
             outs = _fresh_outputs(lib, plan, stream, hold)
         else:
-            outs = caller_outputs(op, {n: plan.specs[n] for _, n in plan.outputs}, out)
+            outs = caller_outputs(op, plan.fresh, out)
         for (i, _), t in zip(plan.outputs, outs.values()):
             c_args[i] = t.handle
         reuse = None

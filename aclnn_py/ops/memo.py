@@ -88,15 +88,9 @@ def entry(validator: Callable[..., Any], args: Mapping[str, Any], outputs: Any =
     return found
 
 
-def validate_call(validator: Callable[..., Any], args: Mapping[str, Any], outputs: Any = None,
-                  cann_version: Optional[str] = None) -> Any:
-    """The validator's result for this call, memoised (:func:`entry`)."""
-    return entry(validator, args, outputs, cann_version).layout
-
-
 def clear() -> None:
     """Forget every memoised validation."""
     _memo.clear()
 
 
-__all__ = ["entry", "Entry", "validate_call", "arg_key", "clear", "Uncacheable", "MEMO_MAX", "MEMO_VALUE_BYTES"]
+__all__ = ["entry", "Entry", "arg_key", "clear", "Uncacheable", "MEMO_MAX", "MEMO_VALUE_BYTES"]

@@ -1,12 +1,12 @@
 """The two-phase aclnn call shared by every operator wrapper.
 
-``{op}GetWorkspaceSize(params..., &ws, &executor)``, allocate the workspace, ``{op}(ws_ptr, ws,
-executor, stream)``, then synchronize (or defer the workspace's release to the stream).
+``{op}GetWorkspaceSize(params..., &ws, &executor)``, the workspace (:meth:`Stream.workspace`: an owned
+stream keeps it between calls, any other stream gets a new one released after its next synchronize),
+``{op}(ws_ptr, ws, executor, stream)``, then synchronize.
 
 Hot path: the argument template of each operator (C parameter order, kinds, names) is built once. Two
-opt-in caches, per thread:
-:class:`WorkspaceCache` keeps one workspace per stream across calls instead of an ``aclrtMalloc`` /
-``aclrtFree`` pair per call; :class:`ReuseExecutors` relaunches the executor of an identical call
+opt-in caches, per thread: :class:`WorkspaceCache` keeps one workspace per stream across calls, streams
+this package does not own included; :class:`ReuseExecutors` relaunches the executor of an identical call
 (``aclSetAclOpExecutorRepeatable``) instead of running ``GetWorkspaceSize`` again.
 """
 from __future__ import annotations
@@ -203,15 +203,6 @@ def reuse_key(op_name: str, values: Mapping[str, Any]) -> tuple:
 
 
 # ---- the call -------------------------------------------------------------------------------------------
-def run_two_phase(op_name: str, values: Mapping[str, Any], stream: Optional[Stream], *, sync: bool = True,
-                  reuse: Optional[tuple] = None) -> None:
-    """Run one aclnn operator from its arguments by C parameter name (:func:`build_arguments`); raises the CANN
-    status of the failing phase. Releases what it made. ``reuse``: see :func:`launch`."""
-    op = initialised_library().op(op_name)
-    launch(op, build_arguments(op.spec, values), stream if stream is not None else Stream.default(), sync=sync,
-           reuse=reuse)
-
-
 def launch(op, args: list, stream: Stream, *, sync: bool = True, reuse: Optional[tuple] = None,
            hold: bool = False) -> None:
     """Both phases of bound operator ``op`` (:meth:`CannLibrary.op`) with its phase-1 arguments ``args`` in C
@@ -308,5 +299,5 @@ def _discard_executor(lib, executor) -> None:
         pass
 
 
-__all__ = ["build_arguments", "run_two_phase", "launch", "reuse_key", "WorkspaceCache", "active_workspace_cache",
+__all__ = ["build_arguments", "launch", "reuse_key", "WorkspaceCache", "active_workspace_cache",
            "ReuseExecutors", "active_executor_reuse"]
