@@ -29,6 +29,7 @@ from .stores import FileStore, MemoryStore, MpiStore, PrefixStore, Store, TorchS
 HEARTBEAT_ENV = "ACLNN_PY_HEARTBEAT_TIMEOUT_S"
 DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0
 SESSION_ENV = "ACLNN_SIM_SHM_SESSION"
+EXIT_WAIT_S = 10.0        # at exit, how long a process waits for the others of its job to exit too
 STORE_ENV = "ACLNN_PY_STORE"
 
 
@@ -213,15 +214,19 @@ class Job:
         return PrefixStore(self.store, f"w{n}/"), f"{self.tag}_{n}"
 
     def close(self) -> None:
-        """Post ``exited/<rank>``; the process holding the channel (and, with a simulator session it chose, the
-        first process of each host) waits for every other process to be done; then stop (idempotent)."""
+        """Post ``exited/<rank>`` and wait for every other process to be done: the process holding the channel
+        (and, with a simulator session it chose, the first process of each host) as long as the set-up timeout,
+        the others :data:`EXIT_WAIT_S` at most (torchrun and mpiexec end every process of the job when the first
+        one exits after a failure: the others would be stopped before they report it); then stop (idempotent)."""
         if self._closed:
             return
         self._closed = True
         try:
             self.store.set(f"exited/{self.rank}", f"rank {self.rank}'s process has exited".encode())
             if getattr(self.store, "hosts_server", False) or self._cleans_session():
-                self._wait_for_the_others()
+                self._wait_for_the_others(self._connect_timeout_s, live_ones_too=True)
+            else:
+                self._wait_for_the_others(EXIT_WAIT_S, live_ones_too=False)
             if self._cleans_session():
                 for f in glob.glob(f"/dev/shm/aclnn_sim_{self.session}_*"):
                     _unlink(f)
@@ -237,14 +242,17 @@ class Job:
         local = self.info.local_rank if self.info.local_rank is not None else self.rank
         return self._own_session and local == 0
 
-    def _wait_for_the_others(self) -> None:
-        """Until every other process has exited or stopped beating (one that never beat: for the set-up timeout)."""
+    def _wait_for_the_others(self, timeout_s: float, live_ones_too: bool) -> None:
+        """Until every other process has exited or stopped beating, for ``timeout_s`` at most; then, with
+        ``live_ones_too``, still for those that beat."""
         others = [r for r in range(self.size) if r != self.rank]
-        deadline = time.monotonic() + self._connect_timeout_s
+        deadline = time.monotonic() + timeout_s
         while others:
             done = self.liveness.status(others)
             others = [r for r in others if r not in done]
             if others and time.monotonic() > deadline:
+                if not live_ones_too:
+                    return
                 beating = self.store.get_many([f"beat/{r}" for r in others])
                 others = [r for r in others if f"beat/{r}" in beating]
             time.sleep(0.05)

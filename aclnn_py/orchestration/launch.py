@@ -81,11 +81,6 @@ class _Every:
 
 
 CHECK_INTERVAL_S = 0.05
-# A rank whose function raised waits this long at most for the other ranks of the run to fail too (or end),
-# then this long more before its error leaves ``run``: launchers that end the whole job when one process exits
-# (torchrun, mpiexec) would otherwise stop the others before they report which rank failed.
-PEERS_REPORT_WAIT_S = 5.0
-PEERS_REPORT_GRACE_S = 1.0
 
 
 def _rank_name(p: int, members: Sequence[int]) -> str:
@@ -377,44 +372,20 @@ class ProcessWorld(World):
                 self._context_of(self.rank).bind()
             results[self.rank] = fn(ctx, *args, **kwargs)
             self.rendezvous.depart(self.rank, f"rank {self.rank}'s function returned without joining it")
-            self._left_run()
         except BaseException as e:
             self.last_errors = {self.rank: e}
             reason = f"rank {self.rank} raised {type(e).__name__}: {e}"
-            first = self.rendezvous.aborted is None
             self.rendezvous.abort(RuntimeError(reason))
             # The abort lives in the communicators' shared state: recovering this rank does not clear it while
             # another rank has yet to see its collectives fail (the group restarts once every live rank recovered).
             self._abort_device(reason)
             self._recover_device([self.rank])
-            self._left_run()
-            if first and not isinstance(e, KeyboardInterrupt):
-                self._let_peers_report(ranks)
             raise
         finally:
             acting_as(None)
         if self._device_needs_recovery():      # another rank failed after this one's collectives: done with them
             self._recover_device([self.rank])
         return results
-
-    def _left_run(self) -> None:
-        self.store.set(f"{self.rendezvous.epoch}/left/{self.rank}", b"")
-
-    def _let_peers_report(self, ranks: Sequence[int]) -> None:
-        """Wait until the other ranks of this run have left it (failed, or returned) or their processes are gone,
-        at most :data:`PEERS_REPORT_WAIT_S`, then :data:`PEERS_REPORT_GRACE_S` for them to report."""
-        others = {f"{self.rendezvous.epoch}/left/{r}": r for r in ranks if r != self.rank}
-        due = _Every(CHECK_INTERVAL_S)
-
-        def check(missing: Sequence[str]) -> Optional[BaseException]:
-            gone = self.liveness.gone(sorted({others[k] for k in missing})) if due() else None
-            return None if gone is None else RuntimeError(f"rank {gone[0]}: {gone[1]}")
-
-        try:
-            self.store.wait_many(list(others), PEERS_REPORT_WAIT_S, check)
-        except (TimeoutError, RuntimeError):
-            pass    # a rank stuck in a kernel, or gone: it cannot report, do not keep this one waiting
-        time.sleep(PEERS_REPORT_GRACE_S)
 
     def _context_of(self, rank: int):
         return self._contexts[0]
